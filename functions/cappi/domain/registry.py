@@ -169,16 +169,13 @@ def parse_registry(data: Any, origin: str = "<registry>") -> ClubRegistry:
             continue
         label = f"source {source.name!r} (sources[{index}])"
         if source.name in seen_names:
-            problems.append(
-                f"{label}: field 'name': duplicate of sources[{seen_names[source.name]}]"
-            )
+            problems.append(f"{label}: field 'name': duplicate of sources[{seen_names[source.name]}]")
             continue
         seen_names[source.name] = index
         for club_id in sorted(source.club_ids):
             if club_id in club_owner:
                 problems.append(
-                    f"{label}: field 'club_ids': club {club_id} is already claimed by "
-                    f"source {club_owner[club_id]!r}"
+                    f"{label}: field 'club_ids': club {club_id} is already claimed by source {club_owner[club_id]!r}"
                 )
             else:
                 club_owner[club_id] = source.name
@@ -229,7 +226,9 @@ def _parse_source(raw: Any, index: int, problems: list[str]) -> ClubSource | Non
         headers = {}
     for hname, hvalue in headers.items():
         if not HEADER_NAME.fullmatch(hname) or not isinstance(hvalue, str) or "\n" in hvalue or "\r" in hvalue:
-            problems.append(f"{label}: field 'headers.{hname}': must be a valid header name with a one-line string value")
+            problems.append(
+                f"{label}: field 'headers.{hname}': must be a valid header name with a one-line string value"
+            )
         elif hname.lower() == "authorization" or (auth and auth.header and hname.lower() == auth.header.lower()):
             problems.append(f"{label}: field 'headers.{hname}': credentials belong in the auth block, not in headers")
 
@@ -255,7 +254,9 @@ def _parse_auth(raw: Any, label: str, problems: list[str]) -> ClubAuth | None:
         return None
     kind = raw.get("type")
     if kind not in AUTH_TYPES:
-        problems.append(f"{label}: field 'auth.type': unknown auth type {kind!r} (expected one of {', '.join(AUTH_TYPES)})")
+        problems.append(
+            f"{label}: field 'auth.type': unknown auth type {kind!r} (expected one of {', '.join(AUTH_TYPES)})"
+        )
         return None
     before = len(problems)
     for key in sorted(set(raw) - _AUTH_FIELDS[kind]):

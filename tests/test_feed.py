@@ -1,0 +1,305 @@
+"""Feed parsing and validation: the rules of DESIGN.md section 2, example by example and as properties."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cappi.domain import feed
+from cappi.domain.feed import FeedRejected, parse_feed
+
+
+def doc(*rows: object) -> bytes:
+    return json.dumps({"Result": {"Calls": list(rows)}}).encode()
+
+
+def row(call: object = 1234567, club: object = 212, tech: object = "AB12") -> dict:
+    return {"CallId": call, "ClubId": club, "TechId": tech}
+
+
+def calls_of(parsed: feed.ParsedFeed, club: int, tech: str) -> set:
+    return parsed.by_club[club].get(tech, set())
+
+
+def test_documented_example_with_both_spellings_of_field_names() -> None:
+    body = b"""{"Result": {"Calls": [
+        {"CallId": 8679, "ClubID": 212, "TechID": "ab12"},
+        {"CallId": 9999, "ClubId": 212, "TechId": "AB12"}
+    ]}}"""
+    parsed = parse_feed(body, {212})
+    assert calls_of(parsed, 212, "AB12") == {8679, 9999}
+    assert parsed.rows == 2
+    assert parsed.accepted == 2
+    assert parsed.rejected == {}
+
+
+def test_keys_are_case_insensitive_at_every_level() -> None:
+    body = json.dumps({"result": {"CALLS": [{"callid": 1, "CLUBID": 5, "techid": "x1"}]}}).encode()
+    assert calls_of(parse_feed(body, {5}), 5, "X1") == {1}
+
+
+def test_rows_with_mixed_spellings_in_one_feed() -> None:
+    body = doc(row(1), {"callId": 2, "clubId": 212, "techId": "AB12"}, {"CALLID": 3, "CLUBID": 212, "TECHID": "ab12"})
+    assert calls_of(parse_feed(body, {212}), 212, "AB12") == {1, 2, 3}
+
+
+def test_extra_fields_are_ignored() -> None:
+    body = doc({**row(7), "Status": "open", "Priority": 3})
+    parsed = parse_feed(body, {212})
+    assert calls_of(parsed, 212, "AB12") == {7}
+    assert parsed.rejected == {}
+
+
+def test_field_given_twice_in_different_case_is_ambiguous() -> None:
+    rows = [row(i) for i in range(1, 100)] + [{"CallId": 1, "callid": 2, "ClubId": 212, "TechId": "A"}]
+    parsed = parse_feed(doc(*rows), {212})
+    assert parsed.rejected == {feed.AMBIGUOUS_FIELD: 1}
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (0, 0),
+        (9_999_999, 9_999_999),
+        ("8655R", "8655R"),
+        ("0012", 12),
+        ("08655R", "8655R"),
+        ("1234567", 1234567),
+    ],
+)
+def test_valid_call_ids(call: object, expected: object) -> None:
+    assert calls_of(parse_feed(doc(row(call)), {212}), 212, "AB12") == {expected}
+
+
+@pytest.mark.parametrize(
+    ("call", "reason"),
+    [
+        (10_000_000, feed.CALL_ID_INVALID),
+        (-1, feed.CALL_ID_INVALID),
+        (12.0, feed.CALL_ID_INVALID),
+        (12.5, feed.CALL_ID_INVALID),
+        (True, feed.CALL_ID_INVALID),
+        (None, feed.CALL_ID_MISSING),
+        ("12345678", feed.CALL_ID_INVALID),
+        ("8655r", feed.CALL_ID_INVALID),
+        ("86 55", feed.CALL_ID_INVALID),
+        ("1,234", feed.CALL_ID_INVALID),
+        ("", feed.CALL_ID_INVALID),
+        ([1], feed.CALL_ID_INVALID),
+    ],
+)
+def test_invalid_call_ids_are_rejected_by_reason(call: object, reason: str) -> None:
+    rows = [row(i) for i in range(1, 40)] + [row(call)]
+    parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
+    assert parsed.rejected == {reason: 1}
+    assert parsed.accepted == 39
+
+
+def test_quoted_call_ids_are_accepted_with_a_warning() -> None:
+    parsed = parse_feed(doc(row("8655R"), row(8679)), {212})
+    assert parsed.warnings == {feed.QUOTED_CALL_ID_WARNING: 1}
+
+
+@pytest.mark.parametrize(
+    ("club", "reason"),
+    [
+        (999, feed.CLUB_NOT_OWNED),
+        (0, feed.CLUB_NOT_OWNED),
+        (1000, feed.CLUB_ID_INVALID),
+        (-212, feed.CLUB_ID_INVALID),
+        ("212", feed.CLUB_ID_INVALID),
+        (212.0, feed.CLUB_ID_INVALID),
+        (True, feed.CLUB_ID_INVALID),
+        (None, feed.CLUB_ID_MISSING),
+    ],
+)
+def test_club_ids_outside_the_source_are_rejected(club: object, reason: str) -> None:
+    rows = [row(i) for i in range(1, 40)] + [row(77, club)]
+    parsed = parse_feed(doc(*rows), {212, 213}, max_rejected_ratio=0.5)
+    assert parsed.rejected == {reason: 1}
+    assert 999 not in parsed.by_club
+
+
+def test_missing_fields() -> None:
+    rows = [row(i) for i in range(1, 40)] + [{"ClubId": 212, "TechId": "A"}, {"CallId": 5, "TechId": "A"}]
+    rows.append({"CallId": 5, "ClubId": 212})
+    parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
+    assert parsed.rejected == {feed.CALL_ID_MISSING: 1, feed.CLUB_ID_MISSING: 1, feed.TECH_ID_MISSING: 1}
+
+
+@pytest.mark.parametrize("tech", ["AB12", "ab12", "  ab12 ", "Z", "A" * 32, "0000"])
+def test_valid_tech_ids_are_trimmed_and_upper_cased(tech: str) -> None:
+    parsed = parse_feed(doc(row(1, 212, tech)), {212})
+    assert list(parsed.by_club[212]) == [tech.strip().upper()]
+
+
+@pytest.mark.parametrize(
+    "tech",
+    [
+        "",
+        "   ",
+        "A" * 33,
+        "ab'12",
+        'ab"12',
+        "ab/12",
+        "ab\\12",
+        "ab 12",
+        "ab-12",
+        "ab_12",
+        "ábc",
+        "１２",
+        "ab\n12",
+        12,
+        None,
+    ],
+)
+def test_invalid_tech_ids_are_rejected(tech: object) -> None:
+    rows = [row(i) for i in range(1, 40)] + [row(99, 212, tech)]
+    parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
+    assert parsed.rejected_total == 1
+    assert parsed.accepted == 39
+
+
+def test_duplicates_merge_and_a_call_under_two_techs_stays_with_both() -> None:
+    parsed = parse_feed(doc(row(1, 212, "a1"), row(1, 212, "A1"), row(1, 212, "b2")), {212})
+    assert calls_of(parsed, 212, "A1") == {1}
+    assert calls_of(parsed, 212, "B2") == {1}
+    assert parsed.duplicates == 1
+
+
+def test_every_owned_club_is_present_even_without_calls() -> None:
+    parsed = parse_feed(doc(row(1, 212)), {212, 213})
+    assert parsed.by_club[213] == {}
+
+
+def test_empty_calls_array_is_a_valid_empty_feed() -> None:
+    parsed = parse_feed(doc(), {212})
+    assert parsed.rows == 0
+    assert parsed.by_club == {212: {}}
+
+
+def test_five_percent_of_rows_may_fail_but_not_more() -> None:
+    good = [row(i) for i in range(1, 96)]
+    five_bad = [row(i, 212, "bad/tech") for i in range(5)]
+    assert parse_feed(doc(*good, *five_bad), {212}).rejected_total == 5
+    with pytest.raises(FeedRejected) as caught:
+        parse_feed(doc(*good, *five_bad, row(0, 212, "x y")), {212})
+    assert caught.value.code == "too_many_rejected"
+    assert "tech_id_invalid" in str(caught.value)
+    assert caught.value.parsed is not None
+    assert caught.value.parsed.rejected == {feed.TECH_ID_INVALID: 6}
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b"", "not_json"),
+        (b"   \n", "not_json"),
+        (b"<html><body>502 Bad Gateway</body></html>", "not_json"),
+        (b'{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "Tech', "not_json"),
+        (b"\xff\xfe{}", "not_json"),
+        (b"[]", "bad_shape"),
+        (b"null", "bad_shape"),
+        (b'"Result"', "bad_shape"),
+        (b"{}", "bad_shape"),
+        (b'{"Result": null}', "bad_shape"),
+        (b'{"Result": []}', "bad_shape"),
+        (b'{"Result": {}}', "bad_shape"),
+        (b'{"Result": {"Calls": {}}}', "bad_shape"),
+        (b'{"Result": {"Calls": "none"}}', "bad_shape"),
+        (b'{"Calls": []}', "bad_shape"),
+        (b'{"Result": {"Calls": []}, "result": {"Calls": []}}', "bad_shape"),
+    ],
+)
+def test_documents_of_the_wrong_shape_are_rejected_whole(body: bytes, code: str) -> None:
+    with pytest.raises(FeedRejected) as caught:
+        parse_feed(body, {212})
+    assert caught.value.code == code
+
+
+def test_html_page_is_named_in_the_message() -> None:
+    with pytest.raises(FeedRejected, match="HTML"):
+        parse_feed(b"<!DOCTYPE html><title>Error</title>", {212})
+
+
+def test_utf8_byte_order_mark_is_tolerated() -> None:
+    assert parse_feed(b"\xef\xbb\xbf" + doc(row(5)), {212}).accepted == 1
+
+
+def test_rows_that_are_not_objects() -> None:
+    rows = [row(i) for i in range(1, 40)] + [[1, 212, "A"], "x", None]
+    parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
+    assert parsed.rejected == {feed.ROW_NOT_OBJECT: 3}
+
+
+def test_large_feed_of_over_100000_calls() -> None:
+    rows = [row(i, 212 + i % 3, f"T{i % 25000}") for i in range(120_000)]
+    parsed = parse_feed(doc(*rows), {212, 213, 214})
+    assert parsed.accepted == 120_000
+    pairs = {(212 + i % 3, i % 25000) for i in range(120_000)}
+    assert sum(len(t) for t in parsed.by_club.values()) == len(pairs)
+    assert calls_of(parsed, 213, "T1") == {i for i in range(120_000) if i % 3 == 1 and i % 25000 == 1}
+
+
+# --- properties -----------------------------------------------------------------------------------------------
+
+valid_tech = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=1, max_size=32)
+valid_row = st.fixed_dictionaries(
+    {"CallId": st.integers(0, 9_999_999), "ClubId": st.sampled_from([212, 213]), "TechId": valid_tech}
+)
+junk = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=8,
+)
+any_row = st.one_of(
+    valid_row,
+    st.fixed_dictionaries({"CallId": junk, "ClubId": junk, "TechId": junk}),
+    st.dictionaries(st.sampled_from(["CallId", "callid", "ClubID", "clubid", "TechId", "TECHID", "x"]), junk),
+    junk,
+)
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(valid_row, max_size=60))
+def test_property_valid_rows_are_all_kept_grouped_by_club_and_tech(rows: list[dict]) -> None:
+    parsed = parse_feed(doc(*rows), {212, 213})
+    assert parsed.rejected == {}
+    expected: dict[int, dict[str, set]] = {212: {}, 213: {}}
+    for r in rows:
+        expected[r["ClubId"]].setdefault(r["TechId"].upper(), set()).add(r["CallId"])
+    assert parsed.by_club == expected
+    assert parsed.duplicates == len(rows) - sum(len(c) for t in expected.values() for c in t.values())
+
+
+@settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(any_row, max_size=40))
+def test_property_any_rows_either_parse_consistently_or_reject_whole(rows: list) -> None:
+    try:
+        parsed = parse_feed(doc(*rows), {212, 213})
+    except FeedRejected as exc:
+        assert exc.code == "too_many_rejected"
+        assert exc.parsed is not None
+        assert exc.parsed.rejected_ratio > 0.05
+        return
+    assert parsed.accepted + parsed.rejected_total == parsed.rows == len(rows)
+    assert set(parsed.rejected) <= set(feed.REJECT_REASONS)
+    for club, techs in parsed.by_club.items():
+        assert club in (212, 213)
+        for tech, calls in techs.items():
+            assert tech.isascii() and tech.isalnum() and tech == tech.upper() and 1 <= len(tech) <= 32
+            for call in calls:
+                text = str(call)
+                assert feed.QUOTED_CALL_ID.fullmatch(text)
+
+
+@settings(max_examples=200)
+@given(st.binary(max_size=200))
+def test_property_arbitrary_bytes_never_crash(body: bytes) -> None:
+    try:
+        parse_feed(body, {212})
+    except FeedRejected as exc:
+        assert exc.code in {"not_json", "bad_shape", "too_many_rejected"}
