@@ -1,0 +1,157 @@
+"""One poll of one club source: fetch the feed, validate it, and publish a snapshot per club ID.
+
+A club-side problem (unreachable, slow, non-200, bad document, too many bad rows) is a result, not an exception:
+the published snapshots stay as they are and the caller records metrics. Our own faults (the store failing) raise,
+so the platform's retries apply to them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from cappi.domain.feed import FeedRejected, parse_feed
+from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_club
+from cappi.domain.registry import ClubSource
+from cappi.domain.snapshot import build_club_snapshot
+
+
+class FeedUnavailable(Exception):
+    """The club's feed could not be fetched. Adapters raise subclasses; `code` is stable for metrics."""
+
+    code: str = "unavailable"
+    status: int | None = None
+    attempts: int = 0
+
+
+class FetchedFeed(Protocol):
+    body: bytes
+    attempts: int
+
+
+class FeedFetcher(Protocol):
+    def fetch(self, source: ClubSource) -> FetchedFeed: ...
+
+
+@dataclass(slots=True)
+class PollResult:
+    """Everything one poll learned; the ingest handler turns it into logs, metrics and its return value."""
+
+    source: str
+    status: str  # "ok", "failed" (feed unavailable) or "rejected" (feed unusable)
+    fetched_at_ms: int
+    fetch_seconds: float
+    attempts: int = 0
+    error_code: str | None = None
+    error: str | None = None
+    http_status: int | None = None
+    body_bytes: int = 0
+    rows: int = 0
+    accepted: int = 0
+    rejected: dict[str, int] = field(default_factory=dict)
+    warnings: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    clubs: list[ClubPublishResult] = field(default_factory=list)
+    snapshot_age_s: dict[int, float] = field(default_factory=dict)  # age of what readers see, per club ID
+    parse_seconds: float = 0.0
+    publish_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def rejected_ratio(self) -> float:
+        return sum(self.rejected.values()) / self.rows if self.rows else 0.0
+
+    @property
+    def write_units(self) -> int:
+        return sum(club.write_units for club in self.clubs)
+
+    def count(self, outcome: Outcome) -> int:
+        return sum(1 for club in self.clubs if club.outcome is outcome)
+
+    def summary(self) -> dict:
+        """A JSON-serializable summary (the ingest Lambda's return value)."""
+        data = asdict(self)
+        data["clubs"] = [{**asdict(c), "outcome": c.outcome.value} for c in self.clubs]
+        data["snapshot_age_s"] = {str(k): round(v, 1) for k, v in self.snapshot_age_s.items()}
+        data["rejected_ratio"] = round(self.rejected_ratio, 4)
+        data["write_units"] = self.write_units
+        return data
+
+
+def poll_source(
+    source: ClubSource,
+    fetcher: FeedFetcher,
+    store: SnapshotStore,
+    *,
+    clock: Callable[[], float] = time.time,
+    timer: Callable[[], float] = time.perf_counter,
+) -> PollResult:
+    started = timer()
+    try:
+        fetched = fetcher.fetch(source)
+    except FeedUnavailable as exc:
+        result = PollResult(
+            source=source.name,
+            status="failed",
+            fetched_at_ms=int(clock() * 1000),
+            fetch_seconds=timer() - started,
+            attempts=exc.attempts,
+            error_code=exc.code,
+            error=str(exc),
+            http_status=exc.status,
+        )
+        _record_ages(result, store, source, clock)
+        return result
+
+    fetched_at_ms = int(clock() * 1000)
+    result = PollResult(
+        source=source.name,
+        status="ok",
+        fetched_at_ms=fetched_at_ms,
+        fetch_seconds=timer() - started,
+        attempts=fetched.attempts,
+        body_bytes=len(fetched.body),
+    )
+
+    parse_started = timer()
+    try:
+        parsed = parse_feed(fetched.body, source.club_ids)
+    except FeedRejected as exc:
+        result.status = "rejected"
+        result.error_code = exc.code
+        result.error = str(exc)
+        if exc.parsed is not None:
+            result.rows, result.accepted = exc.parsed.rows, exc.parsed.accepted
+            result.rejected, result.warnings = exc.parsed.rejected, exc.parsed.warnings
+        result.parse_seconds = timer() - parse_started
+        _record_ages(result, store, source, clock)
+        return result
+    result.rows, result.accepted = parsed.rows, parsed.accepted
+    result.rejected, result.warnings = parsed.rejected, parsed.warnings
+    result.duplicates = parsed.duplicates
+    result.parse_seconds = timer() - parse_started
+
+    publish_started = timer()
+    for club_id in sorted(source.club_ids):
+        snapshot = build_club_snapshot(club_id, parsed.by_club.pop(club_id))
+        result.clubs.append(publish_club(store, source.name, snapshot, fetched_at_ms))
+    result.publish_seconds = timer() - publish_started
+    now_ms = clock() * 1000
+    for club in result.clubs:
+        if club.checked_at_ms is not None:
+            result.snapshot_age_s[club.club_id] = max(0.0, (now_ms - club.checked_at_ms) / 1000)
+    return result
+
+
+def _record_ages(result: PollResult, store: SnapshotStore, source: ClubSource, clock: Callable[[], float]) -> None:
+    """After a failed poll, readers still see the last good snapshot; record how old it is."""
+    now_ms = clock() * 1000
+    for club_id in sorted(source.club_ids):
+        pointer = store.current(club_id)
+        if pointer is not None:
+            result.snapshot_age_s[club_id] = max(0.0, (now_ms - pointer.checked_at_ms) / 1000)

@@ -1,0 +1,67 @@
+"""Environment settings, parsed once at cold start into typed objects so a missing variable fails loudly."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+# The deploy bundles the stage's registry next to the package; local mode points elsewhere.
+DEFAULT_CLUBS_FILE = str(Path(__file__).resolve().parent.parent / "clubs.json")
+
+
+class SettingsError(RuntimeError):
+    pass
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"environment variable {name} is required")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"environment variable {name} must be positive, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    table_name: str
+    clubs_file: str
+    fetch_deadline_s: float
+    max_body_bytes: int
+    secrets_max_age_s: float
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
+        return cls(
+            table_name=_required(env, "CAPPI_TABLE_NAME"),
+            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
+            fetch_deadline_s=_float(env, "CAPPI_FETCH_DEADLINE_S", 120.0),
+            max_body_bytes=int(_float(env, "CAPPI_MAX_BODY_BYTES", 50 * 1024 * 1024)),
+            secrets_max_age_s=_float(env, "CAPPI_SECRETS_MAX_AGE_S", 300.0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchSettings:
+    clubs_file: str
+    ingest_function: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> DispatchSettings:
+        return cls(
+            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
+            ingest_function=_required(env, "CAPPI_INGEST_FUNCTION"),
+        )
