@@ -10,8 +10,8 @@ import aws_cdk as cdk
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "functions"))
 
-from infra.config import StageConfig, stages_from_context  # noqa: E402
-from infra.stack import CappiStack  # noqa: E402
+from infra.config import StageConfig, stages_from_context
+from infra.stack import CappiStack
 
 
 def build_app(app: cdk.App | None = None) -> cdk.App:

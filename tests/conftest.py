@@ -32,7 +32,7 @@ def _check_loopback(address: object) -> None:
     if host == "localhost":
         return
     try:
-        if ipaddress.ip_address(host.split("%")[0]).is_loopback:
+        if ipaddress.ip_address(host.split("%", maxsplit=1)[0]).is_loopback:
             return
     except ValueError:
         pass
