@@ -195,9 +195,7 @@ def main() -> None:
     print(f"reference feed: {len(ref):,} bytes, 10,000 calls / 2,500 techs / 3 clubs")
     print(f"  parse+validate+group {parse_ref * 1000:.1f} ms vs json.loads {loads_ref * 1000:.1f} ms: {ratio_ref:.2f}x")
     print(f"100,000-call feed: {len(big):,} bytes")
-    print(
-        f"  parse+validate+group {parse * 1000:.1f} ms vs json.loads {loads * 1000:.1f} ms: {ratio:.2f}x (<= 3.0)"
-    )
+    print(f"  parse+validate+group {parse * 1000:.1f} ms vs json.loads {loads * 1000:.1f} ms: {ratio:.2f}x (<= 3.0)")
 
     units = write_units()
     print(f"write units, first publish of the reference feed: {units['first_wru']}")

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
 from cappi.domain.feed import FeedRejected, parse_feed
-from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_club
+from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_source
 from cappi.domain.registry import ClubSource
 from cappi.domain.snapshot import build_club_snapshot
 
@@ -137,9 +137,9 @@ def poll_source(
     result.parse_seconds = timer() - parse_started
 
     publish_started = timer()
-    for club_id in sorted(source.club_ids):
-        snapshot = build_club_snapshot(club_id, parsed.by_club.pop(club_id))
-        result.clubs.append(publish_club(store, source.name, snapshot, fetched_at_ms))
+    snapshots = [build_club_snapshot(club_id, parsed.by_club.pop(club_id)) for club_id in sorted(source.club_ids)]
+    del parsed
+    result.clubs = publish_source(store, source.name, snapshots, fetched_at_ms)
     result.publish_seconds = timer() - publish_started
     now_ms = clock() * 1000
     for club in result.clubs:
@@ -151,7 +151,8 @@ def poll_source(
 def _record_ages(result: PollResult, store: SnapshotStore, source: ClubSource, clock: Callable[[], float]) -> None:
     """After a failed poll, readers still see the last good snapshot; record how old it is."""
     now_ms = clock() * 1000
+    head = store.head(source.name)
     for club_id in sorted(source.club_ids):
-        pointer = store.current(club_id)
+        pointer = head.clubs.get(club_id) if head else None
         if pointer is not None:
             result.snapshot_age_s[club_id] = max(0.0, (now_ms - pointer.checked_at_ms) / 1000)

@@ -1,9 +1,10 @@
 """When a club's new snapshot becomes what readers see (DESIGN.md section 3).
 
-The store provides atomic primitives (write a version, flip the pointer if newer, mark checked, hold); this module
-decides which to use. It imports no AWS code: the store is anything with the `SnapshotStore` shape.
+The store provides atomic primitives (write a complete version; move a source's head if this poll is newer); this
+module decides what each club's entry in the head becomes. It imports no AWS code: the store is anything with the
+`SnapshotStore` shape.
 
-- Unchanged content (same hash) writes no snapshot data, only the "checked" time on the pointer.
+- Unchanged content (same hash) writes no snapshot data, only the head with its new check time.
 - The sudden-drop guard holds back a snapshot whose call count falls below 10% of a published snapshot of at least
   100 calls; the next poll that still shows the drop confirms it and is published.
 - Versions are written with an expiry `RETENTION_S` ahead, and the current version is renewed whenever less than
@@ -13,7 +14,8 @@ decides which to use. It imports no AWS code: the store is anything with the `Sn
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
@@ -29,31 +31,40 @@ class Outcome(StrEnum):
     PUBLISHED = "published"  # a new version is now current
     UNCHANGED = "unchanged"  # same content as the current version; only the check time moved
     HELD = "held"  # sudden drop: waiting for the next poll to confirm it
-    SUPERSEDED = "superseded"  # an overlapping, later poll already published; this one changed nothing
+    SUPERSEDED = "superseded"  # a later poll of the source already moved the head; this one changed nothing
 
 
 class PointerLike(Protocol):
+    """One club's entry in its source's head (a frozen dataclass in the store adapter)."""
+
+    club_id: int
     version: str
     content_hash: str
-    fetched_at_ms: int
     checked_at_ms: int
     call_count: int
-    held_fetched_at_ms: int | None
     data_expires_at: int
+    held_fetched_at_ms: int | None
+
+
+class HeadLike(Protocol):
+    fetched_at_ms: int
+    clubs: Mapping[int, PointerLike]
+
+
+class VersionLike(Protocol):
+    version: str
+
+    def as_pointer(self, source: str, checked_at_ms: int) -> PointerLike: ...
 
 
 class SnapshotStore(Protocol):
-    def current(self, club_id: int) -> PointerLike | None: ...
+    def head(self, source: str) -> HeadLike | None: ...
 
     def write_version(
         self, source: str, snapshot: ClubSnapshot, fetched_at_ms: int, expires_at: int
-    ) -> tuple[object, int]: ...
+    ) -> tuple[VersionLike, int]: ...
 
-    def flip_pointer(self, ref: object, source: str, checked_at_ms: int) -> tuple[bool, int]: ...
-
-    def mark_checked(self, club_id: int, content_hash: str, fetched_at_ms: int) -> tuple[bool, int]: ...
-
-    def hold(self, club_id: int, content_hash: str, call_count: int, fetched_at_ms: int) -> tuple[bool, int]: ...
+    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, PointerLike]) -> tuple[bool, int]: ...
 
     def extend_expiry(self, pointer: PointerLike, new_expires_at: int) -> int: ...
 
@@ -76,51 +87,89 @@ def drop_guard_applies(published_calls: int, new_calls: int) -> bool:
     return published_calls >= DROP_GUARD_MIN_CALLS and new_calls < published_calls * DROP_GUARD_RATIO
 
 
-def publish_club(store: SnapshotStore, source: str, snapshot: ClubSnapshot, fetched_at_ms: int) -> ClubPublishResult:
-    """Make `snapshot` (fetched at `fetched_at_ms`) what readers see, if the rules allow it."""
+def publish_source(
+    store: SnapshotStore, source: str, snapshots: Iterable[ClubSnapshot], fetched_at_ms: int
+) -> list[ClubPublishResult]:
+    """Make a source's new snapshots (fetched at `fetched_at_ms`) what readers see, as far as the rules allow.
+
+    New versions are written first, then one conditional write of the source's head moves every club at once.
+    If a later poll got there first, nothing readers see changes and every club reports SUPERSEDED (versions
+    written meanwhile are never named by a head and expire through TTL).
+    """
     now_s = fetched_at_ms // 1000
-    current = store.current(snapshot.club_id)
-    units = 0
-    renewed = False
+    head = store.head(source)
+    snapshots = list(snapshots)
+    if head is not None and head.fetched_at_ms >= fetched_at_ms:
+        return [_superseded(s, head.clubs.get(s.club_id), 0) for s in snapshots]
 
-    def result(outcome: Outcome, pointer: PointerLike | None, checked_at_ms: int | None = None) -> ClubPublishResult:
-        return ClubPublishResult(
-            club_id=snapshot.club_id,
-            outcome=outcome,
-            content_hash=snapshot.content_hash,
-            calls=snapshot.call_count,
-            techs=snapshot.tech_count,
-            previous_calls=current.call_count if current else None,
-            version=pointer.version if pointer else None,
-            checked_at_ms=checked_at_ms or (pointer.checked_at_ms if pointer else None),
-            write_units=units,
-            renewed=renewed,
-        )
-
-    if current is not None and current.fetched_at_ms >= fetched_at_ms:
-        return result(Outcome.SUPERSEDED, current)
-
-    if current is not None and current.content_hash == snapshot.content_hash:
-        checked, units = store.mark_checked(snapshot.club_id, snapshot.content_hash, fetched_at_ms)
-        if current.data_expires_at - now_s < RENEW_BELOW_S:
-            units += store.extend_expiry(current, now_s + RETENTION_S)
+    entries: dict[int, PointerLike] = {}
+    decided: list[tuple[ClubSnapshot, Outcome, int, bool]] = []
+    for snapshot in snapshots:
+        current = head.clubs.get(snapshot.club_id) if head else None
+        units, renewed = 0, False
+        if current is not None and current.content_hash == snapshot.content_hash:
+            outcome = Outcome.UNCHANGED
+            entry = replace(
+                current, checked_at_ms=fetched_at_ms, held_hash=None, held_count=None, held_fetched_at_ms=None
+            )
+        elif (
+            current is not None
+            and drop_guard_applies(current.call_count, snapshot.call_count)
+            and current.held_fetched_at_ms is None  # a held poll before this one would confirm the drop
+        ):
+            outcome = Outcome.HELD
+            entry = replace(
+                current,
+                held_hash=snapshot.content_hash,
+                held_count=snapshot.call_count,
+                held_fetched_at_ms=fetched_at_ms,
+            )
+        else:
+            outcome = Outcome.PUBLISHED
+            ref, units = store.write_version(source, snapshot, fetched_at_ms, now_s + RETENTION_S)
+            entry = ref.as_pointer(source, fetched_at_ms)
+        if outcome is not Outcome.PUBLISHED and entry.data_expires_at - now_s < RENEW_BELOW_S:
+            units += store.extend_expiry(entry, now_s + RETENTION_S)
+            entry = replace(entry, data_expires_at=now_s + RETENTION_S)
             renewed = True
-        if checked:
-            return result(Outcome.UNCHANGED, current, fetched_at_ms)
-        return result(Outcome.SUPERSEDED, store.current(snapshot.club_id))
+        entries[snapshot.club_id] = entry
+        decided.append((snapshot, outcome, units, renewed))
 
-    if current is not None and drop_guard_applies(current.call_count, snapshot.call_count):
-        confirmed = current.held_fetched_at_ms is not None and current.held_fetched_at_ms < fetched_at_ms
-        if not confirmed:
-            _held, units = store.hold(snapshot.club_id, snapshot.content_hash, snapshot.call_count, fetched_at_ms)
-            if current.data_expires_at - now_s < RENEW_BELOW_S:
-                units += store.extend_expiry(current, now_s + RETENTION_S)
-                renewed = True
-            return result(Outcome.HELD, current)
+    committed, head_units = store.commit_head(source, fetched_at_ms, entries)
+    results = []
+    for index, (snapshot, outcome, club_units, renewed) in enumerate(decided):
+        units = club_units + (head_units if index == 0 else 0)  # the head write is shared; count it once
+        if not committed:
+            results.append(_superseded(snapshot, None, units))
+            continue
+        entry = entries[snapshot.club_id]
+        previous = head.clubs.get(snapshot.club_id) if head else None
+        results.append(
+            ClubPublishResult(
+                club_id=snapshot.club_id,
+                outcome=outcome,
+                content_hash=snapshot.content_hash,
+                calls=snapshot.call_count,
+                techs=snapshot.tech_count,
+                previous_calls=previous.call_count if previous else None,
+                version=entry.version,
+                checked_at_ms=entry.checked_at_ms,
+                write_units=units,
+                renewed=renewed,
+            )
+        )
+    return results
 
-    ref, units = store.write_version(source, snapshot, fetched_at_ms, now_s + RETENTION_S)
-    flipped, flip_units = store.flip_pointer(ref, source, fetched_at_ms)
-    units += flip_units
-    if flipped:
-        return result(Outcome.PUBLISHED, ref, fetched_at_ms)  # type: ignore[arg-type]
-    return result(Outcome.SUPERSEDED, store.current(snapshot.club_id))
+
+def _superseded(snapshot: ClubSnapshot, current: PointerLike | None, units: int) -> ClubPublishResult:
+    return ClubPublishResult(
+        club_id=snapshot.club_id,
+        outcome=Outcome.SUPERSEDED,
+        content_hash=snapshot.content_hash,
+        calls=snapshot.call_count,
+        techs=snapshot.tech_count,
+        previous_calls=current.call_count if current else None,
+        version=current.version if current else None,
+        checked_at_ms=current.checked_at_ms if current else None,
+        write_units=units,
+    )
