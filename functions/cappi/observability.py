@@ -18,7 +18,14 @@ metrics = Metrics(namespace=NAMESPACE)
 
 def route_library_logs_through(powertools_logger: Logger, *names: str) -> None:
     """Give plain `logging` loggers (the adapters') the handler's structured format and appended keys,
-    so the club's name and IDs appear on their lines too."""
-    from aws_lambda_powertools.logging.utils import copy_config_to_registered_loggers
+    so the club's name and IDs appear on their lines too.
 
-    copy_config_to_registered_loggers(source_logger=powertools_logger, include=set(names))
+    Done by hand: Powertools' copy_config_to_registered_loggers only configures top-level logger names.
+    """
+    import logging
+
+    for name in names:
+        library_logger = logging.getLogger(name)
+        library_logger.handlers = [powertools_logger.registered_handler]
+        library_logger.setLevel(powertools_logger.log_level)
+        library_logger.propagate = False  # no second copy through the root logger

@@ -104,6 +104,11 @@ class ClubRegistry:
         return frozenset(cid for s in self.sources for cid in s.club_ids)
 
     @property
+    def sources_by_club(self) -> dict[int, str]:
+        """Club ID -> name of the source that serves it (where that club's snapshot pointer lives)."""
+        return {club_id: s.name for s in self.sources for club_id in s.club_ids}
+
+    @property
     def secret_names(self) -> tuple[str, ...]:
         return tuple(sorted({s.auth.secret for s in self.sources if s.auth.secret}))
 

@@ -43,11 +43,14 @@ def _wire() -> _Wiring:
         from cappi.adapters.snapshot_store import DynamoSnapshotStore
 
         settings = IngestSettings.from_env()
+        registry = load_registry(settings.clubs_file)
         limits = ClientLimits(deadline=settings.fetch_deadline_s, max_body_bytes=settings.max_body_bytes)
         _wiring = _Wiring(
-            registry=load_registry(settings.clubs_file),
-            fetcher=ClubFeedClient(SecretsManagerSecrets(max_age=settings.secrets_max_age_s), limits),
-            store=DynamoSnapshotStore(boto3.client("dynamodb"), settings.table_name),
+            registry=registry,
+            fetcher=ClubFeedClient(SecretsManagerSecrets(max_age=int(settings.secrets_max_age_s)), limits),
+            store=DynamoSnapshotStore(
+                boto3.client("dynamodb"), settings.table_name, sources_by_club=registry.sources_by_club
+            ),
         )
         route_library_logs_through(logger, "cappi.club_client")
     return _wiring

@@ -1,0 +1,227 @@
+"""The ingest Lambda end to end: a real club feed on loopback, Secrets Manager and DynamoDB on moto."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import boto3
+import pytest
+from club_servers import LoopbackServer, in_turn, respond, serve
+from moto import mock_aws
+
+from cappi.adapters.snapshot_store import DynamoSnapshotStore, create_table
+from cappi.handlers import ingest
+from cappi.handlers.ingest import BadIngestEvent
+
+TABLE = "cappi-ingest-test"
+SECRET_NAME = "cappi/test/clubs/aaa-example"
+SECRET_VALUE = "s3cr3t-Token-Value-4711"
+FEED = "/service/calls/status"
+
+
+def feed(*rows: tuple[int, int, str]) -> bytes:
+    return json.dumps({"Result": {"Calls": [{"CallId": c, "ClubId": k, "TechId": t} for c, k, t in rows]}}).encode()
+
+
+GOOD = feed((8679, 212, "ab12"), (9999, 212, "AB12"), (8655, 213, "cd34"))
+
+
+def context() -> SimpleNamespace:
+    return SimpleNamespace(
+        function_name="cappi-test-ingest",
+        memory_limit_in_mb=1024,
+        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:cappi-test-ingest",
+        aws_request_id="req-ingest-1",
+    )
+
+
+@pytest.fixture
+def club() -> Iterator[LoopbackServer]:
+    with serve() as server:
+        server.route(FEED, respond(body=GOOD))
+        yield server
+
+
+@pytest.fixture
+def aws(tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoSnapshotStore]:
+    registry = {
+        "sources": [
+            {
+                "name": "aaa-example",
+                "club_ids": [212, 213],
+                "base_url": club.base_url,
+                "auth": {"type": "bearer", "secret": SECRET_NAME},
+                "headers": {"Ident": "ClubAssist", "User-Agent": "API Services B2B Partners"},
+            },
+            {
+                "name": "no-secret",
+                "club_ids": [300],
+                "base_url": club.base_url,
+                "auth": {"type": "bearer", "secret": "cappi/test/clubs/never-set"},
+            },
+        ]
+    }
+    clubs_file = tmp_path / "clubs.json"
+    clubs_file.write_text(json.dumps(registry))
+    monkeypatch.setenv("CAPPI_TABLE_NAME", TABLE)
+    monkeypatch.setenv("CAPPI_CLUBS_FILE", str(clubs_file))
+    monkeypatch.setenv("CAPPI_FETCH_DEADLINE_S", "5")
+    monkeypatch.setattr(ingest, "_wiring", None)
+    with mock_aws():
+        dynamodb = boto3.client("dynamodb")
+        create_table(dynamodb, TABLE)
+        boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET_VALUE)
+        yield DynamoSnapshotStore(dynamodb, TABLE, sources_by_club={212: "aaa-example", 213: "aaa-example"})
+    monkeypatch.setattr(ingest, "_wiring", None)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    """What the handler's structured logger writes (its handler keeps the stream it was created with)."""
+    stream = io.StringIO()
+    handler = ingest.logger.registered_handler
+    previous = handler.setStream(stream)
+    yield stream
+    handler.setStream(previous)
+
+
+def run(source: str = "aaa-example") -> dict[str, Any]:
+    return ingest.handler({"source": source, "scheduled_time": "2026-11-27T21:00:00Z"}, context())
+
+
+def printed_json(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
+    lines = []
+    for line in capsys.readouterr().out.splitlines():
+        if line.startswith("{"):
+            lines.append(json.loads(line))
+    return lines
+
+
+def metric_values(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Metric name -> value from the EMF blobs Powertools printed, leaving out the per-reason blobs."""
+    values: dict[str, Any] = {}
+    for record in records:
+        if "Reason" in record:
+            continue
+        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+            for metric in directive["Metrics"]:
+                value = record[metric["Name"]]
+                values[metric["Name"]] = value[0] if isinstance(value, list) and len(value) == 1 else value
+    return values
+
+
+def test_a_good_poll_publishes_with_auth_headers_and_metrics(
+    aws: DynamoSnapshotStore, club: LoopbackServer, capsys: pytest.CaptureFixture[str], log_lines: io.StringIO
+) -> None:
+    result = run()
+
+    assert result["status"] == "ok"
+    assert result["scheduled_time"] == "2026-11-27T21:00:00Z"
+    assert [c["outcome"] for c in result["clubs"]] == ["published", "published"]
+    assert aws.open_calls(212, "AB12").call_ids == ("8679", "9999")
+    assert aws.open_calls(213, "CD34").call_ids == ("8655",)
+    (seen,) = club.requests_to(FEED)
+    assert seen.headers["authorization"] == f"Bearer {SECRET_VALUE}"
+    assert seen.headers["ident"] == "ClubAssist"
+    assert seen.headers["user-agent"] == "API Services B2B Partners"
+
+    records = printed_json(capsys)
+    values = metric_values(records)
+    assert values["FetchSuccess"] == 1.0
+    assert values["FetchFailure"] == 0.0
+    assert values["Calls"] == 3.0
+    assert values["Techs"] == 2.0
+    assert values["SnapshotChanged"] == 2.0
+    assert values["SnapshotAge"] >= 0
+    emf = next(r for r in records if "FetchSuccess" in r)
+    assert emf["Source"] == "aaa-example"
+    logs = [json.loads(line) for line in log_lines.getvalue().splitlines()]
+    assert [r["message"] for r in logs if r["level"] == "INFO"][-1] == "poll done"
+    assert any(r["message"].startswith("club feed aaa-example: GET") for r in logs)  # the client's own line
+    assert all(r["source"] == "aaa-example" and r["club_ids"] == [212, 213] for r in logs)
+    assert SECRET_VALUE not in log_lines.getvalue() + json.dumps(records) + json.dumps(result)
+
+
+def test_an_unchanged_poll_reports_unchanged(aws: DynamoSnapshotStore) -> None:
+    run()
+    again = run()
+    assert [c["outcome"] for c in again["clubs"]] == ["unchanged", "unchanged"]
+    assert again["write_units"] == 1
+
+
+@pytest.mark.parametrize(
+    ("responder", "status", "code"),
+    [
+        (respond(500, b"<html><body>Internal error</body></html>", content_type="text/html"), "failed", "http_status"),
+        (respond(401, b"{}"), "failed", "auth_failed"),
+        (respond(404, b"not here"), "failed", "http_status"),
+        (respond(200, b"<!DOCTYPE html><html>Maintenance</html>", content_type="text/html"), "rejected", "not_json"),
+        (respond(200, b'{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "Tec'), "rejected", "not_json"),
+        (respond(200, b'{"Result": {}}'), "rejected", "bad_shape"),
+        (
+            respond(200, feed(*[(n, 212, "bad/tech") for n in range(10)], (5, 212, "ok1"))),
+            "rejected",
+            "too_many_rejected",
+        ),
+        (respond(200, feed((1, 999, "x"), (2, 999, "y"))), "rejected", "too_many_rejected"),
+    ],
+)
+def test_a_broken_feed_never_erases_open_calls(
+    aws: DynamoSnapshotStore,
+    club: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    responder: Any,
+    status: str,
+    code: str,
+) -> None:
+    run()
+    capsys.readouterr()
+    club.route(FEED, in_turn(responder))
+
+    result = run()
+
+    assert (result["status"], result["error_code"]) == (status, code)
+    assert aws.open_calls(212, "AB12").call_ids == ("8679", "9999")
+    assert aws.open_calls(213, "CD34").call_ids == ("8655",)
+    assert "212" in result["snapshot_age_s"]
+    values = metric_values(printed_json(capsys))
+    assert values["PollSuccess"] == 0.0
+    assert values["FetchFailure"] == float(status == "failed")
+    assert values["FeedRejected"] == float(status == "rejected")
+    assert "SnapshotAge" in values
+
+
+def test_rejected_rows_are_counted_by_reason(
+    aws: DynamoSnapshotStore, club: LoopbackServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [(n, 212, f"T{n}") for n in range(1, 100)] + [(0, 212, "bad tech")]
+    club.route(FEED, respond(body=feed(*rows)))
+
+    result = run()
+
+    assert result["status"] == "ok"
+    assert result["rejected"] == {"tech_id_invalid": 1}
+    records = printed_json(capsys)
+    by_reason = [r for r in records if r.get("Reason") == "tech_id_invalid"]
+    assert by_reason
+    assert by_reason[0]["RejectedRowsByReason"] in (1.0, [1.0])
+    assert by_reason[0]["Source"] == "aaa-example"
+    assert metric_values(records)["RejectedRowRatio"] == 1.0
+
+
+def test_a_missing_secret_is_a_failed_poll_not_a_crash(aws: DynamoSnapshotStore, club: LoopbackServer) -> None:
+    result = run("no-secret")
+    assert (result["status"], result["error_code"]) == ("failed", "secret_missing")
+    assert club.requests_to(FEED) == []
+
+
+def test_our_own_faults_raise_for_lambda_retries(aws: DynamoSnapshotStore) -> None:
+    with pytest.raises(KeyError, match="no club source named 'nope'"):
+        run("nope")
+    with pytest.raises(BadIngestEvent):
+        ingest.handler({"scheduled_time": "x"}, context())
