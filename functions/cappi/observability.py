@@ -13,7 +13,9 @@ from aws_lambda_powertools import Logger, Metrics
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "CAPPI")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "cappi"))
-metrics = Metrics(namespace=NAMESPACE)
+# service="" keeps Powertools from adding a `service` dimension to every metric: alarms and the dashboard key on
+# `Source` (ingest) alone, and a dimension that differs per function would split every series in two.
+metrics = Metrics(namespace=NAMESPACE, service="")
 
 
 def route_library_logs_through(powertools_logger: Logger, *names: str) -> None:
