@@ -65,3 +65,42 @@ class DispatchSettings:
             clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
             ingest_function=_required(env, "CAPPI_INGEST_FUNCTION"),
         )
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    value = raw.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise SettingsError(f"environment variable {name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySettings:
+    """The query Lambda's stage settings (CDK sets them from the stage config; local mode from its own)."""
+
+    table_name: str
+    clubs_file: str
+    required_scope: str  # checked again in the handler, whatever the route's authorizer says
+    club_claim: str  # claim listing the clubs a client may read ("" disables club-level authorization)
+    require_club_claim: bool  # refuse tokens that lack the club claim
+    nested_single_result: bool  # answer one call as [["8679"]], as the integration document's example shows
+    pointer_max_age_s: float  # how long a warm Lambda trusts its cached snapshot pointer (staleness bound)
+    cache_max_age_s: int  # Cache-Control max-age for clients
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> QuerySettings:
+        return cls(
+            table_name=_required(env, "CAPPI_TABLE_NAME"),
+            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
+            required_scope=env.get("CAPPI_REQUIRED_SCOPE", "read:callids").strip() or "read:callids",
+            club_claim=env.get("CAPPI_CLUB_CLAIM", "https://cappi.clubassist.com/clubs").strip(),
+            require_club_claim=_bool(env, "CAPPI_REQUIRE_CLUB_CLAIM", False),
+            nested_single_result=_bool(env, "CAPPI_NESTED_SINGLE_RESULT", False),
+            pointer_max_age_s=_float(env, "CAPPI_POINTER_MAX_AGE_S", 10.0),
+            cache_max_age_s=int(_float(env, "CAPPI_CACHE_MAX_AGE_S", 30.0)),
+        )
