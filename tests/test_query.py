@@ -1,0 +1,203 @@
+"""The query Lambda behind the emulated HTTP API: DESIGN.md section 2's rules for the tester side."""
+
+from __future__ import annotations
+
+import json
+from email.utils import parsedate_to_datetime
+
+import pytest
+from query_support import ALPHA_212, DEFAULT_CLAIMS, FETCHED_AT_MS, Allow, query_api
+
+from cappi.adapters.snapshot_store import SnapshotReadError
+from cappi.domain.publish import publish_source
+from cappi.domain.snapshot import build_club_snapshot
+from cappi.handlers import query
+
+BASE = "/api/CallData/OpenCalls"
+
+
+def test_open_calls_for_a_tech_in_natural_order() -> None:
+    with query_api() as api:
+        response = api.get(f"{BASE}/212/AB12/ids")
+    assert response.status == 200
+    assert response.json() == ["8655R", "8679", "9999"]
+    assert response.header("Content-Type") == "application/json"
+
+
+@pytest.mark.parametrize(("club", "tech"), [("212", "ab12"), ("212", "Ab12"), ("0212"[1:], "AB12")])
+def test_tech_ids_match_case_insensitively(club: str, tech: str) -> None:
+    with query_api() as api:
+        assert api.get(f"{BASE}/{club}/{tech}/ids").json() == ["8655R", "8679", "9999"]
+
+
+def test_club_ids_with_leading_zeros() -> None:
+    with query_api() as api:
+        assert api.get(f"{BASE}/004/xy99/ids").json() == ["7", "8"]
+        assert api.get(f"{BASE}/04/XY99/ids").json() == ["7", "8"]
+
+
+def test_one_and_no_results_are_flat_arrays_by_default() -> None:
+    with query_api() as api:
+        assert api.get(f"{BASE}/212/EF56/ids").json() == ["42"]
+        assert api.get(f"{BASE}/212/NOBODY/ids").json() == []
+
+
+def test_stage_setting_nests_the_one_result_form() -> None:
+    with query_api(nested_single_result=True) as api:
+        assert api.get(f"{BASE}/212/EF56/ids").json() == [["42"]]
+        assert api.get(f"{BASE}/212/AB12/ids").json() == ["8655R", "8679", "9999"]
+        assert api.get(f"{BASE}/212/NOBODY/ids").json() == []
+
+
+def test_unknown_club_is_404_and_a_club_not_polled_yet_is_503() -> None:
+    with query_api() as api:
+        unknown = api.get(f"{BASE}/999/AB12/ids")
+        pending = api.get(f"{BASE}/300/AB12/ids")
+    assert (unknown.status, unknown.json()["error"]) == (404, "unknown_club")
+    assert (pending.status, pending.json()["error"]) == (503, "no_snapshot_yet")
+    assert pending.header("Retry-After") == "60"
+
+
+def test_validators_and_caching_headers() -> None:
+    with query_api() as api:
+        first = api.get(f"{BASE}/212/AB12/ids")
+        etag = first.header("ETag")
+        assert etag
+        assert etag.startswith('"')
+        assert first.header("Cache-Control") == "private, max-age=30"
+        assert parsedate_to_datetime(first.header("Last-Modified")).timestamp() == FETCHED_AT_MS // 1000
+
+        for if_none_match in (etag, f"W/{etag}", f'"nope", {etag}', "*"):
+            again = api.get(f"{BASE}/212/AB12/ids", [("Authorization", "Bearer t"), ("If-None-Match", if_none_match)])
+            assert (again.status, again.body) == (304, b"")
+            assert again.header("ETag") == etag
+        for junk in ('"nope"', "garbage", "W/", ",,,", "x" * 2000):
+            again = api.get(f"{BASE}/212/AB12/ids", [("Authorization", "Bearer t"), ("If-None-Match", junk)])
+            assert again.status == 200
+        other = api.get(f"{BASE}/212/CD34/ids")
+        assert other.header("ETag") != etag
+
+
+def test_a_tech_whose_calls_did_not_change_keeps_its_etag_across_snapshots() -> None:
+    with query_api(pointer_max_age_s=0.0) as api:
+        before = {t: api.get(f"{BASE}/212/{t}/ids").header("ETag") for t in ("AB12", "CD34")}
+        changed = {**ALPHA_212, "CD34": [1234567, 5]}
+        publish_source(api.store, "alpha", [build_club_snapshot(212, changed)], FETCHED_AT_MS + 600_000)
+        api.clock.now += 1
+        after = {t: api.get(f"{BASE}/212/{t}/ids").header("ETag") for t in ("AB12", "CD34")}
+    assert after["AB12"] == before["AB12"]
+    assert after["CD34"] != before["CD34"]
+
+
+def test_a_new_snapshot_is_served_once_the_pointer_cache_ages() -> None:
+    with query_api() as api:
+        assert api.get(f"{BASE}/212/EF56/ids").json() == ["42"]
+        publish_source(api.store, "alpha", [build_club_snapshot(212, {"EF56": [43]})], FETCHED_AT_MS + 600_000)
+        api.clock.now += 9.9
+        assert api.get(f"{BASE}/212/EF56/ids").json() == ["42"]
+        api.clock.now += 0.2
+        assert api.get(f"{BASE}/212/EF56/ids").json() == ["43"]
+
+
+def test_scope_is_checked_again_in_the_handler() -> None:
+    without = {**DEFAULT_CLAIMS, "scope": "openid profile"}
+    with query_api(authorizer=Allow(without)) as api:
+        response = api.get(f"{BASE}/212/AB12/ids")
+    assert (response.status, response.json()["error"]) == (403, "insufficient_scope")
+    assert 'error="insufficient_scope"' in response.header("WWW-Authenticate")
+    with query_api(authorizer=Allow({**DEFAULT_CLAIMS, "scope": "openid read:callids"})) as api:
+        assert api.get(f"{BASE}/212/AB12/ids").status == 200
+
+
+def test_a_route_without_an_authorizer_refuses_everyone() -> None:
+    class NoAuthorizer:
+        def authorize(self, _header: str | None) -> None:
+            raise AssertionError("not called")
+
+    with query_api() as api:
+        api.api.routes[0] = type(api.api.routes[0])("GET", api.api.routes[0].path, query.handler, None)
+        response = api.get(f"{BASE}/212/AB12/ids")
+    assert (response.status, response.json()["error"]) == (401, "unauthorized")
+    assert response.header("WWW-Authenticate").startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    ("claim", "club", "status"),
+    [
+        ("[212 4]", "212", 200),
+        ("[212 4]", "004", 200),
+        ("[4]", "212", 403),
+        ("212", "212", 200),
+        ("212,4", "4", 200),
+        ("[]", "212", 403),
+        ("everything", "212", 403),
+    ],
+)
+def test_club_claim_limits_a_client_to_its_clubs(claim: str, club: str, status: int) -> None:
+    claims = {**DEFAULT_CLAIMS, "https://cappi.clubassist.com/clubs": claim}
+    with query_api(authorizer=Allow(claims)) as api:
+        response = api.get(f"{BASE}/{club}/XY99/ids")
+    assert response.status == status
+    if status == 403:
+        assert response.json()["error"] == "forbidden_club"
+
+
+def test_stage_can_require_the_club_claim() -> None:
+    with query_api(require_club_claim=True) as api:
+        assert api.get(f"{BASE}/212/AB12/ids").json()["error"] == "forbidden_club"
+    claims = {**DEFAULT_CLAIMS, "https://cappi.clubassist.com/clubs": "[212]"}
+    with query_api(authorizer=Allow(claims), require_club_claim=True) as api:
+        assert api.get(f"{BASE}/212/AB12/ids").status == 200
+
+
+def test_a_forbidden_club_is_refused_before_revealing_whether_it_exists() -> None:
+    claims = {**DEFAULT_CLAIMS, "https://cappi.clubassist.com/clubs": "[212]"}
+    with query_api(authorizer=Allow(claims)) as api:
+        assert api.get(f"{BASE}/999/AB12/ids").status == 403
+
+
+def test_storage_trouble_is_a_503_not_a_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    with query_api() as api:
+
+        def broken(*_args: object) -> None:
+            raise SnapshotReadError("reading the head for source 'alpha' in table t failed: ThrottlingException")
+
+        monkeypatch.setattr(api.reader, "open_calls", broken)
+        response = api.get(f"{BASE}/212/AB12/ids")
+    assert (response.status, response.json()["error"]) == (503, "unavailable")
+
+
+def test_an_unexpected_bug_is_a_json_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    with query_api() as api:
+        monkeypatch.setattr(api.reader, "open_calls", lambda *_a: 1 / 0)
+        response = api.get(f"{BASE}/212/AB12/ids")
+    assert (response.status, response.json()["error"]) == (500, "internal_error")
+
+
+def test_logs_carry_request_id_and_client_never_the_token(capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    stream = io.StringIO()
+    previous = query.logger.registered_handler.setStream(stream)
+    try:
+        with query_api() as api:
+            response = api.get(f"{BASE}/212/AB12/ids", [("Authorization", "Bearer sekrit.token.value")])
+    finally:
+        query.logger.registered_handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (line,) = [r for r in lines if r["message"] == "request"]
+    assert line["correlation_id"] == response.header("apigw-requestid")
+    assert line["client"] == "demo-client"
+    assert line["status"] == 200
+    assert "sekrit" not in stream.getvalue() + capsys.readouterr().out
+
+
+def test_requests_are_counted_by_status(capsys: pytest.CaptureFixture[str]) -> None:
+    with query_api() as api:
+        capsys.readouterr()
+        api.get(f"{BASE}/212/AB12/ids")
+        api.get(f"{BASE}/999/AB12/ids")
+    blobs = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith('{"_aws"')]
+    statuses = [(b["Status"], b["Requests"][0] if isinstance(b["Requests"], list) else b["Requests"]) for b in blobs]
+    assert statuses == [("200", 1.0), ("404", 1.0)]
+    assert "SnapshotAgeServed" in blobs[0]
