@@ -1,0 +1,97 @@
+"""The local-mode contract (DESIGN.md section 5): environment variables, read once at start."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_PORT = 3000
+DEFAULT_INTERVAL_S = 600.0
+
+
+class LocalConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class LocalConfig:
+    port: int
+    clubs_file: Path | None  # None: the built-in demo clubs
+    secrets_file: Path | None  # None: the demo secrets (or none, with a custom registry)
+    interval_s: float
+    issuer: str | None  # None: the built-in local issuer
+    audience: str | None  # None: the local base URL
+    clients_file: Path | None  # None: one demo client
+    host: str = "127.0.0.1"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def local_issuer(self) -> str:
+        return f"{self.base_url}/"
+
+    @property
+    def effective_issuer(self) -> str:
+        return self.issuer or self.local_issuer
+
+    @property
+    def effective_audience(self) -> str:
+        return self.audience or self.base_url
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> LocalConfig:
+        def path(name: str) -> Path | None:
+            raw = env.get(name, "").strip()
+            if not raw:
+                return None
+            value = Path(raw).expanduser()
+            if not value.is_file():
+                raise LocalConfigError(f"{name}={raw}: no such file")
+            return value
+
+        port_raw = env.get("CAPPI_PORT", "").strip() or str(DEFAULT_PORT)
+        if not port_raw.isdigit() or not 0 <= int(port_raw) <= 65535:
+            raise LocalConfigError(f"CAPPI_PORT must be a port number (0-65535), got {port_raw!r}")
+        interval_raw = env.get("CAPPI_INGEST_INTERVAL", "").strip() or str(DEFAULT_INTERVAL_S)
+        try:
+            interval = float(interval_raw)
+        except ValueError:
+            raise LocalConfigError(f"CAPPI_INGEST_INTERVAL must be a number of seconds, got {interval_raw!r}") from None
+        if interval < 1:
+            raise LocalConfigError(f"CAPPI_INGEST_INTERVAL must be at least 1 second, got {interval_raw!r}")
+        issuer = env.get("CAPPI_ISSUER", "").strip() or None
+        if issuer and not issuer.endswith("/"):
+            raise LocalConfigError(f"CAPPI_ISSUER must end with '/' as Auth0 issuers do, got {issuer!r}")
+        return cls(
+            port=int(port_raw),
+            clubs_file=path("CAPPI_CLUBS_FILE"),
+            secrets_file=path("CAPPI_SECRETS_FILE"),
+            interval_s=interval,
+            issuer=issuer,
+            audience=env.get("CAPPI_AUDIENCE", "").strip() or None,
+            clients_file=path("CAPPI_CLIENTS_FILE"),
+        )
+
+
+def load_secrets(path: Path) -> dict[str, str]:
+    """CAPPI_SECRETS_FILE: a JSON object of secret name -> value (a string, or an object stored as JSON text)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise LocalConfigError(f"{path}: not a readable JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise LocalConfigError(f"{path}: must be a JSON object of secret name -> value")
+    secrets: dict[str, str] = {}
+    for name, value in data.items():
+        if isinstance(value, str):
+            secrets[name] = value
+        elif isinstance(value, dict):
+            secrets[name] = json.dumps(value)
+        else:
+            raise LocalConfigError(f"{path}: secret {name!r} must be a string or an object")
+    return secrets
