@@ -58,6 +58,15 @@ def test_unknown_club_is_404_and_a_club_not_polled_yet_is_503() -> None:
     assert pending.header("Retry-After") == "60"
 
 
+@pytest.mark.parametrize("epoch", [0, 951782400, 1_795_000_000.9, 4_102_444_799])
+def test_http_dates_match_the_standard_library(epoch: float) -> None:
+    from email.utils import formatdate
+
+    from cappi.domain.query_rules import http_date
+
+    assert http_date(epoch) == formatdate(epoch, usegmt=True)
+
+
 def test_validators_and_caching_headers() -> None:
     with query_api() as api:
         first = api.get(f"{BASE}/212/AB12/ids")

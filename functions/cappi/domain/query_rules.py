@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Mapping, Sequence
 
 from cappi.domain.ids import MAX_TECH_ID_LEN, parse_path_club_id
@@ -70,6 +71,19 @@ def response_body(call_ids: Sequence[str], *, nested_single: bool) -> bytes:
     """A flat JSON array of strings; with `nested_single`, one result is nested as the document's example shows."""
     payload: list = [list(call_ids)] if nested_single and len(call_ids) == 1 else list(call_ids)
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(epoch_s: float) -> str:
+    """RFC 9110 IMF-fixdate. Written out because email.utils costs ~20 ms of Lambda cold start for this one call."""
+    t = time.gmtime(epoch_s)
+    return (
+        f"{_DAYS[t.tm_wday]}, {t.tm_mday:02d} {_MONTHS[t.tm_mon - 1]} {t.tm_year:04d} "
+        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} GMT"
+    )
 
 
 def etag_for(body: bytes) -> str:

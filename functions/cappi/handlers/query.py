@@ -11,7 +11,6 @@ import json
 import re
 import time
 from dataclasses import dataclass
-from email.utils import formatdate
 from typing import Any
 
 import boto3
@@ -190,7 +189,7 @@ def _open_call_ids(club_raw: str, tech_raw: str) -> Response:
     etag = rules.etag_for(body)
     headers = {
         "ETag": etag,
-        "Last-Modified": formatdate(answer.fetched_at_ms / 1000, usegmt=True),
+        "Last-Modified": rules.http_date(answer.fetched_at_ms / 1000),
         "Cache-Control": f"private, max-age={settings.cache_max_age_s}",
     }
     if rules.etag_matches(app.current_event.headers.get("if-none-match"), etag):
