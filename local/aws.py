@@ -20,6 +20,9 @@ class LocalAws:
         self.endpoint_url = ""
 
     def start(self) -> None:
+        import logging
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call would drown the console
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"

@@ -33,8 +33,9 @@ class Gateway:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
-            server_version = "CAPPI-local"
-            sys_version = ""
+
+            def version_string(self) -> str:
+                return "CAPPI-local"
 
             def log_message(self, format: str, *args: object) -> None:
                 pass  # requests are logged by the query handler itself

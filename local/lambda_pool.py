@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import sys
 import threading
 import time
@@ -30,6 +31,8 @@ def _watch_parent(parent: int) -> None:
 
 
 def _worker_start(parent: int, log_path: str, functions_dir: str) -> None:
+    # Ctrl-C reaches the whole process group; local mode itself decides when workers stop (close()).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
     if functions_dir not in sys.path:
         sys.path.insert(0, functions_dir)
