@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,8 +46,13 @@ def request(
     return response.status, response.read()
 
 
-def start_local(port: int, interval: float) -> subprocess.Popen:
-    env = {**os.environ, "CAPPI_PORT": str(port), "CAPPI_INGEST_INTERVAL": str(interval)}
+def start_local(port: int, interval: float, state_dir: Path) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "CAPPI_PORT": str(port),
+        "CAPPI_INGEST_INTERVAL": str(interval),
+        "CAPPI_STATE_DIR": str(state_dir),
+    }
     return subprocess.Popen(
         [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
@@ -119,11 +125,12 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
     from local.issuer import demo_clients
 
     port = free_port()
-    process = start_local(port, args.interval)
+    state_dir = Path(tempfile.mkdtemp(prefix="cappi-load-"))
+    process = start_local(port, args.interval, state_dir)
     try:
         wait_ready(process)
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -140,7 +147,7 @@ def main() -> None:
         assert status == 200, payload
         token = json.loads(payload)["access_token"]
         targets = []
-        registry = json.loads((ROOT / ".local" / "demo-clubs.json").read_text())
+        registry = json.loads((state_dir / "demo-clubs.json").read_text())
         for source in registry["sources"]:
             for club_id in source["club_ids"]:
                 for tech in ("DEMO1", *(f"T{n:04d}" for n in range(200))):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_PORT = 3000
+DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / ".local"
 DEFAULT_INTERVAL_S = 600.0
 
 
@@ -26,6 +27,7 @@ class LocalConfig:
     audience: str | None  # None: the local base URL
     clients_file: Path | None  # None: one demo client
     host: str = "127.0.0.1"
+    state_dir: Path = DEFAULT_STATE_DIR  # logs and the generated demo registry
 
     @property
     def base_url(self) -> str:
@@ -75,6 +77,7 @@ class LocalConfig:
             issuer=issuer,
             audience=env.get("CAPPI_AUDIENCE", "").strip() or None,
             clients_file=path("CAPPI_CLIENTS_FILE"),
+            state_dir=Path(env.get("CAPPI_STATE_DIR", "").strip() or DEFAULT_STATE_DIR),
         )
 
 

@@ -25,7 +25,6 @@ from typing import Any, TextIO
 
 ROOT = Path(__file__).resolve().parent.parent
 FUNCTIONS = ROOT / "functions"
-STATE = ROOT / ".local"
 ROUTE = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
 INGEST_HANDLER = "cappi.handlers.ingest.handler"
 
@@ -52,7 +51,7 @@ class Console:
 def describe_poll(payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> str:
     name = payload.get("source", "?")
     if error is not None:
-        return f"ingest {name}: FAILED in the handler ({type(error).__name__}: {error}); see .local/logs/ingest.log"
+        return f"ingest {name}: FAILED in the handler ({type(error).__name__}: {error}); see logs/ingest.log"
     assert result is not None
     if result["status"] != "ok":
         return (
@@ -112,8 +111,9 @@ def main() -> int:
         return 2
     config = type(config)(**{**config.__dict__, "port": gateway.port}) if config.port == 0 else config
 
-    (STATE / "logs").mkdir(parents=True, exist_ok=True)
-    log_file = open(STATE / "logs" / "cappi.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
+    state = config.state_dir
+    (state / "logs").mkdir(parents=True, exist_ok=True)
+    log_file = open(state / "logs" / "cappi.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     sys.stdout = log_file  # the handlers' JSON logs and metrics; must happen before they are imported
 
     from local.aws import TABLE_NAME, LocalAws
@@ -133,7 +133,7 @@ def main() -> int:
             # Polls every few seconds should still see the clubs change: run their clocks faster to match.
             club_server = ClubFeedServer(demo, host=config.host, time_scale=max(1.0, 60.0 / config.interval_s))
             club_server.start()
-            clubs_file = STATE / "demo-clubs.json"
+            clubs_file = state / "demo-clubs.json"
             clubs_file.write_text(json.dumps(demo.registry(club_server.base_url), indent=2))
             secrets.update(demo.secrets())
         else:
@@ -202,7 +202,7 @@ def main() -> int:
         INGEST_HANDLER,
         workers=max(1, min(4, len(registry.enabled_sources))),
         environment=dict(os.environ),
-        log_path=str(STATE / "logs" / "ingest.log"),
+        log_path=str(state / "logs" / "ingest.log"),
         functions_dir=str(FUNCTIONS),
         on_result=on_result,
     )
@@ -250,7 +250,7 @@ def banner(console: Console, config: Any, registry: Any, *, issuer: Any, aws_url
     for source in registry.sources:
         state = "" if source.enabled else " (disabled)"
         console.say(f"    {source.name}: clubs {sorted(source.club_ids)} at {source.base_url}{state}")
-    console.say(f"  polls every {config.interval_s:g} s (first one now); handler logs in .local/logs/")
+    console.say(f"  polls every {config.interval_s:g} s (first one now); handler logs in {config.state_dir / 'logs'}")
     if issuer is not None:
         console.say("  clients:")
         for client in issuer.clients:

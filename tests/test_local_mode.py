@@ -1,0 +1,356 @@
+"""Local mode end to end: started as `make run` starts it (`python -m local`), on free ports, driven over HTTP."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt_keys as keys
+import pytest
+from club_servers import LoopbackServer, respond, serve
+
+ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.timeout(240)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalMode:
+    process: subprocess.Popen
+    port: int
+    state_dir: Path
+    lines: list[str] = field(default_factory=list)
+
+    def read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, pattern: str, timeout: float = 90.0, after: int = 0) -> re.Match:
+        deadline = time.monotonic() + timeout
+        regex = re.compile(pattern)
+        while time.monotonic() < deadline:
+            for line in self.lines[after:]:
+                found = regex.search(line)
+                if found:
+                    return found
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"never saw {pattern!r}; local mode printed:\n{self.output()}")
+
+    def http(
+        self, method: str, path: str, body: Any = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, dict, Any]:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        payload = body if isinstance(body, (bytes, type(None))) else json.dumps(body).encode()
+        conn.request(method, path, body=payload, headers={"Content-Type": "application/json", **(headers or {})})
+        response = conn.getresponse()
+        raw = response.read()
+        conn.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, json.loads(raw) if raw else None
+
+    def token(self, client_id: str = "cappi-demo-tester", secret: str = "cappi-demo-secret") -> str:
+        status, _, body = self.http(
+            "POST",
+            "/oauth/token",
+            {
+                "client_id": client_id,
+                "client_secret": secret,
+                "audience": f"http://127.0.0.1:{self.port}",
+                "grant_type": "client_credentials",
+            },
+        )
+        assert status == 200, body
+        return body["access_token"]
+
+    def calls(self, club: int, tech: str, token: str) -> tuple[int, Any]:
+        status, _, body = self.http("GET", f"/api/CallData/OpenCalls/{club}/{tech}/ids", None, bearer(token))
+        return status, body
+
+    def children(self) -> list[int]:
+        found = []
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    stat = (entry / "stat").read_text()
+                except OSError:
+                    continue
+                if int(stat.rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                    found.append(int(entry.name))
+        return found
+
+
+def alive(pids: list[int]) -> dict[int, str]:
+    """Which of `pids` still run (zombies do not count), with their command lines."""
+    running = {}
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                running[pid] = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+    return running
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def start(tmp_path: Path) -> Iterator[Any]:
+    started: list[LocalMode] = []
+
+    def run(**env: str) -> LocalMode:
+        port = free_port()
+        state = tmp_path / f"state-{port}"
+        process = subprocess.Popen(
+            [sys.executable, "-m", "local"],
+            cwd=ROOT,
+            env={**os.environ, "CAPPI_PORT": str(port), "CAPPI_STATE_DIR": str(state), **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        local = LocalMode(process, port, state)
+        threading.Thread(target=local.read, daemon=True).start()
+        started.append(local)
+        local.wait_for("Press Ctrl-C to stop")
+        return local
+
+    yield run
+    for local in started:
+        if local.process.poll() is None:
+            local.process.kill()
+            local.process.wait(timeout=10)
+
+
+def control(local: LocalMode, club: str, **body: Any) -> Any:
+    registry = json.loads((local.state_dir / "demo-clubs.json").read_text())
+    base = next(s["base_url"] for s in registry["sources"] if s["name"] == club)
+    host, port = re.match(r"http://([\d.]+):(\d+)/", base).groups()
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.request("POST" if body else "GET", f"/_control/{club}", body=json.dumps(body) if body else None)
+    response = conn.getresponse()
+    data = json.loads(response.read())
+    assert response.status == 200, data
+    return data
+
+
+def next_poll(local: LocalMode, club: str) -> None:
+    mark = len(local.lines)
+    local.wait_for(rf"ingest {club}:", after=mark)
+
+
+def eventually(read: Any, expected: Any, timeout: float = 20.0) -> None:
+    """Readers see a new snapshot within the query Lambda's pointer cache age (1 s in these tests)."""
+    deadline = time.monotonic() + timeout
+    while (got := read()) != expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert got == expected
+
+
+def test_demo_from_token_to_calls_and_through_club_changes_and_outages(start: Any) -> None:
+    clients = {
+        "clients": [
+            {"client_id": "cappi-demo-tester", "client_secret": "cappi-demo-secret", "scopes": ["read:callids"]},
+            {"client_id": "club-213-app", "client_secret": "s3cret-213", "scopes": ["read:callids"], "clubs": [213]},
+        ]
+    }
+    clients_file = Path(os.environ.get("TMPDIR", "/tmp")) / f"cappi-clients-{os.getpid()}.json"
+    clients_file.write_text(json.dumps(clients))
+    local = start(CAPPI_INGEST_INTERVAL="2", CAPPI_CLIENTS_FILE=str(clients_file), CAPPI_POINTER_MAX_AGE_S="1")
+    local.wait_for(r"/api/CallData/OpenCalls/212/DEMO1/ids")  # the printed example: first polls are done
+    output = local.output()
+    assert "client_id cappi-demo-tester" in output
+    assert "curl -s -X POST" in output
+
+    token = local.token()
+    status, calls = local.calls(212, "DEMO1", token)
+    assert status == 200
+    assert calls  # the demo tech always has open calls
+    assert all(re.fullmatch(r"\d{7}", c) for c in calls)
+
+    # The club changes its feed: the next poll publishes it.
+    control(local, "demo-small", calls=[[1111111, 212, "PINNED1"], [2222222, 212, "pinned1"]])
+    next_poll(local, "demo-small")
+    eventually(lambda: local.calls(212, "PINNED1", token), (200, ["1111111", "2222222"]))
+    assert local.calls(212, "DEMO1", token) == (200, [])
+
+    # The club goes down, then serves garbage, then an HTML page: the last good snapshot stays.
+    for mode in ("down", "garbage", "html"):
+        control(local, "demo-small", mode=mode)
+        mark = len(local.lines)
+        local.wait_for(r"ingest demo-small: (failed|rejected)", after=mark)
+        local.wait_for(r"ingest demo-small: (failed|rejected)", after=len(local.lines))
+        time.sleep(1.5)  # past the pointer cache age: what readers see now is what the store holds
+        assert local.calls(212, "PINNED1", token) == (200, ["1111111", "2222222"])
+    control(local, "demo-small", mode="normal")
+
+    # A club-scoped client reads its club and is refused another.
+    scoped = local.token("club-213-app", "s3cret-213")
+    assert local.calls(213, "DEMO1", scoped)[0] == 200
+    status, body = local.calls(212, "DEMO1", scoped)
+    assert (status, body["error"]) == (403, "forbidden_club")
+
+    # The form-encoded token request Auth0 also accepts.
+    conn = http.client.HTTPConnection("127.0.0.1", local.port, timeout=10)
+    form = f"grant_type=client_credentials&client_id=cappi-demo-tester&client_secret=cappi-demo-secret&audience=http://127.0.0.1:{local.port}"
+    conn.request("POST", "/oauth/token", body=form, headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert conn.getresponse().status == 200
+
+    # Ctrl-C stops everything and leaves no process behind.
+    children = local.children()
+    assert children  # the ingest workers
+    local.process.send_signal(signal.SIGINT)
+    assert local.process.wait(timeout=60) == 0
+    deadline = time.monotonic() + 10
+    while alive(children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive(children) == {}
+    assert "cappi local: stopped." in local.output()
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", local.port), timeout=2)
+    clients_file.unlink()
+
+
+@pytest.fixture
+def club_feed() -> Iterator[LoopbackServer]:
+    with serve() as server:
+        server.route("/feed/service/calls/status", respond(body=feed((7654321, 42, "tech9"), (1234567, 42, "TECH9"))))
+        yield server
+
+
+def feed(*rows: tuple[int, int, str]) -> bytes:
+    return json.dumps({"Result": {"Calls": [{"CallId": c, "ClubID": k, "TechID": t} for c, k, t in rows]}}).encode()
+
+
+@pytest.fixture
+def issuer() -> Iterator[tuple[LoopbackServer, keys.RsaKey]]:
+    key = keys.rsa_key("test-issuer-key")
+    with serve() as server:
+        server.route("/.well-known/jwks.json", respond(body=keys.jwks(key)))
+        yield server, key
+
+
+def test_every_contract_variable_with_a_real_club_server_and_another_issuer(
+    start: Any, club_feed: LoopbackServer, issuer: tuple[LoopbackServer, keys.RsaKey], tmp_path: Path
+) -> None:
+    jwks_server, key = issuer
+    issuer_url = jwks_server.base_url + "/"
+    audience = "https://cappi.test.example"
+    registry = tmp_path / "clubs.json"
+    registry.write_text(
+        json.dumps(
+            {
+                "sources": [
+                    {
+                        "name": "my-club",
+                        "club_ids": [42],
+                        "base_url": club_feed.base_url + "/feed",
+                        "auth": {"type": "bearer", "secret": "my/club/token"},
+                    }
+                ]
+            }
+        )
+    )
+    secrets = tmp_path / "secrets.json"
+    secrets.write_text(json.dumps({"my/club/token": "tok-123"}))
+    local = start(
+        CAPPI_CLUBS_FILE=str(registry),
+        CAPPI_SECRETS_FILE=str(secrets),
+        CAPPI_INGEST_INTERVAL="30",
+        CAPPI_ISSUER=issuer_url,
+        CAPPI_AUDIENCE=audience,
+    )
+    local.wait_for(r"ingest my-club: club 42 published \(2 calls, 1 techs\)")
+    assert club_feed.requests_to("/feed/service/calls/status")[0].headers["authorization"] == "Bearer tok-123"
+    assert f"trusted issuer       {issuer_url}" in local.output()
+
+    def sign(**claims: Any) -> str:
+        return key.sign(keys.claims(iss=issuer_url, aud=audience, **claims))
+
+    assert local.calls(42, "tech9", sign()) == (200, ["1234567", "7654321"])
+    now = int(time.time())
+    refused = {
+        "expired": sign(iat=now - 7200, exp=now - 3600),
+        "not yet valid": sign(nbf=now + 3600),
+        "wrong issuer": key.sign(keys.claims(iss="https://stage-clubassist.auth0.com/", aud=audience)),
+        "wrong audience": key.sign(keys.claims(iss=issuer_url, aud=f"http://127.0.0.1:{local.port}")),
+        "unknown key": keys.rsa_key("other").sign(keys.claims(iss=issuer_url, aud=audience)),
+        "forged": keys.rsa_key("test-issuer-key").sign(keys.claims(iss=issuer_url, aud=audience)),
+        "alg none": keys.unsigned({"alg": "none", "kid": "test-issuer-key"}, keys.claims(iss=issuer_url, aud=audience)),
+        "HS256 with public key": keys.hs256_with_secret(
+            {"alg": "HS256", "kid": "test-issuer-key"}, keys.claims(iss=issuer_url, aud=audience), key.public_pem()
+        ),
+        "garbage": "garbage",
+    }
+    for label, token in refused.items():
+        status, headers, body = local.http("GET", "/api/CallData/OpenCalls/42/TECH9/ids", None, bearer(token))
+        assert (status, body) == (401, {"message": "Unauthorized"}), label
+        assert headers["www-authenticate"].startswith("Bearer"), label
+    status, _, body = local.http("GET", "/api/CallData/OpenCalls/42/TECH9/ids")
+    assert (status, body) == (401, {"message": "Unauthorized"})
+    status, _, body = local.http("GET", "/api/CallData/OpenCalls/42/TECH9/ids", None, bearer(sign(scope="openid")))
+    assert (status, body) == (403, {"message": "Forbidden"})
+    status, _, body = local.http("GET", "/nope")
+    assert (status, body) == (404, {"message": "Not Found"})
+    # With another issuer trusted, the local issuer is not served.
+    assert local.http("POST", "/oauth/token", {"grant_type": "client_credentials"})[0] == 404
+
+    local.process.send_signal(signal.SIGINT)
+    assert local.process.wait(timeout=60) == 0
+
+
+def test_bad_settings_fail_fast_with_a_clear_message(tmp_path: Path) -> None:
+    env = {**os.environ, "CAPPI_PORT": str(free_port()), "CAPPI_STATE_DIR": str(tmp_path)}
+    for extra, message in [
+        ({"CAPPI_CLUBS_FILE": str(tmp_path / "missing.json")}, "no such file"),
+        ({"CAPPI_INGEST_INTERVAL": "soon"}, "CAPPI_INGEST_INTERVAL"),
+        ({"CAPPI_ISSUER": "https://no-slash.example"}, "must end with '/'"),
+    ]:
+        done = subprocess.run(
+            [sys.executable, "-m", "local"],
+            cwd=ROOT,
+            env={**env, **extra},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 2
+        assert message in done.stdout + done.stderr
+    bad_registry = tmp_path / "bad.json"
+    bad_registry.write_text(json.dumps({"sources": [{"name": "x", "club_ids": [1], "base_url": "http://example.org"}]}))
+    done = subprocess.run(
+        [sys.executable, "-m", "local"],
+        cwd=ROOT,
+        env={**env, "CAPPI_CLUBS_FILE": str(bad_registry)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert "field 'base_url'" in done.stdout
