@@ -22,7 +22,6 @@ from __future__ import annotations
 import base64
 import gzip
 import hmac
-import ipaddress
 import json
 import math
 import random
@@ -34,6 +33,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
+
+from cappi.domain.registry import is_loopback_host
 
 AUTH_TYPES = ("none", "bearer", "basic", "api_key", "oauth2_client_credentials")
 MODES = ("normal", "down", "garbage", "html", "slow")
@@ -530,7 +531,7 @@ class ClubFeedServer:
         time_scale: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if not _is_loopback(host):
+        if not is_loopback_host(host):
             raise ValueError(f"the simulated clubs listen on loopback only, not {host!r}")
         if time_scale < 0 or not math.isfinite(time_scale):
             raise ValueError("time_scale must be a finite number >= 0")
@@ -740,12 +741,3 @@ def _unbase64(value: str) -> str | None:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -33,7 +33,6 @@ Deliberately stricter than API Gateway: RS256 only (DESIGN.md section 2; AWS acc
 from __future__ import annotations
 
 import binascii
-import ipaddress
 import json
 import logging
 import math
@@ -50,6 +49,8 @@ from urllib.parse import urlsplit
 import jwt
 from jwt import PyJWK
 from jwt.utils import base64url_decode
+
+from cappi.domain.registry import is_loopback_host
 
 log = logging.getLogger(__name__)
 
@@ -107,24 +108,13 @@ DESCRIPTIONS: Final[Mapping[str, str]] = {
 }
 
 
-def _is_loopback_host(host: str | None) -> bool:
-    if not host:
-        return False
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def check_jwks_uri(uri: str) -> None:
     """Refuse a JWKS URL other than https, or plain http on loopback (local mode's issuer): keys fetched in the
     clear from another host could be swapped on the way."""
     parts = urlsplit(uri)
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and _is_loopback_host(parts.hostname):
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
         return
     raise ValueError(f"JWKS URL must be https, or http on a loopback address: {uri!r}")
 
@@ -187,7 +177,7 @@ def fetch_url(
     """GET `uri` and return the body of a 200 answer; raise on anything else, past `timeout_s` or `max_bytes`."""
     check_jwks_uri(uri)
     handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-    if _is_loopback_host(urlsplit(uri).hostname):
+    if is_loopback_host(urlsplit(uri).hostname):
         handlers.append(urllib.request.ProxyHandler({}))  # an HTTP(S)_PROXY must not capture loopback traffic
     opener = urllib.request.build_opener(*handlers)
     headers = {"Accept": "application/json", "User-Agent": "cappi-local"}
