@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test lint format bench clean
+.PHONY: help setup run test lint format bench clean synth diff deploy bootstrap check-stage
 
 help:
 	@echo "make run     set up and run CAPPI locally (local mode)"
@@ -13,6 +13,10 @@ help:
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lint    ruff check and format check"
 	@echo "make format  ruff format and autofix"
+	@echo "make synth   write both stages' CloudFormation templates to cdk.out/ (offline, no AWS account)"
+	@echo "make diff STAGE=stage|prod     compare a stage's stack with what is deployed (AWS credentials)"
+	@echo "make deploy STAGE=stage|prod   deploy a stage's stack (AWS credentials)"
+	@echo "make bootstrap [ENV=aws://ACCOUNT/REGION]   one-time CDK bootstrap of an account and region"
 
 # The virtualenv is rebuilt whenever a requirements file changes.
 $(STAMP): requirements.txt requirements-dev.txt
@@ -34,12 +38,46 @@ format: $(STAMP)
 test: lint
 	$(BIN)/python -m pytest
 
+# Local mode: the whole of CAPPI on loopback (see README "Local mode" for the CAPPI_* variables).
 run: $(STAMP)
-	@echo "Local mode (make run) is not built yet: it is the local-mode issue. Until then, see README.md." >&2
-	@exit 1
+	$(BIN)/python -m local
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis build node_modules
+
+# --- AWS CDK (see README, Operations) ---------------------------------------------------------------------------
+# The CDK CLI comes from package.json/package-lock.json; the app it runs is the Python one in app.py.
+NODE_STAMP := node_modules/.installed
+CDK := node_modules/.bin/cdk
+# jsii's Node end-of-life banner is noise; the CLI's telemetry is off so nothing leaves the machine unasked.
+CDK_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true
+# Synthesis needs no account: skip the CLI's probe of the EC2 metadata service for default credentials.
+SYNTH_ENV := $(CDK_ENV) AWS_EC2_METADATA_DISABLED=true
+STAGES := stage prod
+STACK = Cappi-$(STAGE)
+CDK_ARGS ?=  # e.g. CDK_ARGS="-c prod:alarm_email=ops@example.org" (README, Operations)
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+synth: $(STAMP) $(NODE_STAMP)
+	$(SYNTH_ENV) $(CDK) synth --quiet $(CDK_ARGS)
+	@echo "Templates: $(foreach s,$(STAGES),cdk.out/Cappi-$(s).template.json)"
+
+check-stage:
+	@if [ -z "$(filter $(STAGE),$(STAGES))" ] || [ "$(words $(STAGE))" != 1 ]; then \
+		echo "Say which stage: STAGE=stage or STAGE=prod" >&2; exit 2; fi
+
+# Only the named stage is synthesized, so one stage's configuration never blocks the other's deploy.
+diff: check-stage $(STAMP) $(NODE_STAMP)
+	$(CDK_ENV) $(CDK) diff -c cappi:stages=$(STAGE) $(CDK_ARGS) $(STACK)
+
+deploy: check-stage $(STAMP) $(NODE_STAMP)
+	$(CDK_ENV) $(CDK) deploy -c cappi:stages=$(STAGE) $(CDK_ARGS) $(STACK) --require-approval broadening
+
+bootstrap: $(STAMP) $(NODE_STAMP)
+	$(CDK_ENV) $(CDK) bootstrap $(CDK_ARGS) $(ENV)

@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """CDK entry point: one CAPPI stack per stage named in cdk.json context (`cappi:stages`).
 
-Works offline: no AWS credentials, no Docker, no context lookups. Run by the `cdk` CLI (which passes cdk.json's
-context) or directly with `python app.py` (which reads cdk.json itself), e.g. from tests.
+Works offline: no AWS credentials, no Docker, no context lookups (Lambda assets are built by pip into build/,
+which needs PyPI only the first time). Run by the `cdk` CLI (which passes cdk.json's context) or directly with
+`python app.py` (which reads cdk.json itself), e.g. from tests. cdk-nag runs on every synth, so a finding nobody
+acknowledged stops a deploy as well as the tests.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 import aws_cdk as cdk  # noqa: E402
 
 from infra.config import StageConfig, stages_from_context  # noqa: E402
+from infra.nag import add_nag_checks  # noqa: E402
 from infra.stack import CappiStack  # noqa: E402
 
 
@@ -29,7 +32,9 @@ def build_app(context: dict | None = None, outdir: str | None = None) -> cdk.App
         context = json.loads((ROOT / "cdk.json").read_text())["context"]
     app = cdk.App(context=context, outdir=outdir)
     for stage in stages_from_context(app.node):
-        CappiStack(app, f"Cappi-{stage}", config=StageConfig.from_context(app.node, stage))
+        config = StageConfig.from_context(app.node, stage)
+        CappiStack(app, config.stack_name, config=config)
+    add_nag_checks(app)
     return app
 
 

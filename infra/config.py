@@ -1,14 +1,32 @@
-"""Typed per-stage configuration, built from `cdk.json` context and overridable with `-c key=value`."""
+"""Typed per-stage configuration, built from `cdk.json` context and overridable with `-c <stage>:<key>=<value>`.
+
+`cdk.json` holds each stage's settings under `cappi:<stage>`; a `-c stage:throttle_rate=200` on the command line
+wins over it. Every value is parsed and checked here, and every problem is reported at once, so a typo fails the
+synth with the key's name instead of surfacing as a broken deploy.
+"""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from constructs import Node
 
+from cappi.settings import QuerySettings
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# The query Lambda's own defaults (cappi.settings) are the stage defaults, so the two never disagree.
+_QUERY_DEFAULTS = QuerySettings.from_env({"CAPPI_TABLE_NAME": "unused"})
+# Retention periods CloudWatch Logs accepts, in days.
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922)
+_STAGE_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
+_CERTIFICATE_ARN = re.compile(r"arn:aws[a-z-]*:acm:[a-z0-9-]+:\d{12}:certificate/[A-Za-z0-9-]+")
 
 
 class ConfigError(ValueError):
@@ -18,36 +36,205 @@ class ConfigError(ValueError):
 @dataclass(frozen=True, slots=True)
 class StageConfig:
     stage: str
-    issuer: str
-    audience: str
+    issuer: str  # Auth0 tenant URL with its trailing slash: API Gateway compares `iss` byte for byte
+    audience: str  # the stage's base URL, which Auth0 puts in `aud`
     clubs_file: Path
-    retain_data: bool
+    retain_data: bool  # keep the table, secrets and logs when the stack is deleted (prod)
+    alarm_email: str = ""  # "" = alarms go to the topic only (synth warns)
+    schedule_minutes: int = 10
+    throttle_rate: float = 100.0  # steady requests per second for the whole API
+    throttle_burst: int = 200
+    log_retention_days: int = 30
+    domain_name: str = ""  # optional custom domain for the API
+    certificate_arn: str = ""  # ACM certificate for domain_name, in the stack's region
+    # Query Lambda settings (see cappi.settings.QuerySettings).
+    required_scope: str = _QUERY_DEFAULTS.required_scope
+    club_claim: str = _QUERY_DEFAULTS.club_claim
+    require_club_claim: bool = _QUERY_DEFAULTS.require_club_claim
+    nested_single_result: bool = _QUERY_DEFAULTS.nested_single_result
+    pointer_max_age_s: float = _QUERY_DEFAULTS.pointer_max_age_s
+    cache_max_age_s: int = _QUERY_DEFAULTS.cache_max_age_s
+    # Alarm thresholds.
+    stale_after_s: int = 1800
+    failed_polls_to_alarm: int = 3
+    rejected_ratio_alarm_percent: float = 1.0  # below the 5% at which a whole poll is rejected: warns first
+    api_5xx_alarm_percent: float = 5.0
+    api_p99_alarm_ms: int = 2000
 
     def resource_name(self, suffix: str) -> str:
         return f"cappi-{self.stage}-{suffix}"
 
+    def function_name(self, role: str) -> str:
+        return self.resource_name(role)
+
+    def function_log_group_name(self, role: str) -> str:
+        return f"/aws/lambda/{self.function_name(role)}"
+
+    def alarm_name(self, subject: str, condition: str) -> str:
+        return self.resource_name(f"{subject}-{condition}")
+
+    @property
+    def stack_name(self) -> str:
+        return f"Cappi-{self.stage}"
+
+    @property
+    def schedule_expression(self) -> str:
+        unit = "minute" if self.schedule_minutes == 1 else "minutes"
+        return f"rate({self.schedule_minutes} {unit})"
+
+    @property
+    def custom_domain(self) -> bool:
+        return bool(self.domain_name)
+
     @classmethod
     def from_context(cls, node: Node, stage: str) -> StageConfig:
         raw: dict[str, Any] = dict(node.try_get_context(f"cappi:{stage}") or {})
-        for key in ("issuer", "audience", "clubs_file", "retain_data"):
-            override = node.try_get_context(f"{stage}:{key}")
-            if override is not None:
-                raw[key] = override
-        missing = [k for k in ("issuer", "audience", "clubs_file") if not raw.get(k)]
-        if missing:
-            raise ConfigError(f"stage {stage!r}: missing context {', '.join(missing)} (cdk.json 'cappi:{stage}')")
-        if not str(raw["issuer"]).endswith("/"):
-            raise ConfigError(f"stage {stage!r}: issuer must end with '/' (Auth0 issuers do): {raw['issuer']!r}")
-        retain = raw.get("retain_data", stage == "prod")
-        if isinstance(retain, str):
-            retain = retain.lower() in ("1", "true", "yes")
-        return cls(
-            stage=stage,
-            issuer=str(raw["issuer"]),
-            audience=str(raw["audience"]),
-            clubs_file=ROOT / str(raw["clubs_file"]),
-            retain_data=bool(retain),
-        )
+        prefix = f"{stage}:"
+        # Every `-c <stage>:<key>` counts, known or not, so a mistyped key fails instead of being ignored.
+        for name, value in node.get_all_context().items():
+            if name.startswith(prefix) and value is not None:
+                raw[name.removeprefix(prefix)] = value
+        return cls.from_mapping(stage, raw)
+
+    @classmethod
+    def from_mapping(cls, stage: str, raw: Mapping[str, Any]) -> StageConfig:
+        problems: list[str] = []
+        if not _STAGE_NAME.fullmatch(stage):
+            problems.append("the stage name must be 1-16 lowercase letters and digits, starting with a letter")
+        unknown = sorted(set(raw) - set(_PARSERS))
+        if unknown:
+            problems.append(f"unknown key(s) {', '.join(unknown)} (known: {', '.join(sorted(_PARSERS))})")
+        values: dict[str, Any] = {}
+        for key, parse in _PARSERS.items():
+            if key not in raw or raw[key] is None:
+                continue
+            try:
+                values[key] = parse(raw[key])
+            except (TypeError, ValueError) as exc:
+                problems.append(f"{key}: {exc}")
+        for key in ("issuer", "audience", "clubs_file"):
+            if not values.get(key) and not any(p.startswith(f"{key}:") for p in problems):
+                problems.append(f"{key}: missing")
+        values.setdefault("retain_data", stage == "prod")
+        problems.extend(_cross_checks(values))
+        if problems:
+            where = f"stage {stage!r} (cdk.json 'cappi:{stage}', or -c {stage}:<key>=<value>)"
+            raise ConfigError(f"{where}:\n" + "\n".join(f"  - {p}" for p in problems))
+        return cls(stage=stage, **values)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise ValueError(f"must be a string, got {value!r}")
+    return str(value).strip()
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = _text(value).lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+def _number(kind: type, low: float, high: float) -> Callable[[Any], Any]:
+    def parse(value: Any) -> Any:
+        if isinstance(value, bool):
+            raise ValueError(f"must be a number, got {value!r}")
+        try:
+            number = kind(value) if kind is float else kind(str(value).strip())
+        except (TypeError, ValueError):
+            raise ValueError(f"must be {'a whole' if kind is int else 'a'} number, got {value!r}") from None
+        if not low <= number <= high:
+            raise ValueError(f"must be between {low:g} and {high:g}, got {value!r}")
+        return number
+
+    return parse
+
+
+def _url(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"https://[^\s/]+(/\S*)?", text):
+        raise ValueError(f"must be an https:// URL, got {value!r}")
+    return text
+
+
+def _issuer(value: Any) -> str:
+    text = _url(value)
+    if not text.endswith("/"):
+        raise ValueError(f"must end with '/' (Auth0 issuers do, and API Gateway compares exactly): {value!r}")
+    return text
+
+
+def _clubs_file(value: Any) -> Path:
+    text = _text(value)
+    if not text:
+        raise ValueError("must name the stage's club registry file")
+    return ROOT / text  # an absolute path stays absolute
+
+
+def _retention(value: Any) -> int:
+    days = _number(int, 1, 3653)(value)
+    if days not in LOG_RETENTION_DAYS:
+        raise ValueError(f"must be one of {', '.join(map(str, LOG_RETENTION_DAYS))} days, got {value!r}")
+    return days
+
+
+def _pattern(pattern: re.Pattern[str], what: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value)
+        if text and not pattern.fullmatch(text):
+            raise ValueError(f"must be {what} (or empty), got {value!r}")
+        return text
+
+    return parse
+
+
+def _scope(value: Any) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[!#-\[\]-~]+", text):
+        raise ValueError(f"must be one OAuth scope without spaces, got {value!r}")
+    return text
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "issuer": _issuer,
+    "audience": _url,
+    "clubs_file": _clubs_file,
+    "retain_data": _bool,
+    "alarm_email": _pattern(_EMAIL, "an e-mail address"),
+    "schedule_minutes": _number(int, 1, 60),
+    "throttle_rate": _number(float, 1, 10_000),
+    "throttle_burst": _number(int, 1, 5_000),
+    "log_retention_days": _retention,
+    "domain_name": _pattern(_DOMAIN, "a lowercase domain name"),
+    "certificate_arn": _pattern(_CERTIFICATE_ARN, "an ACM certificate ARN"),
+    "required_scope": _scope,
+    "club_claim": _text,
+    "require_club_claim": _bool,
+    "nested_single_result": _bool,
+    "pointer_max_age_s": _number(float, 0.1, 300),
+    "cache_max_age_s": _number(int, 1, 3600),
+    "stale_after_s": _number(int, 600, 86_400),
+    "failed_polls_to_alarm": _number(int, 1, 24),
+    "rejected_ratio_alarm_percent": _number(float, 0.01, 100),
+    "api_5xx_alarm_percent": _number(float, 0.1, 100),
+    "api_p99_alarm_ms": _number(int, 50, 30_000),
+}
+
+
+def _cross_checks(values: Mapping[str, Any]) -> list[str]:
+    problems = []
+    if bool(values.get("domain_name")) != bool(values.get("certificate_arn")):
+        problems.append("domain_name and certificate_arn: set both for a custom domain, or neither")
+    if values.get("throttle_burst", 200) < values.get("throttle_rate", 100.0):
+        problems.append("throttle_burst: must be at least throttle_rate")
+    if values.get("club_claim") == "" and values.get("require_club_claim"):
+        problems.append("require_club_claim: needs a club_claim to look for")
+    return problems
 
 
 def stages_from_context(node: Node) -> list[str]:

@@ -1,4 +1,8 @@
-"""The CDK app synthesizes offline, and the table matches what the snapshot store expects."""
+"""The CDK app synthesizes offline, and its templates do what CAPPI relies on: the table the snapshot store
+expects, the token checks of the API, the schedule, least-privilege roles and log retention.
+
+Assertions pin behaviour (names, properties, grants), not resource counts.
+"""
 
 from __future__ import annotations
 
@@ -9,22 +13,34 @@ import pytest
 
 pytest.importorskip("aws_cdk")
 
-from aws_cdk.assertions import Match, Template
+from aws_cdk.assertions import Match
+from test_infra_synth import Synth, cdk_context, synth
 
 import app as cdk_app
 from cappi.adapters.snapshot_store import PK, SK, TTL_ATTRIBUTE
-from infra.config import ConfigError
+from cappi.domain.registry import load_registry
+from infra.config import ConfigError, StageConfig
+from infra.functions import FUNCTIONS, INGEST, QUERY
+
+STAGES = ("stage", "prod")
+ISSUERS = {"stage": "https://stage-clubassist.auth0.com/", "prod": "https://prod-clubassist.auth0.com/"}
+AUDIENCES = {"stage": "https://stagecappi.clubassist.com", "prod": "https://cappi.clubassist.com"}
+RETENTION = {"stage": 30, "prod": 90}
+ROUTE_KEY = "GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
+LAMBDA = "AWS::Lambda::Function"
 
 
 @pytest.fixture(scope="module")
-def templates() -> dict[str, Template]:
-    app = cdk_app.build_app()
-    return {stage: Template.from_stack(app.node.find_child(f"Cappi-{stage}")) for stage in ("stage", "prod")}
+def app() -> Synth:
+    return synth()
 
 
-@pytest.mark.parametrize("stage", ["stage", "prod"])
-def test_table_has_the_store_schema_ttl_recovery_and_encryption(templates: dict[str, Template], stage: str) -> None:
-    templates[stage].has_resource_properties(
+# -- storage ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_table_has_the_store_schema_ttl_recovery_and_encryption(app: Synth, stage: str) -> None:
+    app.template(stage).has_resource_properties(
         "AWS::DynamoDB::GlobalTable",
         {
             "TableName": f"cappi-{stage}-snapshots",
@@ -37,24 +53,352 @@ def test_table_has_the_store_schema_ttl_recovery_and_encryption(templates: dict[
     )
 
 
-def test_prod_data_is_retained_and_stage_data_is_not(templates: dict[str, Template]) -> None:
-    templates["prod"].has_resource("AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Retain"})
-    templates["stage"].has_resource("AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Delete"})
+def test_prod_data_is_retained_and_stage_data_is_not(app: Synth) -> None:
+    app.template("prod").has_resource("AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Retain"})
+    app.template("prod").has_resource_properties(
+        "AWS::DynamoDB::GlobalTable", {"Replicas": [Match.object_like({"DeletionProtectionEnabled": True})]}
+    )
+    app.template("stage").has_resource("AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Delete"})
+    for secret in app.resources("prod", "AWS::SecretsManager::Secret").values():
+        assert secret["DeletionPolicy"] == "Retain"
+    for group in app.resources("prod", "AWS::Logs::LogGroup").values():
+        assert group["DeletionPolicy"] == "Retain"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_one_empty_secret_per_registry_secret_name(app: Synth, stage: str) -> None:
+    registry = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json")
+    secrets = app.resources(stage, "AWS::SecretsManager::Secret").values()
+    assert sorted(s["Properties"]["Name"] for s in secrets) == sorted(registry.secret_names)
+    for secret in secrets:
+        # No value and no generator: the template never carries a credential, and a deploy never replaces one.
+        assert "SecretString" not in secret["Properties"]
+        assert "GenerateSecretString" not in secret["Properties"]
+
+
+# -- API -------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_authorizer_trusts_the_stage_issuer_and_audience_from_the_authorization_header(app: Synth, stage: str) -> None:
+    app.template(stage).has_resource_properties(
+        "AWS::ApiGatewayV2::Authorizer",
+        {
+            "AuthorizerType": "JWT",
+            "IdentitySource": ["$request.header.Authorization"],
+            "JwtConfiguration": {"Issuer": ISSUERS[stage], "Audience": [AUDIENCES[stage]]},
+        },
+    )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_single_route_needs_a_jwt_with_read_callids_and_reaches_the_query_function(app: Synth, stage: str) -> None:
+    routes = app.resources(stage, "AWS::ApiGatewayV2::Route")
+    assert [r["Properties"]["RouteKey"] for r in routes.values()] == [ROUTE_KEY]
+    route = next(iter(routes.values()))["Properties"]
+    assert route["AuthorizationType"] == "JWT"
+    assert route["AuthorizationScopes"] == ["read:callids"]
+    assert route["AuthorizerId"] == {"Ref": app.logical_id(stage, "AWS::ApiGatewayV2::Authorizer", Name="auth0")}
+    integration_id = route["Target"]["Fn::Join"][1][1]["Ref"]
+    integration = app.templates[stage]["Resources"][integration_id]["Properties"]
+    assert integration["IntegrationType"] == "AWS_PROXY"
+    assert integration["PayloadFormatVersion"] == "2.0"
+    query = app.logical_id(stage, "AWS::Lambda::Function", FunctionName=f"cappi-{stage}-query")
+    assert integration["IntegrationUri"] == {"Fn::GetAtt": [query, "Arn"]}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_default_stage_throttles_and_writes_json_access_logs_with_the_authorizer_error(app: Synth, stage: str) -> None:
+    stages = app.resources(stage, "AWS::ApiGatewayV2::Stage")
+    assert len(stages) == 1
+    props = next(iter(stages.values()))["Properties"]
+    assert props["StageName"] == "$default"
+    assert props["AutoDeploy"] is True
+    expected = cdk_context()[f"cappi:{stage}"]
+    assert props["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": expected["throttle_rate"],
+        "ThrottlingBurstLimit": expected["throttle_burst"],
+    }
+    log_format = json.loads(props["AccessLogSettings"]["Format"])
+    assert log_format["authorizerError"] == "$context.authorizer.error"
+    assert log_format["requestId"] == "$context.requestId"
+    assert log_format["status"] == "$context.status"
+    assert app.describe(stage, props["AccessLogSettings"]["DestinationArn"]) == (
+        f"AWS::Logs::LogGroup//aws/apigateway/cappi-{stage}-api/access"
+    )
+
+
+def test_no_custom_domain_unless_configured(app: Synth) -> None:
+    for stage in STAGES:
+        assert not app.resources(stage, "AWS::ApiGatewayV2::DomainName")
+
+
+# -- schedule and asynchronous invocation ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_schedule_ticks_dispatch_every_ten_minutes_with_retries_and_a_dead_letter_queue(app: Synth, stage: str) -> None:
+    schedules = list(app.resources(stage, "AWS::Scheduler::Schedule").values())
+    assert len(schedules) == 1
+    props = schedules[0]["Properties"]
+    assert props["ScheduleExpression"] == "rate(10 minutes)"
+    assert props["State"] == "ENABLED"
+    target = props["Target"]
+    assert app.describe(stage, target["Arn"]) == f"AWS::Lambda::Function/cappi-{stage}-dispatch"
+    assert json.loads(target["Input"]) == {"scheduled_time": "<aws.scheduler.scheduled-time>"}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600}
+    assert app.describe(stage, target["DeadLetterConfig"]["Arn"]) == f"AWS::SQS::Queue/cappi-{stage}-dispatch-dlq"
+    role = target["RoleArn"]["Fn::GetAtt"][0]
+    assert app.role_grants(stage, role) == {
+        ("lambda:InvokeFunction", f"AWS::Lambda::Function/cappi-{stage}-dispatch"),
+        *_send_to_queue(f"cappi-{stage}-dispatch-dlq"),
+    }
+    trust = app.templates[stage]["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "scheduler.amazonaws.com"}]
+    assert "aws:SourceAccount" in trust[0]["Condition"]["StringEquals"]
+
+
+@pytest.mark.parametrize(("role", "queue"), [("ingest", "ingest-dlq"), ("dispatch", "dispatch-dlq")])
+def test_async_invocations_retry_within_one_period_then_land_in_a_queue(app: Synth, role: str, queue: str) -> None:
+    function = app.logical_id("stage", "AWS::Lambda::Function", FunctionName=f"cappi-stage-{role}")
+    configs = [
+        c["Properties"]
+        for c in app.resources("stage", "AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": function}
+    ]
+    assert len(configs) == 1
+    assert configs[0]["MaximumRetryAttempts"] == 2
+    assert configs[0]["MaximumEventAgeInSeconds"] == 600
+    destination = configs[0]["DestinationConfig"]["OnFailure"]["Destination"]
+    assert app.describe("stage", destination) == f"AWS::SQS::Queue/cappi-stage-{queue}"
+
+
+def test_queues_are_encrypted_and_refuse_plain_http(app: Synth) -> None:
+    queues = app.resources("stage", "AWS::SQS::Queue")
+    names = {q["Properties"]["QueueName"] for q in queues.values()}
+    assert names >= {"cappi-stage-dispatch-dlq", "cappi-stage-ingest-dlq", "cappi-stage-alarm-delivery-dlq"}
+    for lid, queue in queues.items():
+        assert queue["Properties"]["SqsManagedSseEnabled"] is True
+        policies = [
+            p["Properties"]["PolicyDocument"]["Statement"]
+            for p in app.resources("stage", "AWS::SQS::QueuePolicy").values()
+            if {"Ref": lid} in p["Properties"]["Queues"]
+        ]
+        assert any(
+            s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            for statements in policies
+            for s in statements
+        )
+
+
+# -- functions and roles ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_functions_run_python_3_13_on_arm64_with_explicit_memory_timeout_and_handler(app: Synth, stage: str) -> None:
+    for spec in FUNCTIONS:
+        app.template(stage).has_resource_properties(
+            "AWS::Lambda::Function",
+            {
+                "FunctionName": f"cappi-{stage}-{spec.role}",
+                "Handler": spec.handler,
+                "Runtime": "python3.13",
+                "Architectures": ["arm64"],
+                "MemorySize": spec.memory_mb,
+                "Timeout": spec.timeout_s,
+                "LoggingConfig": {"LogGroup": Match.any_value()},
+            },
+        )
+    assert INGEST.timeout_s >= 120 + 30  # the feed client's default deadline, plus the writes after it
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_function_environments_carry_what_each_settings_class_reads(app: Synth, stage: str) -> None:
+    functions = {
+        spec.role: app.logical_id(stage, LAMBDA, FunctionName=f"cappi-{stage}-{spec.role}") for spec in FUNCTIONS
+    }
+    env = {
+        role: app.templates[stage]["Resources"][lid]["Properties"]["Environment"]["Variables"]
+        for role, lid in functions.items()
+    }
+    table = {"Ref": app.logical_id(stage, "AWS::DynamoDB::GlobalTable", TableName=f"cappi-{stage}-snapshots")}
+    common = {"POWERTOOLS_METRICS_NAMESPACE": "CAPPI", "CAPPI_CLUBS_FILE": "/var/task/clubs.json"}
+    assert env["ingest"] == {**common, "POWERTOOLS_SERVICE_NAME": "cappi-ingest", "CAPPI_TABLE_NAME": table}
+    assert env["dispatch"] == {
+        **common,
+        "POWERTOOLS_SERVICE_NAME": "cappi-dispatch",
+        "CAPPI_INGEST_FUNCTION": {"Ref": functions["ingest"]},
+    }
+    assert env["query"] == {
+        **common,
+        "POWERTOOLS_SERVICE_NAME": "cappi-query",
+        "CAPPI_TABLE_NAME": table,
+        "CAPPI_REQUIRED_SCOPE": "read:callids",
+        "CAPPI_CLUB_CLAIM": "https://cappi.clubassist.com/clubs",
+        "CAPPI_REQUIRE_CLUB_CLAIM": "false",
+        "CAPPI_NESTED_SINGLE_RESULT": "false",
+        "CAPPI_POINTER_MAX_AGE_S": "10",
+        "CAPPI_CACHE_MAX_AGE_S": "30",
+    }
+
+
+def _send_to_queue(name: str) -> set[tuple[str, str]]:
+    return {(a, f"AWS::SQS::Queue/{name}") for a in ("sqs:SendMessage", "sqs:GetQueueAttributes", "sqs:GetQueueUrl")}
+
+
+def _write_logs(function_name: str) -> set[tuple[str, str]]:
+    group = f"AWS::Logs::LogGroup//aws/lambda/{function_name}"
+    return {("logs:CreateLogStream", group), ("logs:PutLogEvents", group)}
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_each_role_holds_exactly_its_grants(app: Synth, stage: str) -> None:
+    table = f"AWS::DynamoDB::GlobalTable/cappi-{stage}-snapshots"
+    secrets = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
+    expected = {
+        "query": {
+            ("dynamodb:GetItem", table),
+            ("dynamodb:Query", table),
+            *_write_logs(f"cappi-{stage}-query"),
+        },
+        "ingest": {
+            *((f"dynamodb:{a}", table) for a in ("GetItem", "Query", "PutItem", "UpdateItem", "BatchWriteItem")),
+            *(("secretsmanager:GetSecretValue", f"AWS::SecretsManager::Secret/{name}") for name in secrets),
+            *_send_to_queue(f"cappi-{stage}-ingest-dlq"),
+            *_write_logs(f"cappi-{stage}-ingest"),
+        },
+        "dispatch": {
+            ("lambda:InvokeFunction", f"AWS::Lambda::Function/cappi-{stage}-ingest"),
+            *_send_to_queue(f"cappi-{stage}-dispatch-dlq"),
+            *_write_logs(f"cappi-{stage}-dispatch"),
+        },
+    }
+    for role, grants in expected.items():
+        role_id = app.function_role(stage, f"cappi-{stage}-{role}")
+        assert app.role_grants(stage, role_id) == grants, role
+        props = app.templates[stage]["Resources"][role_id]["Properties"]
+        assert "ManagedPolicyArns" not in props  # AWSLambdaBasicExecutionRole would write to any log group
+        assert "Policies" not in props
+        trust = props["AssumeRolePolicyDocument"]["Statement"]
+        assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_role_allows_a_wildcard_action_or_resource(app: Synth, stage: str) -> None:
+    for policy in app.resources(stage, "AWS::IAM::Policy").values():
+        for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+            assert "*" not in json.dumps(statement["Action"]), statement
+            assert '"*"' not in json.dumps(statement["Resource"]), statement
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_log_group_keeps_logs_for_the_stage_retention(app: Synth, stage: str) -> None:
+    groups = {
+        g["Properties"]["LogGroupName"]: g["Properties"] for g in app.resources(stage, "AWS::Logs::LogGroup").values()
+    }
+    assert set(groups) == {
+        *(f"/aws/lambda/cappi-{stage}-{spec.role}" for spec in FUNCTIONS),
+        f"/aws/apigateway/cappi-{stage}-api/access",
+    }
+    assert {g["RetentionInDays"] for g in groups.values()} == {RETENTION[stage]}
+    for spec in FUNCTIONS:
+        function = app.templates[stage]["Resources"][
+            app.logical_id(stage, "AWS::Lambda::Function", FunctionName=f"cappi-{stage}-{spec.role}")
+        ]
+        assert app.describe(stage, function["Properties"]["LoggingConfig"]["LogGroup"]) == (
+            f"AWS::Logs::LogGroup//aws/lambda/cappi-{stage}-{spec.role}"
+        )
+
+
+# -- configuration ---------------------------------------------------------------------------------------------
 
 
 def test_a_broken_registry_stops_synthesis(tmp_path: Path) -> None:
     bad = tmp_path / "clubs.json"
     bad.write_text(json.dumps({"sources": [{"name": "x", "club_ids": [1], "base_url": "http://example.org"}]}))
-    context = json.loads((cdk_app.ROOT / "cdk.json").read_text())["context"]
-    context["cappi:stages"] = ["stage"]
-    context["stage:clubs_file"] = str(bad)
+    context = cdk_context(**{"cappi:stages": ["stage"], "stage:clubs_file": str(bad)})
     with pytest.raises(Exception, match="base_url"):
         cdk_app.build_app(context)
 
 
 def test_issuer_without_trailing_slash_is_refused() -> None:
-    context = json.loads((cdk_app.ROOT / "cdk.json").read_text())["context"]
-    context["cappi:stages"] = ["stage"]
-    context["stage:issuer"] = "https://stage-clubassist.auth0.com"
+    context = cdk_context(**{"cappi:stages": ["stage"], "stage:issuer": "https://stage-clubassist.auth0.com"})
     with pytest.raises(ConfigError, match="must end with '/'"):
         cdk_app.build_app(context)
+
+
+def test_a_mistyped_command_line_key_is_refused() -> None:
+    context = cdk_context(**{"cappi:stages": ["stage"], "stage:alarm_mail": "ops@example.org"})
+    with pytest.raises(ConfigError, match=r"unknown key.*alarm_mail"):
+        cdk_app.build_app(context)
+
+
+def test_command_line_overrides_arrive_as_strings_and_are_typed() -> None:
+    base = cdk_context()["cappi:stage"]
+    config = StageConfig.from_mapping(
+        "stage",
+        {
+            **base,
+            "throttle_rate": "75.5",
+            "throttle_burst": "150",
+            "log_retention_days": "14",
+            "require_club_claim": "true",
+            "retain_data": "no",
+            "alarm_email": "ops@example.org",
+        },
+    )
+    assert config.throttle_rate == 75.5
+    assert config.throttle_burst == 150
+    assert config.log_retention_days == 14
+    assert config.require_club_claim is True
+    assert config.retain_data is False
+    assert config.alarm_email == "ops@example.org"
+    assert config.schedule_expression == "rate(10 minutes)"
+    assert config.resource_name("snapshots") == "cappi-stage-snapshots"
+
+
+def test_every_config_problem_is_reported_at_once() -> None:
+    base = cdk_context()["cappi:stage"]
+    with pytest.raises(ConfigError) as caught:
+        StageConfig.from_mapping(
+            "stage",
+            {
+                **base,
+                "log_retention_days": "45",
+                "throttle_rate": "fast",
+                "domain_name": "api.example.org",
+                "alarm_email": "not-an-address",
+                "schedule_minute": 5,
+            },
+        )
+    message = str(caught.value)
+    for key in ("log_retention_days", "throttle_rate", "certificate_arn", "alarm_email", "schedule_minute"):
+        assert key in message
+
+
+def test_prod_retains_data_unless_told_otherwise() -> None:
+    base = {k: v for k, v in cdk_context()["cappi:prod"].items() if k != "retain_data"}
+    assert StageConfig.from_mapping("prod", base).retain_data is True
+    assert StageConfig.from_mapping("stage", base).retain_data is False
+
+
+def test_query_defaults_are_the_query_functions_own(app: Synth) -> None:
+    from cappi.settings import QuerySettings
+
+    defaults = QuerySettings.from_env({"CAPPI_TABLE_NAME": "t"})
+    config = StageConfig.from_mapping("stage", cdk_context()["cappi:stage"])
+    assert (config.required_scope, config.club_claim, config.pointer_max_age_s, config.cache_max_age_s) == (
+        defaults.required_scope,
+        defaults.club_claim,
+        defaults.pointer_max_age_s,
+        defaults.cache_max_age_s,
+    )
+    assert QUERY.service == "cappi-query"
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_outputs_tell_ops_the_url_the_topic_and_the_secrets_to_fill(app: Synth, stage: str) -> None:
+    outputs = app.templates[stage]["Outputs"]
+    assert {"ApiUrl", "AlarmTopicArn", "ClubSecretNames"} <= set(outputs)
+    secrets = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
+    assert outputs["ClubSecretNames"]["Value"] == " ".join(secrets)

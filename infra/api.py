@@ -1,0 +1,159 @@
+"""The read side: an HTTP API whose JWT authorizer checks Auth0 tokens before the query function runs.
+
+API Gateway verifies the token's signature, issuer, audience, expiry and scope; the query function never sees an
+unauthenticated request, which is why it needs no JWT library.
+"""
+
+from __future__ import annotations
+
+import json
+
+import jsii
+from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import aws_apigateway as apigateway_v1
+from aws_cdk import aws_apigatewayv2 as apigateway
+from aws_cdk import aws_certificatemanager as acm
+from aws_cdk import aws_logs as logs
+from aws_cdk.aws_apigatewayv2_authorizers import HttpJwtAuthorizer
+from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.functions import QUERY, CappiFunction, retention
+from infra.nag import acknowledge
+from infra.storage import TABLE_READ_ACTIONS, Storage
+
+ROUTE_PATH = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
+IDENTITY_SOURCE = "$request.header.Authorization"
+
+# One JSON line per request. `authorizerError` says why a token was refused (expired, wrong audience, missing
+# scope), which is what a tester-app developer asks about first; the token itself is never logged.
+ACCESS_LOG_FORMAT = {
+    "requestId": "$context.requestId",
+    "requestTime": "$context.requestTime",
+    "ip": "$context.identity.sourceIp",
+    "userAgent": "$context.identity.userAgent",
+    "method": "$context.httpMethod",
+    "routeKey": "$context.routeKey",
+    "path": "$context.path",
+    "status": "$context.status",
+    "responseLength": "$context.responseLength",
+    "responseLatency": "$context.responseLatency",
+    "integrationLatency": "$context.integrationLatency",
+    "integrationStatus": "$context.integrationStatus",
+    "integrationError": "$context.integrationErrorMessage",
+    "errorMessage": "$context.error.message",
+    "authorizerError": "$context.authorizer.error",
+    "clientId": "$context.authorizer.claims.azp",
+    "subject": "$context.authorizer.claims.sub",
+}
+
+
+@jsii.implements(apigateway.IAccessLogSettings)
+class _AccessLogSettings:
+    def __init__(self, log_group: logs.ILogGroup) -> None:
+        self._destination = apigateway.LogGroupLogDestination(log_group)
+        self._format = apigateway_v1.AccessLogFormat.custom(json.dumps(ACCESS_LOG_FORMAT, separators=(",", ":")))
+
+    @property
+    def destination(self) -> apigateway.IAccessLogDestination:
+        return self._destination
+
+    @property
+    def format(self) -> apigateway_v1.AccessLogFormat:
+        return self._format
+
+
+class QueryApi(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, storage: Storage) -> None:
+        super().__init__(scope, construct_id)
+        self.query = CappiFunction(
+            self,
+            "Query",
+            config=config,
+            spec=QUERY,
+            environment={
+                "CAPPI_TABLE_NAME": storage.table.table_name,
+                "CAPPI_REQUIRED_SCOPE": config.required_scope,
+                "CAPPI_CLUB_CLAIM": config.club_claim,
+                "CAPPI_REQUIRE_CLUB_CLAIM": _flag(config.require_club_claim),
+                "CAPPI_NESTED_SINGLE_RESULT": _flag(config.nested_single_result),
+                "CAPPI_POINTER_MAX_AGE_S": f"{config.pointer_max_age_s:g}",
+                "CAPPI_CACHE_MAX_AGE_S": str(config.cache_max_age_s),
+            },
+        )
+        self.query.allow(TABLE_READ_ACTIONS, [storage.table.table_arn])
+        acknowledge(
+            self.query.function,
+            "Serverless-LambdaDLQ",
+            "Invoked synchronously by API Gateway: a failure is the HTTP response, there is no event to keep.",
+        )
+
+        self.http_api = apigateway.HttpApi(
+            self,
+            "HttpApi",
+            api_name=config.resource_name("api"),
+            description=f"CAPPI open call IDs for tester apps (stage {config.stage})",
+            create_default_stage=False,  # the stage below carries throttling and access logs
+        )
+        self.authorizer = HttpJwtAuthorizer(
+            "Auth0",
+            config.issuer,
+            jwt_audience=[config.audience],
+            identity_source=[IDENTITY_SOURCE],
+            authorizer_name="auth0",
+        )
+        self.http_api.add_routes(
+            path=ROUTE_PATH,
+            methods=[apigateway.HttpMethod.GET],
+            integration=HttpLambdaIntegration(
+                "QueryIntegration",
+                self.query.function,
+                payload_format_version=apigateway.PayloadFormatVersion.VERSION_2_0,
+            ),
+            authorizer=self.authorizer,
+            authorization_scopes=[config.required_scope],
+        )
+
+        self.access_logs = logs.LogGroup(
+            self,
+            "AccessLogs",
+            log_group_name=f"/aws/apigateway/{config.resource_name('api')}/access",
+            retention=retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        self.domain: apigateway.DomainName | None = None
+        if config.custom_domain:
+            self.domain = apigateway.DomainName(
+                self,
+                "Domain",
+                domain_name=config.domain_name,
+                certificate=acm.Certificate.from_certificate_arn(self, "Certificate", config.certificate_arn),
+                security_policy=apigateway.SecurityPolicy.TLS_1_2,
+            )
+        self.stage = apigateway.HttpStage(
+            self,
+            "DefaultStage",
+            http_api=self.http_api,
+            stage_name="$default",
+            auto_deploy=True,
+            throttle=apigateway.ThrottleSettings(rate_limit=config.throttle_rate, burst_limit=config.throttle_burst),
+            access_log_settings=_AccessLogSettings(self.access_logs),
+            domain_mapping=apigateway.DomainMappingOptions(domain_name=self.domain) if self.domain else None,
+        )
+
+        # Plain output names, so ops can read them with `aws cloudformation describe-stacks` (README).
+        CfnOutput(
+            self, "Url", value=self.stage.url, description="Invoke URL of the API (execute-api endpoint)"
+        ).override_logical_id("ApiUrl")
+        if self.domain:
+            CfnOutput(
+                self,
+                "DomainTarget",
+                value=self.domain.regional_domain_name,
+                description=f"Point a CNAME (or alias) for {config.domain_name} at this name",
+            ).override_logical_id("ApiDomainTarget")
+
+
+def _flag(value: bool) -> str:
+    return "true" if value else "false"

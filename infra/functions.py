@@ -1,0 +1,176 @@
+"""The three Lambda functions as data, and one factory that turns a spec into a function with its own role and
+log group. Every function is built the same way; only the spec and the grants differ."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from aws_cdk import AssetHashType, Duration, RemovalPolicy
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from constructs import Construct
+
+from infra.bundling import LAMBDA_PLATFORM, REGISTRY_NAME, Asset, build_asset
+from infra.config import StageConfig
+from infra.nag import acknowledge
+
+RUNTIME = lambda_.Runtime.PYTHON_3_13  # must match bundling.LAMBDA_PYTHON: the wheels are built for it
+ARCHITECTURE = lambda_.Architecture.ARM_64  # must match bundling.LAMBDA_WHEEL_PLATFORM
+METRICS_NAMESPACE = "CAPPI"
+# Lambda unpacks the asset into its task root; the registry sits at the asset's top.
+BUNDLED_CLUBS_FILE = f"/var/task/{REGISTRY_NAME}"
+POWERTOOLS = "aws-lambda-powertools"
+
+
+@dataclass(frozen=True, slots=True)
+class FunctionSpec:
+    role: str  # "dispatch", "ingest" or "query": names the function, its log group and its service
+    handler: str
+    packages: tuple[str, ...]  # third-party distributions its code imports (boto3 comes with the runtime)
+    memory_mb: int
+    timeout_s: int
+    description: str
+
+    @property
+    def module(self) -> str:
+        return self.handler.rsplit(".", 1)[0]
+
+    @property
+    def service(self) -> str:
+        return f"cappi-{self.role}"
+
+
+DISPATCH = FunctionSpec(
+    role="dispatch",
+    handler="cappi.handlers.dispatch.handler",
+    packages=(POWERTOOLS,),
+    memory_mb=256,
+    timeout_s=60,
+    description="Starts one asynchronous ingest per enabled club source on each schedule tick",
+)
+INGEST = FunctionSpec(
+    role="ingest",
+    handler="cappi.handlers.ingest.handler",
+    packages=(POWERTOOLS, "requests"),
+    # A 100,000-call feed is parsed and grouped in memory; more memory also buys CPU for that.
+    memory_mb=1024,
+    # The club fetch alone may take the client's 120 s deadline; the snapshot writes come after it.
+    timeout_s=180,
+    description="Polls one club source, validates its feed and publishes its snapshots",
+)
+QUERY = FunctionSpec(
+    role="query",
+    handler="cappi.handlers.query.handler",
+    packages=(POWERTOOLS,),
+    # Cold starts are on the tester's critical path, and Lambda's CPU share grows with memory.
+    memory_mb=1024,
+    timeout_s=10,
+    description="Answers GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids from the current snapshots",
+)
+FUNCTIONS = (DISPATCH, INGEST, QUERY)
+
+
+@functools.cache
+def lambda_asset(packages: Sequence[str], registry_file: Path) -> Asset:
+    # Cached per process: both stages' stacks and every test app reuse one build per input set.
+    return build_asset(tuple(packages), registry_file, LAMBDA_PLATFORM)
+
+
+class CappiFunction(Construct):
+    """A function of `spec` with a role that starts empty (grants are added by the caller) and a log group with
+    the stage's retention."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        spec: FunctionSpec,
+        environment: Mapping[str, str],
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self.spec = spec
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=config.function_log_group_name(spec.role),
+            retention=retention(config.log_retention_days),
+            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        )
+        # A role of its own, without AWSLambdaBasicExecutionRole: that managed policy may write to every log group.
+        self.role = iam.Role(
+            self,
+            "Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+            description=f"{config.function_name(spec.role)}: least privilege for the {spec.role} function",
+        )
+        self.log_group.grant_write(self.role)
+        asset = lambda_asset(spec.packages, config.clubs_file)
+        self.function = lambda_.Function(
+            self,
+            "Function",
+            function_name=config.function_name(spec.role),
+            description=spec.description,
+            code=lambda_.Code.from_asset(str(asset.path), asset_hash=asset.hash, asset_hash_type=AssetHashType.CUSTOM),
+            handler=spec.handler,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
+            role=self.role,
+            log_group=self.log_group,
+            environment={
+                "POWERTOOLS_SERVICE_NAME": spec.service,
+                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "CAPPI_CLUBS_FILE": BUNDLED_CLUBS_FILE,
+                **environment,
+            },
+        )
+        runtime_reason = (
+            f"Pinned to {RUNTIME.name}: the version the code is tested with and the asset's wheels are built for "
+            "(infra/bundling.py LAMBDA_PYTHON). Moving to a newer Python is a deliberate upgrade of both."
+        )
+        acknowledge(self.function, "AwsSolutions-L1", runtime_reason)
+        acknowledge(self.function, "Serverless-LambdaLatestVersion", runtime_reason)
+        acknowledge(
+            self.function,
+            "Serverless-LambdaTracing",
+            "X-Ray is off on purpose (cappi/observability.py): the Tracer import costs ~0.4 s of cold start, and "
+            "structured logs plus per-source metrics already show each poll and request.",
+        )
+
+    def allow(self, actions: Sequence[str], resources: Sequence[str]) -> None:
+        self.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=list(resources)))
+
+
+_RETENTION = {
+    1: logs.RetentionDays.ONE_DAY,
+    3: logs.RetentionDays.THREE_DAYS,
+    5: logs.RetentionDays.FIVE_DAYS,
+    7: logs.RetentionDays.ONE_WEEK,
+    14: logs.RetentionDays.TWO_WEEKS,
+    30: logs.RetentionDays.ONE_MONTH,
+    60: logs.RetentionDays.TWO_MONTHS,
+    90: logs.RetentionDays.THREE_MONTHS,
+    120: logs.RetentionDays.FOUR_MONTHS,
+    150: logs.RetentionDays.FIVE_MONTHS,
+    180: logs.RetentionDays.SIX_MONTHS,
+    365: logs.RetentionDays.ONE_YEAR,
+    400: logs.RetentionDays.THIRTEEN_MONTHS,
+    545: logs.RetentionDays.EIGHTEEN_MONTHS,
+    731: logs.RetentionDays.TWO_YEARS,
+    1096: logs.RetentionDays.THREE_YEARS,
+    1827: logs.RetentionDays.FIVE_YEARS,
+    2192: logs.RetentionDays.SIX_YEARS,
+    2557: logs.RetentionDays.SEVEN_YEARS,
+    2922: logs.RetentionDays.EIGHT_YEARS,
+}
+
+
+def retention(days: int) -> logs.RetentionDays:
+    return _RETENTION[days]

@@ -1,0 +1,115 @@
+"""The polling side: a schedule ticks the dispatch function, which starts one asynchronous ingest per club source.
+
+Failures end up in two dead-letter queues, one per hop: a tick that never reached dispatch or that dispatch failed
+on (`dispatch-dlq`), and an ingest that raised after its retries (`ingest-dlq`). Club-side trouble is not an
+exception in ingest, so it never lands there: it shows in the per-club metrics and alarms instead.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aws_cdk import Duration, Stack
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda_destinations as destinations
+from aws_cdk import aws_scheduler as scheduler
+from constructs import Construct
+
+from infra.config import StageConfig
+from infra.functions import DISPATCH, INGEST, CappiFunction
+from infra.nag import acknowledge
+from infra.queues import dead_letter_queue
+from infra.storage import SECRET_READ_ACTIONS, TABLE_WRITE_ACTIONS, Storage
+
+# Retrying a stale tick is pointless: the next one polls again. So nothing older than one period is retried.
+ASYNC_RETRIES = 2
+SCHEDULE_RETRIES = 2
+# Dispatch reads the tick's time from `scheduled_time`; Scheduler fills in the placeholder on every tick.
+SCHEDULE_INPUT = {"scheduled_time": "<aws.scheduler.scheduled-time>"}
+
+
+class IngestPipeline(Construct):
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, storage: Storage) -> None:
+        super().__init__(scope, construct_id)
+        period = Duration.minutes(config.schedule_minutes)
+        self.dispatch_dlq = dead_letter_queue(
+            self, config, "dispatch-dlq", holds="schedule ticks that never reached dispatch, and failed dispatches"
+        )
+        self.ingest_dlq = dead_letter_queue(self, config, "ingest-dlq", holds="ingest invocations that raised")
+
+        self.ingest = CappiFunction(
+            self,
+            "Ingest",
+            config=config,
+            spec=INGEST,
+            environment={"CAPPI_TABLE_NAME": storage.table.table_name},
+        )
+        self.ingest.allow(TABLE_WRITE_ACTIONS, [storage.table.table_arn])
+        if storage.secrets:
+            self.ingest.allow(SECRET_READ_ACTIONS, [s.secret_arn for s in storage.secrets.values()])
+        self.ingest.function.configure_async_invoke(
+            retry_attempts=ASYNC_RETRIES,
+            max_event_age=period,
+            on_failure=destinations.SqsDestination(self.ingest_dlq),
+        )
+
+        self.dispatch = CappiFunction(
+            self,
+            "Dispatch",
+            config=config,
+            spec=DISPATCH,
+            environment={"CAPPI_INGEST_FUNCTION": self.ingest.function.function_name},
+        )
+        self.dispatch.allow(["lambda:InvokeFunction"], [self.ingest.function.function_arn])
+        self.dispatch.function.configure_async_invoke(
+            retry_attempts=ASYNC_RETRIES,
+            max_event_age=period,
+            on_failure=destinations.SqsDestination(self.dispatch_dlq),
+        )
+
+        for fn in (self.ingest, self.dispatch):
+            acknowledge(
+                fn.function,
+                "Serverless-LambdaDLQ",
+                "Failed asynchronous invocations go to an on-failure destination (an SQS queue, see "
+                "configure_async_invoke), which records more than a dead-letter queue; the rule only knows the latter.",
+            )
+
+        # The schedule's own role may invoke the dispatch function and write to its dead-letter queue, nothing else.
+        self.schedule_role = iam.Role(
+            self,
+            "ScheduleRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            ),
+            description=f"{config.resource_name('dispatch')} schedule: invokes the dispatch function",
+        )
+        self.schedule_role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.dispatch.function.function_arn])
+        )
+        self.dispatch_dlq.grant_send_messages(self.schedule_role)
+        # The L1 resource: the L2 target grants `<function>:*` as well, which the scheduler never needs.
+        self.schedule = scheduler.CfnSchedule(
+            self,
+            "Schedule",
+            name=config.resource_name("dispatch"),
+            description=f"Polls every club source of stage {config.stage} through the dispatch function",
+            schedule_expression=config.schedule_expression,
+            flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
+            state="ENABLED",
+            target=scheduler.CfnSchedule.TargetProperty(
+                arn=self.dispatch.function.function_arn,
+                role_arn=self.schedule_role.role_arn,
+                input=json.dumps(SCHEDULE_INPUT),
+                retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(
+                    maximum_retry_attempts=SCHEDULE_RETRIES,
+                    maximum_event_age_in_seconds=int(period.to_seconds()),
+                ),
+                dead_letter_config=scheduler.CfnSchedule.DeadLetterConfigProperty(arn=self.dispatch_dlq.queue_arn),
+            ),
+        )
+        # The role's policy must exist before the first tick tries to use it (the role itself is referenced).
+        policy = self.schedule_role.node.try_find_child("DefaultPolicy")
+        if policy is not None:
+            self.schedule.node.add_dependency(policy)
