@@ -44,6 +44,8 @@ run: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/query.py
+	$(BIN)/python bench/local_load.py
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis build node_modules
