@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from infra import bundling
-from infra.bundling import LAMBDA_PLATFORM, Platform, build_asset, install_packages, pins
+from infra.bundling import LAMBDA_PLATFORM, Platform, build_asset, bytecode_compiler, install_packages, pins
 from infra.functions import ARCHITECTURE, FUNCTIONS, QUERY, RUNTIME, FunctionSpec
 
 ROOT = bundling.ROOT
@@ -148,7 +148,9 @@ def test_deployed_assets_hold_arm64_wheels_the_code_and_the_registry_but_not_bot
         assert not (asset / runtime_provided).exists()
     assert (asset / "clubs.json").read_bytes() == STAGE_REGISTRY.read_bytes()
     assert (asset / "cappi" / "handlers" / "ingest.py").is_file()
-    assert not list(asset.rglob("__pycache__")), "bytecode of this machine's Python has no place in the asset"
+    tag = ".cpython-" + LAMBDA_PLATFORM.python.replace(".", "") + ".pyc"
+    foreign = [p for p in asset.rglob("*.pyc") if not p.name.endswith(tag)]
+    assert foreign == [], "bytecode of another Python than the runtime's has no place in the asset"
 
 
 def test_a_rebuild_with_the_same_inputs_reuses_the_cache_and_new_code_reuses_the_packages(
@@ -156,8 +158,12 @@ def test_a_rebuild_with_the_same_inputs_reuses_the_cache_and_new_code_reuses_the
 ) -> None:
     first = build_asset(QUERY.packages, STAGE_REGISTRY, LAMBDA_PLATFORM)
 
-    def no_pip(*args: object, **kwargs: object) -> None:
-        raise AssertionError("pip ran although its inputs did not change")
+    real_run = bundling.subprocess.run
+
+    def no_pip(command: list[str], **kwargs: object) -> object:
+        if "pip" in command:
+            raise AssertionError("pip ran although its inputs did not change")
+        return real_run(command, **kwargs)  # compiling a new asset's bytecode is expected
 
     monkeypatch.setattr(bundling.subprocess, "run", no_pip)
     assert build_asset(QUERY.packages, STAGE_REGISTRY, LAMBDA_PLATFORM) == first
@@ -182,3 +188,16 @@ def test_runtime_and_architecture_match_the_wheels_built() -> None:
     assert RUNTIME.name == f"python{bundling.LAMBDA_PYTHON}"
     assert ARCHITECTURE.name == "arm64"
     assert bundling.LAMBDA_WHEEL_PLATFORM.endswith("_aarch64")
+
+
+@pytest.mark.skipif(bytecode_compiler(LAMBDA_PLATFORM.python) is None, reason="no python3.13 on this machine")
+def test_lambda_assets_carry_bytecode_for_the_runtime_python() -> None:
+    """Lambda's task root is read-only: without .pyc files every cold start compiles every module again."""
+    asset = build_asset(QUERY.packages, STAGE_REGISTRY, LAMBDA_PLATFORM).path
+    tag = "cpython-" + LAMBDA_PLATFORM.python.replace(".", "")
+    for module in ("cappi/handlers/query", "cappi/adapters/snapshot_store", "aws_lambda_powertools/logging/logger"):
+        source = asset / f"{module}.py"
+        compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
+        assert compiled.is_file(), compiled
+        flags = int.from_bytes(compiled.read_bytes()[4:8], "little")
+        assert flags == 0b01, "hash-based and unchecked, so file times lost in the zip do not matter"
