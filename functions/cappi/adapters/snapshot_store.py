@@ -481,26 +481,43 @@ class DynamoSnapshotStore:
         # DynamoDB rejects placeholders an expression does not use, so derive them from the expressions.
         names = _names(*dict.fromkeys(_PLACEHOLDER.findall(f"{expression} {condition}")))
         values = {f":{a}": v for a, v in set_values.items()} | dict(condition_values or {})
+        return self._conditional(
+            "update_item",
+            what,
+            club_id,
+            lambda old: _apply_update(old, set_values, remove),
+            Key=_key(club_id, sk),
+            UpdateExpression=expression,
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues=values,
+        )
+
+    def _conditional(
+        self,
+        operation: str,
+        what: str,
+        subject: int | str,
+        after: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+        **kwargs: Any,
+    ) -> tuple[bool, int]:
+        """A conditional PutItem/UpdateItem: (applied, write units), where a write costs the larger of the item
+        before and `after(before)`, and a refused one still costs the existing item's size."""
         try:
             response = self._write(
-                "update_item",
+                operation,
                 what,
-                club_id,
-                Key=_key(club_id, sk),
-                UpdateExpression=expression,
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues=values,
+                subject,
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 ReturnConsumedCapacity="TOTAL",
+                **kwargs,
             )
         except ClientError as exc:
             existing = exc.response.get("Item")
             return False, write_units(item_size(existing) if existing else 0)
         old = response.get("Attributes", {})
-        new = _apply_update(old, set_values, remove)
-        return True, write_units(max(item_size(old), item_size(new)))
+        return True, write_units(max(item_size(old), item_size(after(old))))
 
     # -- heads -------------------------------------------------------------------------------------------------------
 
@@ -529,24 +546,16 @@ class DynamoSnapshotStore:
         write_version) before this call. Returns (False, units) when refused; a refused write still costs units.
         """
         item = _head_item(source, fetched_at_ms, clubs)
-        try:
-            response = self._write(
-                "put_item",
-                "moving the head",
-                source,
-                Item=item,
-                ConditionExpression="attribute_not_exists(#pk) OR #fetched_at < :t",
-                ExpressionAttributeNames=_names(PK, "fetched_at"),
-                ExpressionAttributeValues={":t": _n(fetched_at_ms)},
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                ReturnConsumedCapacity="TOTAL",
-            )
-        except ClientError as exc:
-            existing = exc.response.get("Item")
-            return False, write_units(item_size(existing) if existing else 0)
-        old = response.get("Attributes", {})
-        return True, write_units(max(item_size(old), item_size(item)))
+        return self._conditional(
+            "put_item",
+            "moving the head",
+            source,
+            lambda _old: item,
+            Item=item,
+            ConditionExpression="attribute_not_exists(#pk) OR #fetched_at < :t",
+            ExpressionAttributeNames=_names(PK, "fetched_at"),
+            ExpressionAttributeValues={":t": _n(fetched_at_ms)},
+        )
 
     def current(self, club_id: int, *, consistent: bool = True) -> Pointer | None:
         """The club's pointer, or None when no known source serves it or nothing was published for it yet."""
