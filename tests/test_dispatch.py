@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from types import SimpleNamespace
 
 import boto3
 import pytest
@@ -14,6 +13,7 @@ from botocore.stub import Stubber
 from cappi.domain.registry import parse_registry
 from cappi.handlers import dispatch as dispatch_handler
 from cappi.handlers.dispatch import LambdaInvoker, dispatch, scheduled_time_of
+from local.http_api import LambdaContext
 
 REGISTRY = parse_registry(
     {
@@ -38,13 +38,8 @@ class RecordingInvoker:
         self.payloads.append(payload)
 
 
-def context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="cappi-dispatch",
-        memory_limit_in_mb=256,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:cappi-dispatch",
-        aws_request_id="req-1",
-    )
+def context() -> LambdaContext:
+    return LambdaContext(function_name="cappi-dispatch", aws_request_id="req-1")
 
 
 def test_one_payload_per_enabled_source_naming_source_and_time() -> None:

@@ -6,7 +6,6 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import boto3
@@ -17,6 +16,7 @@ from moto import mock_aws
 from cappi.adapters.snapshot_store import DynamoSnapshotStore, create_table
 from cappi.handlers import ingest
 from cappi.handlers.ingest import BadIngestEvent
+from local.http_api import LambdaContext
 
 TABLE = "cappi-ingest-test"
 SECRET_NAME = "cappi/test/clubs/aaa-example"
@@ -31,13 +31,8 @@ def feed(*rows: tuple[int, int, str]) -> bytes:
 GOOD = feed((8679, 212, "ab12"), (9999, 212, "AB12"), (8655, 213, "cd34"))
 
 
-def context() -> SimpleNamespace:
-    return SimpleNamespace(
-        function_name="cappi-test-ingest",
-        memory_limit_in_mb=1024,
-        invoked_function_arn="arn:aws:lambda:us-east-1:123456789012:function:cappi-test-ingest",
-        aws_request_id="req-ingest-1",
-    )
+def context() -> LambdaContext:
+    return LambdaContext(function_name="cappi-test-ingest", aws_request_id="req-ingest-1")
 
 
 @pytest.fixture
