@@ -19,7 +19,7 @@ help:
 	@echo "make bootstrap [ENV=aws://ACCOUNT/REGION]   one-time CDK bootstrap of an account and region"
 
 # The virtualenv is rebuilt whenever a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml functions/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt

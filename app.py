@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT / "functions"))
 # jsii prints a banner on Node 20; it is noise in test and synth output, not a problem for synthesis.
 os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
 

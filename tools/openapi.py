@@ -14,7 +14,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "openapi.json"
-sys.path.insert(0, str(ROOT / "functions"))
 
 ENVIRONMENTS = {
     "development": ("https://stagecappi.clubassist.com", "https://stage-clubassist.auth0.com/oauth/token"),

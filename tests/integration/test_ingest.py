@@ -10,8 +10,8 @@ from typing import Any
 
 import boto3
 import pytest
-from club_servers import LoopbackServer, in_turn, respond, serve
 from moto import mock_aws
+from support.club_servers import LoopbackServer, in_turn, respond, serve
 
 from cappi.adapters.snapshot_store import DynamoSnapshotStore, create_table
 from cappi.handlers import ingest

@@ -6,7 +6,7 @@ import json
 from email.utils import parsedate_to_datetime
 
 import pytest
-from query_support import ALPHA_212, DEFAULT_CLAIMS, FETCHED_AT_MS, Allow, query_api
+from support.query_support import ALPHA_212, DEFAULT_CLAIMS, FETCHED_AT_MS, Allow, query_api
 
 from cappi.adapters.snapshot_store import SnapshotReadError
 from cappi.domain.publish import publish_source

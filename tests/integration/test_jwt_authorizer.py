@@ -12,11 +12,11 @@ from types import SimpleNamespace
 from typing import Any
 
 import jwt
-import jwt_keys as K
 import pytest
-from club_servers import closed_port, redirect, respond, serve, stall_after
+import support.jwt_keys as K
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.club_servers import closed_port, redirect, respond, serve, stall_after
 
 from local.jwt_authorizer import (
     FORBIDDEN_BODY,

@@ -9,7 +9,7 @@ import pytest
 
 from cappi.domain.registry import ClubAuth, RegistryError, load_registry, parse_registry
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def source(**overrides: object) -> dict:

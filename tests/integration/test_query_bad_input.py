@@ -6,9 +6,9 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-import jwt_keys as keys
 import pytest
-from query_support import QueryApi, query_api
+import support.jwt_keys as keys
+from support.query_support import QueryApi, query_api
 
 from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
 

@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("aws_cdk")
 pytest.importorskip("cdk_nag")
 
-from test_infra_synth import Synth, synth
+from support.synth import Synth, synth
 
 # Every rule acknowledged somewhere in the app, and where the reason lives. A new acknowledgement must be added
 # here too, so it cannot slip in unnoticed.

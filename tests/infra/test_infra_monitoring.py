@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("aws_cdk")
 
-from test_infra_synth import Synth, synth
+from support.synth import Synth, synth
 
 REGISTRY = {
     "sources": [

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-FUNCTIONS = Path(__file__).resolve().parent.parent / "functions"
+FUNCTIONS = Path(__file__).resolve().parents[2] / "functions"
 DOMAIN_MODULES = sorted(p.stem for p in (FUNCTIONS / "cappi" / "domain").glob("*.py") if p.stem != "__init__")
 
 

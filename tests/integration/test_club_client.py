@@ -14,7 +14,7 @@ from email.utils import format_datetime
 
 import pytest
 import requests
-from club_servers import (
+from support.club_servers import (
     Responder,
     chunked,
     closed_port,

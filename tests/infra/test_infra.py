@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("aws_cdk")
 
 from aws_cdk.assertions import Match
-from test_infra_synth import Synth, cdk_context, synth
+from support.synth import Synth, cdk_context, synth
 
 import app as cdk_app
 from cappi.adapters.snapshot_store import PK, SK, TTL_ATTRIBUTE

@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt_keys as keys
 import pytest
-from club_servers import LoopbackServer, respond, serve
+import support.jwt_keys as keys
+from support.club_servers import LoopbackServer, respond, serve
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(240)
 
 

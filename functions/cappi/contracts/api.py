@@ -1,0 +1,54 @@
+"""The query API's contract: its one route, the scope and claims it checks, and the two environments.
+
+The integration document's "Club Assist Environments" section names the token and base URLs; Auth0 issuers are
+the token URL's origin with a trailing slash (API Gateway compares `iss` byte for byte).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# API Gateway and OpenAPI spell path parameters {Name}; Powertools' resolver spells them <Name>.
+ROUTE = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
+RESOLVER_ROUTE = ROUTE.replace("{", "<").replace("}", ">")
+METHOD = "GET"
+# Any single path segment per parameter, as API Gateway captures them: the handler, not the router, says 400.
+ROUTE_SHAPE = re.compile(re.escape(ROUTE).replace(r"\{ClubId\}", "([^/]+)").replace(r"\{TechId\}", "([^/]+)"))
+
+SCOPE = "read:callids"
+SCOPE_DESCRIPTION = "read open call IDs"
+# The claim that lists the clubs a client may read (DESIGN.md section 2, object-level authorization).
+CLUB_CLAIM = "https://cappi.clubassist.com/clubs"
+ERROR_FIELDS = ("error", "message")
+
+
+def path_for(club_id: int | str, tech_id: str) -> str:
+    """The request path for one technician: `path_for(212, "AB12")` -> `/api/CallData/OpenCalls/212/AB12/ids`."""
+    return ROUTE.format(ClubId=club_id, TechId=tech_id)
+
+
+@dataclass(frozen=True, slots=True)
+class Environment:
+    """One deployed CAPPI as tester apps see it."""
+
+    stage: str  # the CDK stage name
+    title: str  # what the integration document calls it
+    base_url: str  # CAPPI's base URL, which is also the token audience
+    issuer: str  # the Auth0 tenant that issues tokens (trailing slash included)
+
+    @property
+    def token_url(self) -> str:
+        return f"{self.issuer}oauth/token"
+
+    @property
+    def audience(self) -> str:
+        return self.base_url
+
+
+ENVIRONMENTS: dict[str, Environment] = {
+    "stage": Environment(
+        "stage", "development", "https://stagecappi.clubassist.com", "https://stage-clubassist.auth0.com/"
+    ),
+    "prod": Environment("prod", "production", "https://cappi.clubassist.com", "https://prod-clubassist.auth0.com/"),
+}
