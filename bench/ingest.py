@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "functions"))
 
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
@@ -118,8 +117,10 @@ def write_units() -> dict[str, float]:
     from moto import mock_aws
 
     from cappi.adapters.club_client import ClubFeedClient
+    from cappi.adapters.dynamo.cost import item_size, write_units
+    from cappi.adapters.dynamo.schema import create_table
+    from cappi.adapters.dynamo.store import DynamoSnapshotStore
     from cappi.adapters.secrets import StaticSecrets
-    from cappi.adapters.snapshot_store import DynamoSnapshotStore, create_table, item_size, write_units
     from cappi.domain.poll import poll_source
     from cappi.domain.registry import ClubSource
 
@@ -176,8 +177,9 @@ def _ingest_100k() -> None:
     from moto import mock_aws
 
     from cappi.adapters.club_client import ClubFeedClient
+    from cappi.adapters.dynamo.schema import create_table
+    from cappi.adapters.dynamo.store import DynamoSnapshotStore
     from cappi.adapters.secrets import StaticSecrets
-    from cappi.adapters.snapshot_store import DynamoSnapshotStore, create_table
     from cappi.domain.poll import poll_source
     from cappi.domain.registry import ClubSource
 

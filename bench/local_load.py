@@ -125,7 +125,6 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
 
-    sys.path[:0] = [str(ROOT), str(ROOT / "functions")]
     from local.issuer import demo_clients
 
     port = free_port()

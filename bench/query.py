@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT / "functions"), str(ROOT), str(ROOT / "bench")]
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
 os.environ.setdefault("AWS_ACCESS_KEY_ID", "bench")
 os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
@@ -45,10 +44,9 @@ def cold_import_ratio(runs: int = 7) -> tuple[float, float, float]:
         **os.environ,
         "CAPPI_TABLE_NAME": TABLE,
         "CAPPI_CLUBS_FILE": str(ROOT / "clubs" / "stage.json"),
-        "PYTHONPATH": str(ROOT / "functions"),
     }
     ours = (
-        "import time; t = time.perf_counter(); import cappi.handlers.query as q; q._wire(); "
+        "import time; t = time.perf_counter(); import cappi.handlers.query as q; q.QueryDependencies.from_env(); "
         "print(time.perf_counter() - t)"
     )
     base = (
@@ -95,7 +93,10 @@ def main() -> None:
     import boto3
     from moto import mock_aws
 
-    from cappi.adapters.snapshot_store import CachedSnapshotReader, DynamoSnapshotStore, create_table
+    from cappi.adapters.dynamo.schema import create_table
+    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.adapters.snapshot_reader import CachedSnapshotReader
+    from cappi.contracts import api as api_contract
     from cappi.domain.feed import parse_feed
     from cappi.domain.publish import publish_source
     from cappi.domain.registry import parse_registry
@@ -112,8 +113,8 @@ def main() -> None:
     settings = QuerySettings(
         table_name=TABLE,
         clubs_file="<bench>",
-        required_scope="read:callids",
-        club_claim="https://cappi.clubassist.com/clubs",
+        required_scope=api_contract.SCOPE,
+        club_claim=api_contract.CLUB_CLAIM,
         require_club_claim=False,
         nested_single_result=False,
         pointer_max_age_s=POINTER_MAX_AGE_S,
@@ -128,20 +129,20 @@ def main() -> None:
     with mock_aws():
         client = boto3.client("dynamodb")
         create_table(client, TABLE)
-        store = DynamoSnapshotStore(client, TABLE, sources_by_club=registry.sources_by_club)
+        store = DynamoSnapshotStore(client, TABLE)
         fetched_at = int(time.time() * 1000)
         snapshots = [build_club_snapshot(c, parsed.by_club[c]) for c in ingest_bench.CLUB_IDS]
         publish_source(store, "bench-club", snapshots, fetched_at)
-        reader = CachedSnapshotReader(store, pointer_max_age=POINTER_MAX_AGE_S)
-        query.use(settings, reader, registry.club_ids)
-        api = HttpApi([Route("GET", "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids", query.handler, Allow())])
+        reader = CachedSnapshotReader(store, registry.sources_by_club, pointer_max_age=POINTER_MAX_AGE_S)
+        handler = query.make_handler(lambda: query.QueryDependencies(settings, reader, registry.club_ids))
+        api = HttpApi([Route("GET", api_contract.ROUTE, handler, Allow())])
 
         targets = [(s.club_id, tech) for s in snapshots for tech in s.techs]
         # Events are built up front: the figure is the handler's time, not the emulator's.
         events = []
         for index in range(QUERIES):
             club_id, tech = targets[(index * 7919) % len(targets)]
-            request = HttpRequest("GET", f"/api/CallData/OpenCalls/{club_id}/{tech}/ids", [("Authorization", "x")])
+            request = HttpRequest("GET", api_contract.path_for(club_id, tech), [("Authorization", "x")])
             route = api.routes[0]
             params = route.match("GET", request.target)
             events.append(
@@ -161,11 +162,11 @@ def main() -> None:
         handler_times: list[float] = []
         expected = {(s.club_id, t): list(c) for s in snapshots for t, c in s.techs.items()}
         with contextlib.redirect_stdout(sink):
-            query.handler(events[0], context)  # warm the container: first pointer and shard reads
+            handler(events[0], context)  # warm the container: first pointer and shard reads
             before = store.requests
             for index, event in enumerate(events):
                 started = time.perf_counter()
-                response = query.handler(event, context)
+                response = handler(event, context)
                 handler_times.append(time.perf_counter() - started)
                 if index % 997 == 0:
                     club_id, tech = targets[(index * 7919) % len(targets)]
@@ -189,11 +190,11 @@ def main() -> None:
         ]
         staleness = None
         with contextlib.redirect_stdout(sink):
-            query.handler(probe, context)
+            handler(probe, context)
             flipped_at = time.monotonic()
             publish_source(store, "bench-club", new_snapshots, int(time.time() * 1000) + 1)
             while time.monotonic() - flipped_at < POINTER_MAX_AGE_S * 3:
-                if json.loads(query.handler(probe, context)["body"]) == ["1"]:
+                if json.loads(handler(probe, context)["body"]) == ["1"]:
                     staleness = time.monotonic() - flipped_at
                     break
                 time.sleep(0.05)

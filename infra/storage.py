@@ -7,12 +7,12 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
-from cappi.adapters.snapshot_store import PK, SK, TTL_ATTRIBUTE
+from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
 from cappi.domain.registry import ClubRegistry
 from infra.config import StageConfig
 from infra.nag import acknowledge
 
-# What each function may do to the table, and nothing more: the calls cappi.adapters.snapshot_store makes.
+# What each function may do to the table, and nothing more: the calls cappi.adapters.dynamo.store makes.
 # Readers fetch a source's head (GetItem) and one shard's parts (Query).
 TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
 # Writers read too: heads, manifests and expiries are checked before they are moved. Old versions expire through

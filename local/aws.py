@@ -39,7 +39,7 @@ class LocalAws:
     def create_table(self, name: str = TABLE_NAME) -> None:
         import boto3
 
-        from cappi.adapters.snapshot_store import create_table
+        from cappi.adapters.dynamo.schema import create_table
 
         create_table(boto3.client("dynamodb", endpoint_url=self.endpoint_url), name)
 

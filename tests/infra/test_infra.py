@@ -17,7 +17,7 @@ from aws_cdk.assertions import Match
 from support.synth import Synth, cdk_context, synth
 
 import app as cdk_app
-from cappi.adapters.snapshot_store import PK, SK, TTL_ATTRIBUTE
+from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
 from cappi.domain.registry import load_registry
 from infra.config import ConfigError, StageConfig
 from infra.functions import FUNCTIONS, INGEST, QUERY

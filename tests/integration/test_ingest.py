@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,9 @@ import pytest
 from moto import mock_aws
 from support.club_servers import LoopbackServer, in_turn, respond, serve
 
-from cappi.adapters.snapshot_store import DynamoSnapshotStore, create_table
+from cappi.adapters.dynamo.schema import create_table
+from cappi.adapters.dynamo.store import DynamoSnapshotStore
+from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.handlers import ingest
 from cappi.handlers.ingest import BadIngestEvent
 from local.http_api import LambdaContext
@@ -43,7 +45,7 @@ def club() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
-def aws(tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[DynamoSnapshotStore]:
+def aws(tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SnapshotReader]:
     registry = {
         "sources": [
             {
@@ -66,13 +68,11 @@ def aws(tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CAPPI_TABLE_NAME", TABLE)
     monkeypatch.setenv("CAPPI_CLUBS_FILE", str(clubs_file))
     monkeypatch.setenv("CAPPI_FETCH_DEADLINE_S", "5")
-    monkeypatch.setattr(ingest, "_wiring", None)
     with mock_aws():
         dynamodb = boto3.client("dynamodb")
         create_table(dynamodb, TABLE)
         boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET_VALUE)
-        yield DynamoSnapshotStore(dynamodb, TABLE, sources_by_club={212: "aaa-example", 213: "aaa-example"})
-    monkeypatch.setattr(ingest, "_wiring", None)
+        yield SnapshotReader(DynamoSnapshotStore(dynamodb, TABLE), {212: "aaa-example", 213: "aaa-example"})
 
 
 @pytest.fixture
@@ -85,8 +85,15 @@ def log_lines() -> Iterator[io.StringIO]:
     handler.setStream(previous)
 
 
-def run(source: str = "aaa-example") -> dict[str, Any]:
-    return ingest.handler({"source": source, "scheduled_time": "2026-11-27T21:00:00Z"}, context())
+@pytest.fixture
+def run() -> Callable[..., dict[str, Any]]:
+    """Invoke a fresh ingest handler (as a new container would), wired from this test's environment."""
+    handler = ingest.make_handler()
+
+    def invoke(source: str = "aaa-example") -> dict[str, Any]:
+        return handler({"source": source, "scheduled_time": "2026-11-27T21:00:00Z"}, context())
+
+    return invoke
 
 
 def printed_json(capsys: pytest.CaptureFixture[str]) -> list[dict[str, Any]]:
@@ -111,7 +118,11 @@ def metric_values(records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def test_a_good_poll_publishes_with_auth_headers_and_metrics(
-    aws: DynamoSnapshotStore, club: LoopbackServer, capsys: pytest.CaptureFixture[str], log_lines: io.StringIO
+    aws: SnapshotReader,
+    club: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    log_lines: io.StringIO,
+    run: Callable[..., dict[str, Any]],
 ) -> None:
     result = run()
 
@@ -143,7 +154,7 @@ def test_a_good_poll_publishes_with_auth_headers_and_metrics(
     assert SECRET_VALUE not in log_lines.getvalue() + json.dumps(records) + json.dumps(result)
 
 
-def test_an_unchanged_poll_reports_unchanged(aws: DynamoSnapshotStore) -> None:
+def test_an_unchanged_poll_reports_unchanged(aws: SnapshotReader, run: Callable[..., dict[str, Any]]) -> None:
     run()
     again = run()
     assert [c["outcome"] for c in again["clubs"]] == ["unchanged", "unchanged"]
@@ -168,12 +179,13 @@ def test_an_unchanged_poll_reports_unchanged(aws: DynamoSnapshotStore) -> None:
     ],
 )
 def test_a_broken_feed_never_erases_open_calls(
-    aws: DynamoSnapshotStore,
+    aws: SnapshotReader,
     club: LoopbackServer,
     capsys: pytest.CaptureFixture[str],
     responder: Any,
     status: str,
     code: str,
+    run: Callable[..., dict[str, Any]],
 ) -> None:
     run()
     capsys.readouterr()
@@ -193,7 +205,10 @@ def test_a_broken_feed_never_erases_open_calls(
 
 
 def test_rejected_rows_are_counted_by_reason(
-    aws: DynamoSnapshotStore, club: LoopbackServer, capsys: pytest.CaptureFixture[str]
+    aws: SnapshotReader,
+    club: LoopbackServer,
+    capsys: pytest.CaptureFixture[str],
+    run: Callable[..., dict[str, Any]],
 ) -> None:
     rows = [(n, 212, f"T{n}") for n in range(1, 100)] + [(0, 212, "bad tech")]
     club.route(FEED, respond(body=feed(*rows)))
@@ -210,14 +225,16 @@ def test_rejected_rows_are_counted_by_reason(
     assert metric_values(records)["RejectedRowRatio"] == 1.0
 
 
-def test_a_missing_secret_is_a_failed_poll_not_a_crash(aws: DynamoSnapshotStore, club: LoopbackServer) -> None:
+def test_a_missing_secret_is_a_failed_poll_not_a_crash(
+    aws: SnapshotReader, club: LoopbackServer, run: Callable[..., dict[str, Any]]
+) -> None:
     result = run("no-secret")
     assert (result["status"], result["error_code"]) == ("failed", "secret_missing")
     assert club.requests_to(FEED) == []
 
 
-def test_our_own_faults_raise_for_lambda_retries(aws: DynamoSnapshotStore) -> None:
+def test_our_own_faults_raise_for_lambda_retries(aws: SnapshotReader, run: Callable[..., dict[str, Any]]) -> None:
     with pytest.raises(KeyError, match="no club source named 'nope'"):
         run("nope")
     with pytest.raises(BadIngestEvent):
-        ingest.handler({"scheduled_time": "x"}, context())
+        ingest.make_handler()({"scheduled_time": "x"}, context())

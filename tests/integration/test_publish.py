@@ -9,7 +9,9 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from cappi.adapters.snapshot_store import DynamoSnapshotStore, SnapshotWriteError, create_table
+from cappi.adapters.dynamo.schema import create_table
+from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotWriteError
+from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.domain.publish import RENEW_BELOW_S, Outcome, publish_source
 from cappi.domain.snapshot import ClubSnapshot, build_club_snapshot
 
@@ -44,9 +46,12 @@ def clock() -> Clock:
 
 @pytest.fixture
 def store(client: Any, clock: Clock) -> DynamoSnapshotStore:
-    return DynamoSnapshotStore(
-        client, TABLE, clock=clock, sleep=lambda _s: None, sources_by_club={A: SOURCE, B: SOURCE}
-    )
+    return DynamoSnapshotStore(client, TABLE, clock=clock, sleep=lambda _s: None)
+
+
+def reads(store: DynamoSnapshotStore) -> SnapshotReader:
+    """Club-keyed reads of `store`: both clubs are served by SOURCE."""
+    return SnapshotReader(store, {A: SOURCE, B: SOURCE})
 
 
 def snap(club: int, calls: int, *, offset: int = 0, techs: int = 10) -> ClubSnapshot:
@@ -65,7 +70,7 @@ def outcomes(results: list) -> dict[int, Outcome]:
 
 
 def serves(store: DynamoSnapshotStore, snapshot: ClubSnapshot) -> bool:
-    return all(store.open_calls(snapshot.club_id, t).call_ids == c for t, c in snapshot.techs.items())
+    return all(reads(store).open_calls(snapshot.club_id, t).call_ids == c for t, c in snapshot.techs.items())
 
 
 def test_first_poll_publishes_every_club_of_the_source(store: DynamoSnapshotStore) -> None:
@@ -73,7 +78,7 @@ def test_first_poll_publishes_every_club_of_the_source(store: DynamoSnapshotStor
     results = publish_source(store, SOURCE, [a, b], T0)
     assert outcomes(results) == {A: Outcome.PUBLISHED, B: Outcome.PUBLISHED}
     assert serves(store, a)
-    assert store.open_calls(B, "T0").call_ids == ()
+    assert reads(store).open_calls(B, "T0").call_ids == ()
     assert results[0].checked_at_ms == T0
 
 
@@ -87,20 +92,20 @@ def test_unchanged_poll_writes_no_snapshot_data_and_one_unit(store: DynamoSnapsh
     assert outcomes(results) == {A: Outcome.UNCHANGED, B: Outcome.UNCHANGED}
     assert sum(r.write_units for r in results) == 1
     assert count_items(client) == items
-    assert store.current(A).checked_at_ms == T0 + 10 * MINUTE
-    assert store.current(A).fetched_at_ms == T0  # the content is still the one first fetched at T0
+    assert reads(store).current(A).checked_at_ms == T0 + 10 * MINUTE
+    assert reads(store).current(A).fetched_at_ms == T0  # the content is still the one first fetched at T0
 
 
 def test_one_changed_club_writes_only_its_version(store: DynamoSnapshotStore, client: Any) -> None:
     publish_source(store, SOURCE, [snap(A, 300), snap(B, 40)], T0)
-    version_b = store.current(B).version
+    version_b = reads(store).current(B).version
     a2 = snap(A, 300, offset=7)
 
     results = publish_source(store, SOURCE, [a2, snap(B, 40)], T0 + 10 * MINUTE)
 
     assert outcomes(results) == {A: Outcome.PUBLISHED, B: Outcome.UNCHANGED}
     assert serves(store, a2)
-    assert store.current(B).version == version_b
+    assert reads(store).current(B).version == version_b
 
 
 def test_later_fetch_wins_whatever_order_polls_finish(store: DynamoSnapshotStore) -> None:
@@ -142,13 +147,13 @@ def test_sudden_drop_is_held_until_the_next_poll_confirms_it(store: DynamoSnapsh
     held = publish_source(store, SOURCE, [snap(A, 20), snap(B, 5)], T0 + 10 * MINUTE)
     assert outcomes(held) == {A: Outcome.HELD, B: Outcome.UNCHANGED}
     assert serves(store, big)
-    assert store.current(A).held_count == 20
+    assert reads(store).current(A).held_count == 20
 
     confirmed_drop = snap(A, 30)
     confirmed = publish_source(store, SOURCE, [confirmed_drop, snap(B, 5)], T0 + 20 * MINUTE)
     assert outcomes(confirmed)[A] is Outcome.PUBLISHED
     assert serves(store, confirmed_drop)
-    assert store.current(A).held_fetched_at_ms is None
+    assert reads(store).current(A).held_fetched_at_ms is None
 
 
 def test_a_drop_that_recovers_is_never_published_and_the_hold_is_cleared(store: DynamoSnapshotStore) -> None:
@@ -157,7 +162,7 @@ def test_a_drop_that_recovers_is_never_published_and_the_hold_is_cleared(store: 
     assert outcomes(publish_source(store, SOURCE, [snap(A, 3)], T0 + 10 * MINUTE)) == {A: Outcome.HELD}
 
     assert outcomes(publish_source(store, SOURCE, [snap(A, 500)], T0 + 20 * MINUTE)) == {A: Outcome.UNCHANGED}
-    assert store.current(A).held_fetched_at_ms is None
+    assert reads(store).current(A).held_fetched_at_ms is None
     # A new drop later is held again: the old hold does not count as its confirmation.
     assert outcomes(publish_source(store, SOURCE, [snap(A, 3)], T0 + 30 * MINUTE)) == {A: Outcome.HELD}
     assert serves(store, big)
@@ -170,7 +175,7 @@ def test_small_clubs_and_moderate_drops_publish_at_once(store: DynamoSnapshotSto
 
 
 def test_a_failed_version_write_leaves_readers_on_the_last_snapshot(client: Any, clock: Clock) -> None:
-    good = DynamoSnapshotStore(client, TABLE, clock=clock, sources_by_club={A: SOURCE})
+    good = DynamoSnapshotStore(client, TABLE, clock=clock)
     first = snap(A, 300)
     publish_source(good, SOURCE, [first], T0)
 
@@ -181,9 +186,7 @@ def test_a_failed_version_write_leaves_readers_on_the_last_snapshot(client: Any,
         def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
             return {"UnprocessedItems": kwargs["RequestItems"]}
 
-    failing = DynamoSnapshotStore(
-        Throttled(), TABLE, clock=clock, sleep=lambda _s: None, max_attempts=3, sources_by_club={A: SOURCE}
-    )
+    failing = DynamoSnapshotStore(Throttled(), TABLE, clock=clock, sleep=lambda _s: None, max_attempts=3)
     with pytest.raises(SnapshotWriteError):
         publish_source(failing, SOURCE, [snap(A, 300, offset=1)], T0 + 10 * MINUTE)
     assert serves(good, first)
@@ -200,7 +203,7 @@ def poll_unchanged_for(store: DynamoSnapshotStore, clock: Clock, snapshot: ClubS
         assert result.outcome is Outcome.UNCHANGED
         renewals += result.renewed
         # The version readers see always has more than a day left, whatever happens next.
-        assert store.current(snapshot.club_id).data_expires_at - now // 1000 >= RENEW_BELOW_S - 6 * 3600 > 86_400
+        assert reads(store).current(snapshot.club_id).data_expires_at - now // 1000 >= RENEW_BELOW_S - 6 * 3600 > 86_400
     return renewals
 
 
@@ -210,7 +213,7 @@ def test_earlier_versions_stay_readable_24_hours_and_the_current_never_expires(
     steady, tech = snap(A, 200), "T3"
     publish_source(store, SOURCE, [steady], T0)
     assert poll_unchanged_for(store, clock, steady, T0, days=5) >= 2
-    assert store.open_calls(A, tech).call_ids == steady.techs[tech]
+    assert reads(store).open_calls(A, tech).call_ids == steady.techs[tech]
 
     changed_at = T0 + 5 * 24 * HOUR + 10 * MINUTE
     clock.now_ms = changed_at
@@ -225,5 +228,5 @@ def test_earlier_versions_stay_readable_24_hours_and_the_current_never_expires(
     assert poll_unchanged_for(store, clock, changed, changed_at, days=4) >= 1
     now_s = clock.now_ms // 1000
     assert store.open_calls_as_of(A, tech, changed_at - MINUTE) is None  # expired: TTL deletes it
-    assert store.manifest(A, store.current(A).version).expires_at > now_s  # the current one was renewed
-    assert store.open_calls(A, tech).call_ids == changed.techs[tech]
+    assert store.manifest(A, reads(store).current(A).version).expires_at > now_s  # the current one was renewed
+    assert reads(store).open_calls(A, tech).call_ids == changed.techs[tech]

@@ -1,4 +1,4 @@
-"""DynamoSnapshotStore and CachedSnapshotReader against moto: the guarantees of DESIGN.md section 3."""
+"""DynamoSnapshotStore and the snapshot readers against moto: the guarantees of DESIGN.md section 3."""
 
 from __future__ import annotations
 
@@ -12,23 +12,13 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from cappi.adapters import snapshot_store as store_module
-from cappi.adapters.snapshot_store import (
-    PK,
-    SK,
-    TTL_ATTRIBUTE,
-    CachedSnapshotReader,
-    DynamoSnapshotStore,
-    Head,
-    Pointer,
-    SnapshotReadError,
-    SnapshotWriteError,
-    VersionRef,
-    create_table,
-    item_size,
-    write_units,
-)
+from cappi.adapters.dynamo import schema as store_module
+from cappi.adapters.dynamo.cost import item_size, write_units
+from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE, create_table
+from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotReadError, SnapshotWriteError
+from cappi.adapters.snapshot_reader import CachedSnapshotReader, SnapshotReader
 from cappi.domain import snapshot as snapshot_module
+from cappi.domain.heads import Head, Pointer, VersionRef
 from cappi.domain.snapshot import ClubSnapshot, build_club_snapshot
 
 TABLE = "cappi-snapshots-test"
@@ -133,7 +123,6 @@ def sleeps() -> list[float]:
 @pytest.fixture
 def make_store(client: Any, clock: FakeClock, sleeps: list[float]) -> Callable[..., DynamoSnapshotStore]:
     def make(dynamodb: Any = None, **kwargs: Any) -> DynamoSnapshotStore:
-        kwargs.setdefault("sources_by_club", SOURCES_BY_CLUB)
         return DynamoSnapshotStore(dynamodb or client, TABLE, clock=clock, sleep=sleeps.append, **kwargs)
 
     return make
@@ -142,6 +131,11 @@ def make_store(client: Any, clock: FakeClock, sleeps: list[float]) -> Callable[.
 @pytest.fixture
 def store(make_store: Callable[..., DynamoSnapshotStore]) -> DynamoSnapshotStore:
     return make_store()
+
+
+def reads(store: DynamoSnapshotStore, sources_by_club: dict[int, str] = SOURCES_BY_CLUB) -> SnapshotReader:
+    """Club-keyed reads of `store`, with the registry's map of which source serves which club."""
+    return SnapshotReader(store, sources_by_club)
 
 
 def random_snapshot(seed: int, techs: int, calls_per_tech: int, club_id: int = CLUB) -> ClubSnapshot:
@@ -227,15 +221,15 @@ def test_round_trip_returns_exact_calls(store: DynamoSnapshotStore, shard_count:
     )
     ref = publish(store, snapshot, T1, shard_count=shard_count)
 
-    assert_serves(store.open_calls, snapshot)
-    answer = store.open_calls(CLUB, "AB12")
+    assert_serves(reads(store).open_calls, snapshot)
+    answer = reads(store).open_calls(CLUB, "AB12")
     assert answer is not None
     assert answer.call_ids == ("8655R", "8679", "9999")
     assert (answer.version, answer.fetched_at_ms, answer.checked_at_ms) == (ref.version, T1, T1)
     assert ref.version == f"{T1:013d}-{snapshot.content_hash[:12]}"
-    assert store.open_calls(CLUB, "NOBODY").call_ids == ()
-    assert store.open_calls(CLUB + 1, "AB12") is None
-    pointer = store.current(CLUB)
+    assert reads(store).open_calls(CLUB, "NOBODY").call_ids == ()
+    assert reads(store).open_calls(CLUB + 1, "AB12") is None
+    pointer = reads(store).current(CLUB)
     assert pointer is not None
     assert (pointer.call_count, pointer.tech_count, pointer.source) == (6, 4, SOURCE)
 
@@ -244,7 +238,7 @@ def test_empty_snapshot_round_trips_as_no_calls(store: DynamoSnapshotStore, clie
     snapshot = build_club_snapshot(CLUB, {})
     ref = publish(store, snapshot, T1)
 
-    assert store.open_calls(CLUB, "AB12").call_ids == ()
+    assert reads(store).open_calls(CLUB, "AB12").call_ids == ()
     (part,) = [i for i in version_items(client, ref.version) if "#S#" in i[SK]["S"]]
     assert part["d"]["B"] == b""
 
@@ -289,7 +283,7 @@ def test_reads_follow_pagination(make_store: Callable[..., DynamoSnapshotStore],
     publish(store, v2, T2, shard_count=3)
 
     assert min(ref1.parts) > 1
-    assert_serves(store.open_calls, v2, frozenset(v1.techs), sample=10)
+    assert_serves(reads(store).open_calls, v2, frozenset(v1.techs), sample=10)
     assert_serves(lambda club, tech: store.open_calls_as_of(club, tech, T2 - 1), v1, frozenset(v2.techs), sample=10)
 
 
@@ -307,26 +301,26 @@ def test_readers_see_old_or_new_version_entirely_never_a_mix(store: DynamoSnapsh
     publish(store, v1, T1, shard_count=3)
 
     ref2, _ = store.write_version(SOURCE, v2, T2, T2 // 1000 + HORIZON_S, shard_count=5)
-    assert_serves(store.open_calls, v1, everyone)
+    assert_serves(reads(store).open_calls, v1, everyone)
 
     assert commit(store, T2, ref2)[0]
-    assert_serves(store.open_calls, v2, everyone)
+    assert_serves(reads(store).open_calls, v2, everyone)
 
 
 def test_all_clubs_of_a_source_move_together_in_one_write(store: DynamoSnapshotStore, client: Any) -> None:
     a1, b1 = random_snapshot(1, 30, 2, club_id=CLUB), random_snapshot(2, 30, 2, club_id=CLUB + 1)
     a2, b2 = random_snapshot(3, 30, 2, club_id=CLUB), random_snapshot(4, 30, 2, club_id=CLUB + 1)
-    store.sources_by_club[CLUB + 1] = SOURCE
+    both = {CLUB: SOURCE, CLUB + 1: SOURCE}
     refs1 = [store.write_version(SOURCE, s, T1, NOW_S + HORIZON_S)[0] for s in (a1, b1)]
     assert commit(store, T1, *refs1) == (True, 1)
     refs2 = [store.write_version(SOURCE, s, T2, NOW_S + HORIZON_S)[0] for s in (a2, b2)]
-    assert_serves(store.open_calls, a1, sample=5)
-    assert_serves(store.open_calls, b1, sample=5)
+    assert_serves(reads(store, both).open_calls, a1, sample=5)
+    assert_serves(reads(store, both).open_calls, b1, sample=5)
 
     assert commit(store, T2, *refs2) == (True, 1)
 
-    assert_serves(store.open_calls, a2, sample=5)
-    assert_serves(store.open_calls, b2, sample=5)
+    assert_serves(reads(store, both).open_calls, a2, sample=5)
+    assert_serves(reads(store, both).open_calls, b2, sample=5)
     head = store.head(SOURCE)
     assert (head.source, head.fetched_at_ms, sorted(head.clubs)) == (SOURCE, T2, [CLUB, CLUB + 1])
     assert item_size(raw_head(client)) < 1024
@@ -345,8 +339,8 @@ def test_head_never_moves_backwards(store: DynamoSnapshotStore, order: str) -> N
         assert commit(store, T2, ref_late)[0]
         assert commit(store, T1, ref_early) == (False, 1)
 
-    assert store.current(CLUB).version == ref_late.version
-    assert_serves(store.open_calls, late, frozenset(early.techs))
+    assert reads(store).current(CLUB).version == ref_late.version
+    assert_serves(reads(store).open_calls, late, frozenset(early.techs))
     assert commit(store, T2, ref_late)[0] is False  # the same fetch again is not newer
 
 
@@ -355,46 +349,46 @@ def test_older_poll_cannot_replace_content_a_later_poll_confirmed(store: DynamoS
     a, b = random_snapshot(1, 10, 2), random_snapshot(2, 10, 2)
     ref_a = publish(store, a, T1)
     ref_b, _ = store.write_version(SOURCE, b, T2, NOW_S + HORIZON_S)
-    confirmed = replace(store.current(CLUB), checked_at_ms=T3)
+    confirmed = replace(reads(store).current(CLUB), checked_at_ms=T3)
     assert store.commit_head(SOURCE, T3, {CLUB: confirmed})[0]
 
     assert commit(store, T2, ref_b)[0] is False
-    pointer = store.current(CLUB)
+    pointer = reads(store).current(CLUB)
     assert (pointer.version, pointer.checked_at_ms) == (ref_a.version, T3)
-    assert_serves(store.open_calls, a)
+    assert_serves(reads(store).open_calls, a)
 
 
 def test_a_head_commit_without_new_versions_writes_no_snapshot_data(store: DynamoSnapshotStore, client: Any) -> None:
     snapshot = random_snapshot(1, 200, 3)
     ref = publish(store, snapshot, T1)
     before = all_items(client)
-    unchanged = replace(store.current(CLUB), checked_at_ms=T2)
+    unchanged = replace(reads(store).current(CLUB), checked_at_ms=T2)
 
     assert store.commit_head(SOURCE, T2, {CLUB: unchanged}) == (True, 1)
 
     after = all_items(client)
     not_head = [i for i in after if i[SK]["S"] != "HEAD"]
     assert not_head == [i for i in before if i[SK]["S"] != "HEAD"]
-    pointer = store.current(CLUB)
+    pointer = reads(store).current(CLUB)
     assert (pointer.version, pointer.fetched_at_ms, pointer.checked_at_ms) == (ref.version, T1, T2)
 
 
 def test_head_round_trips_held_polls(store: DynamoSnapshotStore) -> None:
     published = random_snapshot(1, 120, 3)
     publish(store, published, T1)
-    held = replace(store.current(CLUB), held_hash="f" * 64, held_count=2, held_fetched_at_ms=T2)
+    held = replace(reads(store).current(CLUB), held_hash="f" * 64, held_count=2, held_fetched_at_ms=T2)
 
     assert store.commit_head(SOURCE, T2, {CLUB: held}) == (True, 1)
 
-    assert store.current(CLUB) == held
-    assert_serves(store.open_calls, published, sample=30)
+    assert reads(store).current(CLUB) == held
+    assert_serves(reads(store).open_calls, published, sample=30)
 
 
 def test_clubs_without_a_source_or_a_head_read_as_none(store: DynamoSnapshotStore) -> None:
-    assert store.current(999) is None
-    assert store.current(CLUB + 1) is None
+    assert reads(store).current(999) is None
+    assert reads(store).current(CLUB + 1) is None
     assert store.head(OTHER_SOURCE) is None
-    assert store.open_calls(CLUB + 1, "AB12") is None
+    assert reads(store).open_calls(CLUB + 1, "AB12") is None
 
 
 # --- size limits and write units ------------------------------------------------------------------------------------
@@ -417,9 +411,9 @@ def test_large_snapshot_respects_the_item_limit_and_round_trips(store: DynamoSna
     assert ref.shard_count > 1
     assert units == sum(write_units(item_size(i)) for i in version_items(client, ref.version))
     assert item_size(raw_head(client)) < 1024
-    assert store.open_calls(CLUB, "BIGTECH").call_ids == snapshot.open_call_ids("BIGTECH")
+    assert reads(store).open_calls(CLUB, "BIGTECH").call_ids == snapshot.open_call_ids("BIGTECH")
     for tech in random.Random(1).sample(sorted(snapshot.techs), 200):
-        assert store.open_calls(CLUB, tech).call_ids == snapshot.open_call_ids(tech)
+        assert reads(store).open_calls(CLUB, tech).call_ids == snapshot.open_call_ids(tech)
 
 
 def test_reference_snapshot_costs_under_100_write_units(store: DynamoSnapshotStore, client: Any) -> None:
@@ -465,14 +459,12 @@ def test_write_units_round_up_per_started_kilobyte() -> None:
 # --- retries --------------------------------------------------------------------------------------------------------
 
 
-def test_write_version_survives_unprocessed_items_and_throttling(
+def test_write_version_survives_unprocessed_items(
     make_store: Callable[..., DynamoSnapshotStore], client: Any, sleeps: list[float]
 ) -> None:
-    flaky = FlakyClient(
-        client,
-        modes=["ok", "half", "ProvisionedThroughputExceededException", "none", "half", "RequestLimitExceeded"],
-        put_failures=2,
-    )
+    # Throttling is botocore's to retry (test_botocore_retries_throttling_once_for_the_store); what it cannot
+    # retry is a batch that succeeds with items left over, which the store resends with backoff.
+    flaky = FlakyClient(client, modes=["ok", "half", "none", "half", "none"])
     store = make_store(flaky)
     snapshot = random_snapshot(1, techs=400, calls_per_tech=3)
 
@@ -480,14 +472,14 @@ def test_write_version_survives_unprocessed_items_and_throttling(
 
     assert flaky.batch_calls > 3
     assert len(version_items(client, ref.version)) == 60 + 1
-    assert len(sleeps) == flaky.batch_calls - 3 + 2
+    assert len(sleeps) == flaky.batch_calls - 3
     assert store.manifest(CLUB, ref.version) == ref
     assert units == sum(write_units(item_size(i)) for i in version_items(client, ref.version))
     assert commit(store, T1, ref)[0]
-    assert_serves(store.open_calls, snapshot, sample=40)
+    assert_serves(reads(store).open_calls, snapshot, sample=40)
 
 
-@pytest.mark.parametrize("failure", ["ThrottlingException", "none"])
+@pytest.mark.parametrize("failure", ["none"])
 def test_write_version_gives_up_without_exposing_the_partial_version(
     make_store: Callable[..., DynamoSnapshotStore], client: Any, sleeps: list[float], failure: str
 ) -> None:
@@ -510,18 +502,50 @@ def test_write_version_gives_up_without_exposing_the_partial_version(
     failed_version = f"{T2:013d}-{failing.content_hash[:12]}"
     assert get_raw(client, CLUB, f"V#{failed_version}") is None
     assert store.version_as_of(CLUB, T2).content_hash == published.content_hash
-    assert_serves(store.open_calls, published, frozenset(failing.techs), sample=40)
+    assert_serves(reads(store).open_calls, published, frozenset(failing.techs), sample=40)
 
 
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [("ValidationException", "ValidationException"), ("ThrottlingException", "still throttled after botocore")],
+)
 def test_errors_that_retrying_cannot_fix_fail_at_once(
-    make_store: Callable[..., DynamoSnapshotStore], client: Any
+    make_store: Callable[..., DynamoSnapshotStore], client: Any, code: str, message: str
 ) -> None:
-    flaky = FlakyClient(client, modes=[], then="ValidationException")
+    # A throttling error that reaches the store is one botocore already retried: the store does not stack more.
+    flaky = FlakyClient(client, modes=[], then=code)
     store = make_store(flaky)
 
-    with pytest.raises(SnapshotWriteError, match="ValidationException"):
+    with pytest.raises(SnapshotWriteError, match=message):
         store.write_version(SOURCE, random_snapshot(1, 5, 1), T1, NOW_S + HORIZON_S)
     assert flaky.batch_calls == 1
+
+
+def test_botocore_retries_throttling_once_for_the_store(client: Any) -> None:
+    """The functions' client retries throttled requests in botocore (standard mode), so the store never has to."""
+    from botocore.awsrequest import AWSResponse
+
+    from cappi.adapters.dynamo.client import INGEST_ATTEMPTS, dynamodb_client
+
+    class Body:
+        def stream(self, **_kwargs: Any) -> Iterator[bytes]:
+            yield b'{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}'
+
+    dynamodb = dynamodb_client(region_name="us-east-1")
+    sent: list[str] = []
+
+    def throttle_twice(request: Any, **_kwargs: Any) -> AWSResponse | None:
+        sent.append(request.url)
+        return AWSResponse(request.url, 400, {}, Body()) if len(sent) <= 2 else None
+
+    dynamodb.meta.events.register_first("before-send.dynamodb.PutItem", throttle_twice)
+    store = DynamoSnapshotStore(dynamodb, TABLE)
+    ref, _ = store.write_version(SOURCE, random_snapshot(1, 5, 1), T1, NOW_S + HORIZON_S)
+
+    assert len(sent) == 3  # the manifest's PutItem: throttled twice, then written
+    assert store.requests_by_operation["put_item"] == 1
+    assert store.manifest(CLUB, ref.version) == ref
+    assert dynamodb.meta.config.retries["total_max_attempts"] == INGEST_ATTEMPTS
 
 
 # --- expiry ---------------------------------------------------------------------------------------------------------
@@ -533,7 +557,7 @@ def test_extend_expiry_moves_every_item_of_the_current_version(store: DynamoSnap
     old_v1 = version_items(client, ref1.version)
     later = NOW_S + 10 * 86_400
 
-    units = store.extend_expiry(store.current(CLUB), later)
+    units = store.extend_expiry(reads(store).current(CLUB), later)
 
     v2_items = version_items(client, ref2.version)
     assert len(v2_items) == 3 + 1
@@ -550,7 +574,7 @@ def test_extend_expiry_does_not_recreate_deleted_parts(store: DynamoSnapshotStor
     client.delete_item(TableName=TABLE, Key=part_key)
 
     with pytest.raises(SnapshotWriteError, match="gone"):
-        store.extend_expiry(store.current(CLUB), NOW_S + 10 * 86_400)
+        store.extend_expiry(reads(store).current(CLUB), NOW_S + 10 * 86_400)
     assert "Item" not in client.get_item(TableName=TABLE, Key=part_key)
 
 
@@ -583,7 +607,7 @@ def test_unknown_format_is_refused(store: DynamoSnapshotStore, client: Any) -> N
         ExpressionAttributeValues={":f": {"N": "99"}},
     )
     with pytest.raises(SnapshotReadError, match="format 99"):
-        store.open_calls(CLUB, "ANY")
+        reads(store).open_calls(CLUB, "ANY")
 
 
 def test_missing_shard_data_is_an_error_not_an_empty_answer(store: DynamoSnapshotStore, client: Any) -> None:
@@ -591,7 +615,7 @@ def test_missing_shard_data_is_an_error_not_an_empty_answer(store: DynamoSnapsho
     ref = publish(store, snapshot, T1)
     client.delete_item(TableName=TABLE, Key={PK: {"S": f"CLUB#{CLUB:03d}"}, SK: {"S": f"V#{ref.version}#S#0000#P#000"}})
     with pytest.raises(SnapshotReadError, match="incomplete"):
-        store.open_calls(CLUB, next(iter(snapshot.techs)))
+        reads(store).open_calls(CLUB, next(iter(snapshot.techs)))
 
 
 # --- cached reads ---------------------------------------------------------------------------------------------------
@@ -600,7 +624,7 @@ def test_missing_shard_data_is_an_error_not_an_empty_answer(store: DynamoSnapsho
 def test_cached_reader_serves_repeated_queries_with_few_requests(store: DynamoSnapshotStore) -> None:
     snapshot = random_snapshot(1, techs=300, calls_per_tech=3)
     publish(store, snapshot, T1, shard_count=2)
-    reader = CachedSnapshotReader(store, clock=FakeClock(0.0))
+    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, clock=FakeClock(0.0))
     techs = sorted(snapshot.techs)
 
     for n in range(1_000):
@@ -619,7 +643,7 @@ def test_cached_reader_sees_a_new_version_once_the_pointer_ages(store: DynamoSna
     everyone = frozenset(v1.techs) | frozenset(v2.techs)
     publish(store, v1, T1)
     monotonic = FakeClock(500.0)
-    reader = CachedSnapshotReader(store, pointer_max_age=10.0, clock=monotonic)
+    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, pointer_max_age=10.0, clock=monotonic)
     assert_serves(reader.open_calls, v1, everyone)
 
     publish(store, v2, T2)
@@ -636,7 +660,7 @@ def test_cached_reader_sees_a_new_version_once_the_pointer_ages(store: DynamoSna
 def test_cached_reader_caches_unknown_clubs_and_bounds_its_shards(store: DynamoSnapshotStore) -> None:
     snapshot = random_snapshot(1, techs=200, calls_per_tech=2)
     publish(store, snapshot, T1, shard_count=6)
-    reader = CachedSnapshotReader(store, max_shards=2, clock=FakeClock(0.0))
+    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, max_shards=2, clock=FakeClock(0.0))
 
     assert reader.open_calls(CLUB + 1, "AB12") is None
     assert reader.open_calls(CLUB + 1, "AB12") is None
@@ -654,7 +678,6 @@ def test_cached_reader_never_goes_back_to_an_older_pointer() -> None:
 
         table_name = TABLE
         requests = 0
-        sources_by_club = SOURCES_BY_CLUB
 
         def __init__(self) -> None:
             self.heads = [Head(SOURCE, T2, {CLUB: newer}), Head(SOURCE, T1, {CLUB: older})]
@@ -668,7 +691,7 @@ def test_cached_reader_never_goes_back_to_an_older_pointer() -> None:
             return {"AB12": (version,)}
 
     monotonic = FakeClock(0.0)
-    reader = CachedSnapshotReader(LaggingStore(), clock=monotonic)  # type: ignore[arg-type]
+    reader = CachedSnapshotReader(LaggingStore(), SOURCES_BY_CLUB, clock=monotonic)  # type: ignore[arg-type]
     assert reader.open_calls(CLUB, "AB12").call_ids == ("v2",)
     monotonic.now = 60.0
     assert reader.open_calls(CLUB, "AB12").call_ids == ("v2",)
@@ -688,9 +711,9 @@ def test_store_reads_use_the_documented_consistency(store: DynamoSnapshotStore, 
 
     snapshot = random_snapshot(1, 5, 2)
     publish(store, snapshot, T1)
-    recording = DynamoSnapshotStore(Recording(client), TABLE, sources_by_club=SOURCES_BY_CLUB)
-    recording.open_calls(CLUB, next(iter(snapshot.techs)))
-    CachedSnapshotReader(recording).open_calls(CLUB, next(iter(snapshot.techs)))
+    recording = DynamoSnapshotStore(Recording(client), TABLE)
+    reads(recording).open_calls(CLUB, next(iter(snapshot.techs)))
+    CachedSnapshotReader(recording, SOURCES_BY_CLUB).open_calls(CLUB, next(iter(snapshot.techs)))
 
     assert seen == [("get_item", True), ("query", False), ("get_item", False), ("query", False)]
 

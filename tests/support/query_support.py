@@ -10,7 +10,10 @@ from typing import Any
 import boto3
 from moto import mock_aws
 
-from cappi.adapters.snapshot_store import CachedSnapshotReader, DynamoSnapshotStore, create_table
+from cappi.adapters.dynamo.schema import create_table
+from cappi.adapters.dynamo.store import DynamoSnapshotStore
+from cappi.adapters.snapshot_reader import CachedSnapshotReader
+from cappi.contracts import api
 from cappi.domain.publish import publish_source
 from cappi.domain.registry import parse_registry
 from cappi.domain.snapshot import build_club_snapshot
@@ -19,7 +22,7 @@ from cappi.settings import QuerySettings
 from local.http_api import HttpApi, HttpRequest, HttpResponse, Route
 
 TABLE = "cappi-query-test"
-ROUTE = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
+ROUTE = api.ROUTE
 REGISTRY = parse_registry(
     {
         "sources": [
@@ -97,15 +100,14 @@ def query_api(authorizer: Any = None, **settings: Any) -> Iterator[QueryApi]:
     with mock_aws():
         client = boto3.client("dynamodb", region_name="us-east-1")
         create_table(client, TABLE)
-        store = DynamoSnapshotStore(client, TABLE, sources_by_club=REGISTRY.sources_by_club)
+        store = DynamoSnapshotStore(client, TABLE)
         snapshots = [build_club_snapshot(212, ALPHA_212), build_club_snapshot(4, ALPHA_4)]
         publish_source(store, "alpha", snapshots, FETCHED_AT_MS)
         clock = Clock()
         stage = replace(SETTINGS, **settings)
-        reader = CachedSnapshotReader(store, pointer_max_age=stage.pointer_max_age_s, clock=clock)
-        query.use(stage, reader, REGISTRY.club_ids)
-        route = Route("GET", ROUTE, query.handler, authorizer if authorizer is not None else Allow())
-        try:
-            yield QueryApi(HttpApi([route]), store, reader, clock)
-        finally:
-            query._wiring = None
+        reader = CachedSnapshotReader(
+            store, REGISTRY.sources_by_club, pointer_max_age=stage.pointer_max_age_s, clock=clock
+        )
+        handler = query.make_handler(lambda: query.QueryDependencies(stage, reader, REGISTRY.club_ids))
+        route = Route("GET", ROUTE, handler, authorizer if authorizer is not None else Allow())
+        yield QueryApi(HttpApi([route]), store, reader, clock)

@@ -10,9 +10,10 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
+from cappi.adapters.lambda_invoker import LambdaInvoker
+from cappi.domain.dispatch import dispatch, scheduled_time_of
 from cappi.domain.registry import parse_registry
 from cappi.handlers import dispatch as dispatch_handler
-from cappi.handlers.dispatch import LambdaInvoker, dispatch, scheduled_time_of
 from local.http_api import LambdaContext
 
 REGISTRY = parse_registry(
@@ -88,17 +89,14 @@ def test_handler_reads_registry_from_environment(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("CAPPI_CLUBS_FILE", str(path))
     monkeypatch.setenv("CAPPI_INGEST_FUNCTION", "cappi-stage-ingest")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setattr(dispatch_handler, "_wiring", None)
     sent: list[dict] = []
     monkeypatch.setattr(LambdaInvoker, "invoke_async", lambda self, payload: sent.append(payload))
-    result = dispatch_handler.handler({"scheduled_time": "2026-11-27T21:00:00Z"}, context())
+    result = dispatch_handler.make_handler()({"scheduled_time": "2026-11-27T21:00:00Z"}, context())
     assert result == {"scheduled_time": "2026-11-27T21:00:00Z", "dispatched": ["alpha"], "failed": {}, "skipped": []}
     assert sent == [{"source": "alpha", "scheduled_time": "2026-11-27T21:00:00Z"}]
-    monkeypatch.setattr(dispatch_handler, "_wiring", None)
 
 
 def test_handler_fails_loudly_without_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("CAPPI_INGEST_FUNCTION", raising=False)
-    monkeypatch.setattr(dispatch_handler, "_wiring", None)
     with pytest.raises(RuntimeError, match="CAPPI_INGEST_FUNCTION is required"):
-        dispatch_handler.handler({}, context())
+        dispatch_handler.make_handler()({}, context())

@@ -52,3 +52,25 @@ ENVIRONMENTS: dict[str, Environment] = {
     ),
     "prod": Environment("prod", "production", "https://cappi.clubassist.com", "https://prod-clubassist.auth0.com/"),
 }
+
+# How the one operation is described in the OpenAPI document (tools/openapi.py generates it from the resolver).
+OPERATION_ID = "getOpenCallIds"
+OPERATION_TAG = "OpenCalls"
+OPERATION_SUMMARY = "Open call IDs for a technician"
+OPERATION_DESCRIPTION = (
+    "The IDs of the calls open for the technician `TechId` of club `ClubId`, from the club's latest snapshot "
+    "(refreshed every 10 minutes). `ClubId` is 1-3 digits; `TechId` is 1-32 ASCII letters or digits, "
+    f"matched case-insensitively. Requires a bearer token with scope `{SCOPE}`."
+)
+RESPONSES: dict[int, dict[str, object]] = {
+    200: {
+        "description": 'Call IDs as a JSON array of strings, e.g. `[]`, `["8679"]`, `["8655R", "8679"]`.',
+        "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}},
+    },
+    304: {"description": "Not modified: the `If-None-Match` ETag still matches."},
+    400: {"description": "Malformed ClubId or TechId."},
+    401: {"description": "Missing, invalid or expired token."},
+    403: {"description": f"Token without scope `{SCOPE}`, or for a club the client may not read."},
+    404: {"description": "Unknown endpoint, or a club CAPPI does not serve."},
+    503: {"description": "No snapshot for this club yet, or storage briefly unavailable."},
+}

@@ -2,7 +2,7 @@
 
 The store provides atomic primitives (write a complete version; move a source's head if this poll is newer); this
 module decides what each club's entry in the head becomes. It imports no AWS code: the store is anything with the
-`SnapshotStore` shape.
+`SnapshotStore` shape, speaking the types of `cappi.domain.heads`.
 
 - Unchanged content (same hash) writes no snapshot data, only the head with its new check time.
 - The sudden-drop guard holds back a snapshot whose call count falls below 10% of a published snapshot of at least
@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
+from cappi.domain.heads import Head, Pointer, VersionRef
 from cappi.domain.snapshot import ClubSnapshot
 
 RETENTION_S = 72 * 3600
@@ -34,39 +35,26 @@ class Outcome(StrEnum):
     SUPERSEDED = "superseded"  # a later poll of the source already moved the head; this one changed nothing
 
 
-class PointerLike(Protocol):
-    """One club's entry in its source's head (a frozen dataclass in the store adapter)."""
-
-    club_id: int
-    version: str
-    content_hash: str
-    checked_at_ms: int
-    call_count: int
-    data_expires_at: int
-    held_fetched_at_ms: int | None
-
-
-class HeadLike(Protocol):
-    fetched_at_ms: int
-    clubs: Mapping[int, PointerLike]
-
-
-class VersionLike(Protocol):
-    version: str
-
-    def as_pointer(self, source: str, checked_at_ms: int) -> PointerLike: ...
-
-
 class SnapshotStore(Protocol):
-    def head(self, source: str) -> HeadLike | None: ...
+    """What publishing needs of storage: atomic primitives whose conditions keep the guarantees under overlap."""
+
+    def head(self, source: str) -> Head | None:
+        """The source's head (consistent read), or None when nothing was ever published for it."""
+        ...
 
     def write_version(
         self, source: str, snapshot: ClubSnapshot, fetched_at_ms: int, expires_at: int
-    ) -> tuple[VersionLike, int]: ...
+    ) -> tuple[VersionRef, int]:
+        """Store a complete version without changing what readers see; (its ref, write units)."""
+        ...
 
-    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, PointerLike]) -> tuple[bool, int]: ...
+    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> tuple[bool, int]:
+        """Move the head unless it already reflects a fetch at or after `fetched_at_ms`; (applied, write units)."""
+        ...
 
-    def extend_expiry(self, pointer: PointerLike, new_expires_at: int) -> int: ...
+    def extend_expiry(self, pointer: Pointer, new_expires_at: int) -> int:
+        """Move the expiry of every item of the pointer's version; returns write units."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +90,7 @@ def publish_source(
     if head is not None and head.fetched_at_ms >= fetched_at_ms:
         return [_superseded(s, head.clubs.get(s.club_id), 0) for s in snapshots]
 
-    entries: dict[int, PointerLike] = {}
+    entries: dict[int, Pointer] = {}
     decided: list[tuple[ClubSnapshot, Outcome, int, bool]] = []
     for snapshot in snapshots:
         current = head.clubs.get(snapshot.club_id) if head else None
@@ -161,7 +149,7 @@ def publish_source(
     return results
 
 
-def _superseded(snapshot: ClubSnapshot, current: PointerLike | None, units: int) -> ClubPublishResult:
+def _superseded(snapshot: ClubSnapshot, current: Pointer | None, units: int) -> ClubPublishResult:
     return ClubPublishResult(
         club_id=snapshot.club_id,
         outcome=Outcome.SUPERSEDED,

@@ -7,15 +7,16 @@ A club-side problem is a structured result with metrics, never an exception; an 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
-
+from cappi.contracts.metrics import poll_datapoints
 from cappi.domain.poll import FeedFetcher, PollResult, poll_source
 from cappi.domain.publish import Outcome, SnapshotStore
 from cappi.domain.registry import ClubRegistry, load_registry
-from cappi.observability import NAMESPACE, logger, metrics, route_library_logs_through
+from cappi.observability import emit, logger, metrics, route_library_logs_through
 from cappi.settings import IngestSettings
 
 
@@ -23,43 +24,27 @@ class BadIngestEvent(ValueError):
     pass
 
 
-@dataclass(slots=True)
-class _Wiring:
+@dataclass(frozen=True, slots=True)
+class IngestDependencies:
     registry: ClubRegistry
     fetcher: FeedFetcher
     store: SnapshotStore
 
-
-_wiring: _Wiring | None = None
-
-
-def _wire() -> _Wiring:
-    global _wiring  # noqa: PLW0603 - built once per container, at first use
-    if _wiring is None:
-        import boto3
-
+    @classmethod
+    def from_env(cls) -> IngestDependencies:
         from cappi.adapters.club_client import ClientLimits, ClubFeedClient
+        from cappi.adapters.dynamo.client import dynamodb_client
+        from cappi.adapters.dynamo.store import DynamoSnapshotStore
         from cappi.adapters.secrets import SecretsManagerSecrets
-        from cappi.adapters.snapshot_store import DynamoSnapshotStore
 
         settings = IngestSettings.from_env()
-        registry = load_registry(settings.clubs_file)
         limits = ClientLimits(deadline=settings.fetch_deadline_s, max_body_bytes=settings.max_body_bytes)
-        _wiring = _Wiring(
-            registry=registry,
-            fetcher=ClubFeedClient(SecretsManagerSecrets(max_age=int(settings.secrets_max_age_s)), limits),
-            store=DynamoSnapshotStore(
-                boto3.client("dynamodb"), settings.table_name, sources_by_club=registry.sources_by_club
-            ),
-        )
         route_library_logs_through(logger, "cappi.club_client")
-    return _wiring
-
-
-def use(registry: ClubRegistry, fetcher: FeedFetcher, store: SnapshotStore) -> None:
-    """Replace the wiring (local mode, tests)."""
-    global _wiring  # noqa: PLW0603
-    _wiring = _Wiring(registry, fetcher, store)
+        return cls(
+            registry=load_registry(settings.clubs_file),
+            fetcher=ClubFeedClient(SecretsManagerSecrets(max_age=int(settings.secrets_max_age_s)), limits),
+            store=DynamoSnapshotStore(dynamodb_client(), settings.table_name),
+        )
 
 
 def source_name_of(event: Any) -> str:
@@ -68,52 +53,30 @@ def source_name_of(event: Any) -> str:
     return event["source"]
 
 
-@metrics.log_metrics
-@logger.inject_lambda_context(clear_state=True)
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    wiring = _wire()
-    name = source_name_of(event)
-    source = wiring.registry.source(name)  # KeyError: the deployed registry and dispatch disagree (our fault)
-    logger.append_keys(source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time"))
-    result = poll_source(source, wiring.fetcher, wiring.store)
-    record(result)
-    summary = result.summary()
-    summary["scheduled_time"] = event.get("scheduled_time")
-    return summary
+def make_handler(
+    dependencies: Callable[[], IngestDependencies] = IngestDependencies.from_env,
+) -> Callable[..., dict[str, Any]]:
+    """The Lambda handler, its dependencies built on first use (once per container)."""
+    built = cache(dependencies)
 
-
-def record(result: PollResult) -> None:
-    """Turn one poll into log lines and per-source metrics (the alarms and dashboard read these)."""
-    metrics.add_dimension(name="Source", value=result.source)
-    metrics.add_metric(name="FetchSuccess", unit=MetricUnit.Count, value=int(result.status != "failed"))
-    metrics.add_metric(name="FetchFailure", unit=MetricUnit.Count, value=int(result.status == "failed"))
-    metrics.add_metric(name="FeedRejected", unit=MetricUnit.Count, value=int(result.status == "rejected"))
-    metrics.add_metric(name="PollSuccess", unit=MetricUnit.Count, value=int(result.ok))
-    metrics.add_metric(name="FetchLatency", unit=MetricUnit.Milliseconds, value=round(result.fetch_seconds * 1000, 1))
-    if result.snapshot_age_s:
-        metrics.add_metric(
-            name="SnapshotAge", unit=MetricUnit.Seconds, value=round(max(result.snapshot_age_s.values()), 1)
+    @metrics.log_metrics
+    @logger.inject_lambda_context(clear_state=True)
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        deps = built()
+        source = deps.registry.source(source_name_of(event))  # KeyError: registry and dispatch disagree (ours)
+        logger.append_keys(
+            source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time")
         )
-    if result.rows or result.ok:
-        metrics.add_metric(name="FeedRows", unit=MetricUnit.Count, value=result.rows)
-        metrics.add_metric(name="RejectedRows", unit=MetricUnit.Count, value=sum(result.rejected.values()))
-        metrics.add_metric(
-            name="RejectedRowRatio", unit=MetricUnit.Percent, value=round(result.rejected_ratio * 100, 3)
-        )
-    for reason, count in sorted(result.rejected.items()):
-        with single_metric(
-            name="RejectedRowsByReason", unit=MetricUnit.Count, value=count, namespace=NAMESPACE
-        ) as metric:
-            metric.add_dimension(name="Source", value=result.source)
-            metric.add_dimension(name="Reason", value=reason)
+        result = poll_source(source, deps.fetcher, deps.store)
+        emit(poll_datapoints(result))
+        log_poll(result)
+        return {**result.summary(), "scheduled_time": event.get("scheduled_time")}
 
-    if result.ok:
-        metrics.add_metric(name="Calls", unit=MetricUnit.Count, value=sum(c.calls for c in result.clubs))
-        metrics.add_metric(name="Techs", unit=MetricUnit.Count, value=sum(c.techs for c in result.clubs))
-        metrics.add_metric(name="SnapshotChanged", unit=MetricUnit.Count, value=result.count(Outcome.PUBLISHED))
-        metrics.add_metric(name="DropGuardHolds", unit=MetricUnit.Count, value=result.count(Outcome.HELD))
-        metrics.add_metric(name="SnapshotWriteUnits", unit=MetricUnit.Count, value=result.write_units)
+    return handler
 
+
+def log_poll(result: PollResult) -> None:
+    """One log line per poll: a warning when readers keep the last good list or a drop is held back."""
     fields = {
         "status": result.status,
         "attempts": result.attempts,
@@ -128,14 +91,15 @@ def record(result: PollResult) -> None:
         "snapshot_age_s": {str(k): round(v, 1) for k, v in result.snapshot_age_s.items()},
         "write_units": result.write_units,
     }
-    if result.ok:
-        held = [c.club_id for c in result.clubs if c.outcome is Outcome.HELD]
-        if held:
-            logger.warning("sudden drop held back until the next poll confirms it", extra={**fields, "held": held})
-        else:
-            logger.info("poll done", extra=fields)
-    else:
+    if not result.ok:
         logger.warning(
             "poll failed; readers keep the last good snapshot",
             extra={**fields, "error_code": result.error_code, "error": result.error, "http_status": result.http_status},
         )
+    elif held := [c.club_id for c in result.clubs if c.outcome is Outcome.HELD]:
+        logger.warning("sudden drop held back until the next poll confirms it", extra={**fields, "held": held})
+    else:
+        logger.info("poll done", extra=fields)
+
+
+handler = make_handler()

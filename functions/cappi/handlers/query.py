@@ -1,80 +1,79 @@
 """Query Lambda: GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids -> the call IDs open for that technician.
 
-Behind API Gateway's HTTP API (payload 2.0) with a JWT authorizer. Thin: it checks the token's scope and club
-claim (defence in depth: a route misconfigured without scopes still refuses), validates the path, and reads the
-current snapshot through a cache that serves repeated queries without a DynamoDB request.
+Behind API Gateway's HTTP API (payload 2.0) with a JWT authorizer. Wiring only: the rules are
+`cappi.domain.query.open_call_ids`; this module reads the event, maps each refusal to its status in one table,
+and writes the headers.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
+from functools import cache
 from typing import Any
 
-import boto3
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.metrics import MetricUnit
 
-from cappi.adapters.snapshot_store import CachedSnapshotReader, DynamoSnapshotStore, SnapshotStoreError
-from cappi.domain import query_rules as rules
-from cappi.domain.query_rules import QueryError
-from cappi.domain.registry import load_registry
-from cappi.observability import logger, metrics
+from cappi.adapters.dynamo.store import SnapshotStoreError
+from cappi.contracts import api
+from cappi.contracts import metrics as m
+from cappi.domain import query as rules
+from cappi.observability import emit, logger, metrics
 from cappi.settings import QuerySettings
 
-ROUTE = "/api/CallData/OpenCalls/<ClubId>/<TechId>/ids"
-# API Gateway hands the Lambda any single path segment for {ClubId} and {TechId}; Powertools' own route pattern
-# is narrower (it refuses quotes, for one), so such requests are recognised here and get a 400, not a 404.
-_ROUTE_SHAPE = re.compile(r"/api/CallData/OpenCalls/([^/]+)/([^/]+)/ids")
 JSON = "application/json"
+_STATUS: dict[type[rules.Refused], int] = {
+    rules.MalformedRequest: 400,
+    rules.Unauthenticated: 401,
+    rules.InsufficientScope: 403,
+    rules.ForbiddenClub: 403,
+    rules.UnknownClub: 404,
+    rules.NoSnapshotYet: 503,
+}
 
 
-@dataclass(slots=True)
-class _Wiring:
+@dataclass(frozen=True, slots=True)
+class QueryDependencies:
     settings: QuerySettings
-    reader: CachedSnapshotReader
+    reader: rules.OpenCallsReader
     served_clubs: frozenset[int]
 
+    @classmethod
+    def from_env(cls) -> QueryDependencies:
+        from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
+        from cappi.adapters.dynamo.store import DynamoSnapshotStore
+        from cappi.adapters.snapshot_reader import CachedSnapshotReader
+        from cappi.domain.registry import load_registry
 
-_wiring: _Wiring | None = None
+        settings = QuerySettings.from_env()
+        registry = load_registry(settings.clubs_file)
+        store = DynamoSnapshotStore(dynamodb_client(QUERY_ATTEMPTS), settings.table_name)
+        reader = CachedSnapshotReader(store, registry.sources_by_club, pointer_max_age=settings.pointer_max_age_s)
+        return cls(settings, reader, registry.club_ids)
+
+
 app = APIGatewayHttpResolver()
 
 
-def _wire() -> _Wiring:
-    global _wiring  # noqa: PLW0603 - built once per container, at first use
-    if _wiring is None:
-        settings = QuerySettings.from_env()
-        registry = load_registry(settings.clubs_file)
-        store = DynamoSnapshotStore(
-            boto3.client("dynamodb"), settings.table_name, sources_by_club=registry.sources_by_club
-        )
-        _wiring = _Wiring(
-            settings, CachedSnapshotReader(store, pointer_max_age=settings.pointer_max_age_s), registry.club_ids
-        )
-    return _wiring
-
-
-def use(settings: QuerySettings, reader: CachedSnapshotReader, served_clubs: frozenset[int]) -> None:
-    """Replace the wiring (local mode, tests, benchmarks)."""
-    global _wiring  # noqa: PLW0603
-    _wiring = _Wiring(settings, reader, served_clubs)
-
-
 def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        status_code=status,
-        content_type=JSON,
-        body=json.dumps({"error": code, "message": message}),
-        headers={"Cache-Control": "no-store", **(headers or {})},
-    )
+    body = json.dumps({"error": code, "message": message})
+    return Response(status, JSON, body, headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-@app.exception_handler(QueryError)
-def _refused(exc: QueryError) -> Response:
-    return _error(exc.status, exc.code, exc.message, exc.headers)
+@app.exception_handler(rules.Refused)
+def _refused(exc: rules.Refused) -> Response:
+    headers = {}
+    if isinstance(exc, rules.Unauthenticated):
+        headers["WWW-Authenticate"] = 'Bearer realm="cappi"'
+    elif isinstance(exc, rules.InsufficientScope):
+        headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope" scope="{exc.scope}"'
+    elif isinstance(exc, rules.NoSnapshotYet):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    return _error(_STATUS[type(exc)], exc.code, exc.message, headers)
 
 
 @app.exception_handler(SnapshotStoreError)
@@ -92,117 +91,90 @@ def _unexpected(exc: Exception) -> Response:
 
 @app.not_found
 def _not_found(_exc: Exception) -> Response:
-    segments = _route_segments()
-    if segments is not None and app.current_event.http_method == "GET":
-        return _open_call_ids(*segments)
-    return _error(404, "not_found", "unknown endpoint; see GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids")
+    # Powertools' route pattern refuses some segments API Gateway accepts (quotes, for one): those get a 400 too.
+    segments = _segments()
+    if segments is not None and app.current_event.http_method == api.METHOD:
+        return _serve(*segments)
+    return _error(404, "not_found", f"unknown endpoint; see {api.METHOD} {api.ROUTE}")
 
 
-def _route_segments() -> tuple[str, str] | None:
+def _segments() -> tuple[str, str] | None:
     """ClubId and TechId as API Gateway captured them, else from a path of the route's shape.
 
-    HTTP APIs decode the path before the Lambda sees it, so `ab%2F12` arrives as `ab/12`: the captured path
-    parameters, not Powertools' re-match of the path, say what the client asked for.
+    HTTP APIs decode the path before the Lambda sees it (`ab%2F12` arrives as `ab/12`): the captured parameters,
+    not Powertools' re-match of the path, say what the client asked for.
     """
-    params = app.current_event.raw_event.get("pathParameters") or {}
+    params = app.current_event.path_parameters
     club, tech = params.get("ClubId"), params.get("TechId")
     if isinstance(club, str) and isinstance(tech, str):
         return club, tech
-    match = _ROUTE_SHAPE.fullmatch(app.current_event.path)
+    match = api.ROUTE_SHAPE.fullmatch(app.current_event.path)
     return (match.group(1), match.group(2)) if match else None
 
 
 @app.get(
-    ROUTE,
-    summary="Open call IDs for a technician",
-    description=(
-        "The IDs of the calls open for the technician `TechId` of club `ClubId`, from the club's latest snapshot "
-        "(refreshed every 10 minutes). `ClubId` is 1-3 digits; `TechId` is 1-32 ASCII letters or digits, "
-        "matched case-insensitively. Requires a bearer token with scope `read:callids`."
-    ),
-    responses={
-        200: {
-            "description": 'Call IDs as a JSON array of strings, e.g. `[]`, `["8679"]`, `["8655R", "8679"]`.',
-            "content": {JSON: {"schema": {"type": "array", "items": {"type": "string"}}}},
-        },
-        304: {"description": "Not modified: the `If-None-Match` ETag still matches."},
-        400: {"description": "Malformed ClubId or TechId."},
-        401: {"description": "Missing, invalid or expired token."},
-        403: {"description": "Token without scope `read:callids`, or for a club the client may not read."},
-        404: {"description": "Unknown endpoint, or a club CAPPI does not serve."},
-        503: {"description": "No snapshot for this club yet, or storage briefly unavailable."},
-    },
-    tags=["OpenCalls"],
-    operation_id="getOpenCallIds",
+    api.RESOLVER_ROUTE,
+    summary=api.OPERATION_SUMMARY,
+    description=api.OPERATION_DESCRIPTION,
+    responses=api.RESPONSES,
+    tags=[api.OPERATION_TAG],
+    operation_id=api.OPERATION_ID,
 )
 def open_call_ids(ClubId: str, TechId: str) -> Response[list[str]]:  # the path's own names, for the OpenAPI document
-    return _open_call_ids(*(_route_segments() or (ClubId, TechId)))
+    return _serve(*(_segments() or (ClubId, TechId)))
 
 
-def _claims() -> dict[str, str]:
-    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
-    jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
-    if not isinstance(jwt, dict) or not isinstance(jwt.get("claims"), dict):
-        raise QueryError(
-            401, "unauthorized", "a bearer token is required", {"WWW-Authenticate": 'Bearer realm="cappi"'}
-        )
-    return {str(k): str(v) for k, v in jwt["claims"].items()}
+def _claims() -> dict[str, str] | None:
+    if not isinstance(app.current_event.raw_event.get("requestContext"), dict):
+        return None
+    jwt = app.current_event.request_context.authorizer.get("jwt")
+    claims = jwt.get("claims") if isinstance(jwt, dict) else None
+    return {str(k): str(v) for k, v in claims.items()} if isinstance(claims, dict) else None
 
 
-def _open_call_ids(club_raw: str, tech_raw: str) -> Response:
-    wiring = _wire()
-    settings = wiring.settings
-    claims = _claims()
-    logger.append_keys(client=rules.client_of(claims))
-    if not rules.has_scope(claims, settings.required_scope):
-        raise QueryError(
-            403,
-            "insufficient_scope",
-            f"the token lacks scope {settings.required_scope}",
-            {"WWW-Authenticate": f'Bearer error="insufficient_scope" scope="{settings.required_scope}"'},
-        )
-    club_id, tech_id = rules.parse_path(club_raw, tech_raw)
-    logger.append_keys(club_id=club_id)
-
-    allowed = rules.allowed_clubs(claims, settings.club_claim)
-    if allowed is None and settings.require_club_claim:
-        raise QueryError(403, "forbidden_club", "the token does not say which clubs it may read")
-    if allowed is not None and club_id not in allowed:
-        raise QueryError(403, "forbidden_club", f"this client may not read club {club_id}")
-    if club_id not in wiring.served_clubs:
-        raise QueryError(404, "unknown_club", f"CAPPI does not serve club {club_id}")
-
-    answer = wiring.reader.open_calls(club_id, tech_id)
-    if answer is None:
-        raise QueryError(
-            503,
-            "no_snapshot_yet",
-            f"no open-call list has been received from club {club_id} yet",
-            {"Retry-After": "60"},
-        )
+def _serve(club_raw: str, tech_raw: str) -> Response:
+    deps: QueryDependencies = app.context["dependencies"]
+    settings = deps.settings
+    policy = rules.AccessPolicy(
+        settings.required_scope, settings.club_claim, settings.require_club_claim, deps.served_clubs
+    )
+    answer = rules.open_call_ids(
+        _claims(),
+        club_raw,
+        tech_raw,
+        policy=policy,
+        reader=deps.reader,
+        nested_single=settings.nested_single_result,
+        if_none_match=app.current_event.headers.get("if-none-match"),
+        note=logger.append_keys,
+    )
     if answer.checked_at_ms is not None:
-        age_s = max(0.0, time.time() - answer.checked_at_ms / 1000)
-        metrics.add_metric(name="SnapshotAgeServed", unit=MetricUnit.Seconds, value=round(age_s, 1))
-    logger.append_keys(snapshot_version=answer.version)
-
-    body = rules.response_body(answer.call_ids, nested_single=settings.nested_single_result)
-    etag = rules.etag_for(body)
+        emit([m.Datapoint(m.SNAPSHOT_AGE_SERVED, round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1))])
     headers = {
-        "ETag": etag,
-        "Last-Modified": rules.http_date(answer.fetched_at_ms / 1000),
+        "ETag": answer.etag,
+        "Last-Modified": formatdate(answer.fetched_at_ms / 1000, usegmt=True),
         "Cache-Control": f"private, max-age={settings.cache_max_age_s}",
     }
-    if rules.etag_matches(app.current_event.headers.get("if-none-match"), etag):
+    if answer.not_modified:
         return Response(status_code=304, headers=headers, body="")
-    return Response(status_code=200, content_type=JSON, body=body.decode(), headers=headers)
+    return Response(status_code=200, content_type=JSON, body=answer.body.decode(), headers=headers)
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-@metrics.log_metrics
-def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-    response = app.resolve(event, context)
-    status = int(response.get("statusCode", 0))
-    metrics.add_dimension(name="Status", value=str(status))
-    metrics.add_metric(name="Requests", unit=MetricUnit.Count, value=1)
-    logger.info("request", extra={"status": status, "path": event.get("rawPath")})
-    return response
+def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Callable[..., Any]:
+    """The Lambda handler, its dependencies built on first use (once per container)."""
+    built = cache(dependencies)
+
+    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
+    @metrics.log_metrics
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        app.append_context(dependencies=built())
+        response = app.resolve(event, context)
+        status = int(response.get("statusCode", 0))
+        emit([m.Datapoint(m.REQUESTS, 1, {m.STATUS: str(status)})])
+        logger.info("request", extra={"status": status, "path": event.get("rawPath")})
+        return response
+
+    return handler
+
+
+handler = make_handler()

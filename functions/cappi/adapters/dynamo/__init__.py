@@ -1,0 +1,1 @@
+"""The DynamoDB snapshot table: schema and `create_table`, write-unit cost model, item codec, and the store."""

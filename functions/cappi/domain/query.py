@@ -1,0 +1,206 @@
+"""The query side's rules (DESIGN.md section 2): read the path, authorize the client, build the answer.
+
+Nothing here knows HTTP status codes: a refused request raises one of the `Refused` subclasses below, and the
+query handler maps each class to its status and headers in one table. Claims arrive as API Gateway's HTTP API
+JWT authorizer delivers them: every value a string, `scope` space-separated, arrays rendered as `[a b c]`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from cappi.domain.heads import OpenCalls
+from cappi.domain.ids import MAX_TECH_ID_LEN, parse_path_club_id
+
+_CLAIM_ITEM = re.compile(r"[\s,\[\]\"]+")
+NO_SNAPSHOT_RETRY_S = 60  # polls run every 10 minutes; a minute is a fair first wait
+
+
+class Refused(Exception):
+    """A request CAPPI refuses: a stable error code and a message for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class MalformedRequest(Refused):
+    """The path's ClubId or TechId breaks the rules."""
+
+
+class Unauthenticated(Refused):
+    """No verified token reached the function."""
+
+
+class InsufficientScope(Refused):
+    """The token lacks the scope the API requires."""
+
+    def __init__(self, scope: str) -> None:
+        super().__init__("insufficient_scope", f"the token lacks scope {scope}")
+        self.scope = scope
+
+
+class ForbiddenClub(Refused):
+    """The token may not read this club (or does not say which clubs it may read, where that is required)."""
+
+
+class UnknownClub(Refused):
+    """No registered source serves this club."""
+
+
+class NoSnapshotYet(Refused):
+    """A served club whose list has not been received yet: worth retrying after `retry_after_s`."""
+
+    retry_after_s = NO_SNAPSHOT_RETRY_S
+
+
+class OpenCallsReader(Protocol):
+    def open_calls(self, club_id: int, tech_id: str) -> OpenCalls | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class AccessPolicy:
+    """Who may read what: the scope, the club-list claim and whether it is required, and the clubs served."""
+
+    required_scope: str
+    club_claim: str  # "" disables club-level authorization
+    require_club_claim: bool
+    served_clubs: frozenset[int]
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What the handler sends: the exact body, its validator, and what the snapshot says about freshness."""
+
+    body: bytes
+    etag: str
+    fetched_at_ms: int  # when the club's list was fetched (Last-Modified)
+    checked_at_ms: int | None  # when a poll last confirmed it
+    version: str
+    not_modified: bool  # the client's If-None-Match still matches
+
+
+def parse_path(club_raw: str, tech_raw: str) -> tuple[int, str]:
+    """(ClubId, canonical TechId) from the path segments, or MalformedRequest."""
+    club_id = parse_path_club_id(club_raw)
+    if club_id is None:
+        raise MalformedRequest("invalid_club_id", "ClubId must be 1 to 3 digits (0-999)")
+    if not (0 < len(tech_raw) <= MAX_TECH_ID_LEN and tech_raw.isascii() and tech_raw.isalnum()):
+        raise MalformedRequest("invalid_tech_id", f"TechId must be 1 to {MAX_TECH_ID_LEN} letters (A-Z, a-z) or digits")
+    return club_id, tech_raw.upper()
+
+
+def claim_values(raw: str) -> list[str]:
+    """The items of a claim as API Gateway renders it: `[212 213]`, `212`, or a comma list `212,213`."""
+    return [item for item in _CLAIM_ITEM.split(raw) if item]
+
+
+def has_scope(claims: Mapping[str, str], scope: str) -> bool:
+    """Scope check as the JWT authorizer makes it: `scope` (space-separated) or `scp` holds the scope."""
+    return any(scope in claim_values(claims.get(name, "")) for name in ("scope", "scp"))
+
+
+def allowed_clubs(claims: Mapping[str, str], claim: str) -> frozenset[int] | None:
+    """Club IDs a client may read from its club-list claim; None when the token carries no such claim.
+
+    A claim that is present but holds nothing usable allows no club at all (it fails closed).
+    """
+    if not claim or claim not in claims:
+        return None
+    clubs = set()
+    for item in claim_values(claims[claim]):
+        club_id = parse_path_club_id(item)
+        if club_id is not None:
+            clubs.add(club_id)
+    return frozenset(clubs)
+
+
+def client_of(claims: Mapping[str, str]) -> str | None:
+    return claims.get("azp") or claims.get("client_id") or claims.get("sub")
+
+
+def authorize(claims: Mapping[str, str], club_id: int, policy: AccessPolicy) -> None:
+    """Refuse a client that may not read `club_id`, and a club CAPPI does not serve (after authorization, so a
+    client learns nothing about clubs it may not read)."""
+    allowed = allowed_clubs(claims, policy.club_claim)
+    if allowed is None and policy.require_club_claim:
+        raise ForbiddenClub("forbidden_club", "the token does not say which clubs it may read")
+    if allowed is not None and club_id not in allowed:
+        raise ForbiddenClub("forbidden_club", f"this client may not read club {club_id}")
+    if club_id not in policy.served_clubs:
+        raise UnknownClub("unknown_club", f"CAPPI does not serve club {club_id}")
+
+
+def response_body(call_ids: Sequence[str], *, nested_single: bool) -> bytes:
+    """A flat JSON array of strings; with `nested_single`, one result is nested as the document's example shows."""
+    payload: list[Any] = [list(call_ids)] if nested_single and len(call_ids) == 1 else list(call_ids)
+    return json.dumps(payload, separators=(",", ":")).encode()
+
+
+def etag_for(body: bytes) -> str:
+    """A strong validator of the exact body: a tech whose calls did not change keeps its ETag across snapshots."""
+    return '"' + hashlib.blake2s(body, digest_size=12).hexdigest() + '"'
+
+
+def etag_matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match comparison (weak, as RFC 9110 asks for this header). Junk never matches."""
+    if not if_none_match:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*":
+            return True
+        if tag.startswith("W/"):
+            tag = tag[2:]
+        if tag == etag:
+            return True
+    return False
+
+
+def _ignore(**_context: Any) -> None:
+    return None
+
+
+def open_call_ids(
+    claims: Mapping[str, str] | None,
+    club_raw: str,
+    tech_raw: str,
+    *,
+    policy: AccessPolicy,
+    reader: OpenCallsReader,
+    nested_single: bool = False,
+    if_none_match: str | None = None,
+    note: Callable[..., None] = _ignore,
+) -> Answer:
+    """The answer to one query, in the order the checks are made: token, scope, path, club access, snapshot.
+
+    `note(**context)` hears what was learnt on the way (client, club, version), e.g. to add it to the log.
+    """
+    if claims is None:
+        raise Unauthenticated("unauthorized", "a bearer token is required")
+    note(client=client_of(claims))
+    if not has_scope(claims, policy.required_scope):
+        raise InsufficientScope(policy.required_scope)
+    club_id, tech_id = parse_path(club_raw, tech_raw)
+    note(club_id=club_id)
+    authorize(claims, club_id, policy)
+    found = reader.open_calls(club_id, tech_id)
+    if found is None:
+        raise NoSnapshotYet("no_snapshot_yet", f"no open-call list has been received from club {club_id} yet")
+    note(snapshot_version=found.version)
+    body = response_body(found.call_ids, nested_single=nested_single)
+    etag = etag_for(body)
+    return Answer(
+        body=body,
+        etag=etag,
+        fetched_at_ms=found.fetched_at_ms,
+        checked_at_ms=found.checked_at_ms,
+        version=found.version,
+        not_modified=etag_matches(if_none_match, etag),
+    )
