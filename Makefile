@@ -5,13 +5,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help setup run test lint format bench clean synth diff deploy bootstrap check-stage
+.PHONY: help setup run test lint typecheck format bench clean synth diff deploy bootstrap check-stage
 
 help:
 	@echo "make run     set up and run CAPPI locally (local mode)"
 	@echo "make test    set up the virtualenv and run lint plus every test"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lint    ruff check and format check"
+	@echo "make typecheck   mypy over functions/ (what Lambda runs)"
 	@echo "make format  ruff format and autofix"
 	@echo "make synth   write both stages' CloudFormation templates to cdk.out/ (offline, no AWS account)"
 	@echo "make diff STAGE=stage|prod     compare a stage's stack with what is deployed (AWS credentials)"
@@ -35,7 +36,10 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+test: lint typecheck
 	$(BIN)/python -m pytest
 
 # Local mode: the whole of CAPPI on loopback (see README "Local mode" for the CAPPI_* variables).
@@ -48,7 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/local_load.py
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .hypothesis build node_modules
+	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis build node_modules
 
 # --- AWS CDK (see README, Operations) ---------------------------------------------------------------------------
 # The CDK CLI comes from package.json/package-lock.json; the app it runs is the Python one in app.py.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 # API Gateway and OpenAPI spell path parameters {Name}; Powertools' resolver spells them <Name>.
 ROUTE = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
@@ -62,7 +63,7 @@ OPERATION_DESCRIPTION = (
     "(refreshed every 10 minutes). `ClubId` is 1-3 digits; `TechId` is 1-32 ASCII letters or digits, "
     f"matched case-insensitively. Requires a bearer token with scope `{SCOPE}`."
 )
-RESPONSES: dict[int, dict[str, object]] = {
+RESPONSES: dict[int, Any] = {  # OpenAPI response objects
     200: {
         "description": 'Call IDs as a JSON array of strings, e.g. `[]`, `["8679"]`, `["8655R", "8679"]`.',
         "content": {"application/json": {"schema": {"type": "array", "items": {"type": "string"}}}},

@@ -62,7 +62,8 @@ INGEST_DISPATCH_FAILURES = Metric("IngestDispatchFailures", COUNT, (), "ingest i
 
 # Query.
 REQUESTS = Metric("Requests", COUNT, (STATUS,), "answers of the query Lambda, by HTTP status")
-SNAPSHOT_AGE_SERVED = Metric("SnapshotAgeServed", SECONDS, (), "age of the list a query was answered from")
+# Emitted in the same blob as the request's `Requests`, so it carries that blob's Status (200 or 304).
+SNAPSHOT_AGE_SERVED = Metric("SnapshotAgeServed", SECONDS, (STATUS,), "age of the list a query was answered from")
 
 INGEST_METRICS = (
     FETCH_SUCCESS,

@@ -27,8 +27,11 @@ class FeedUnavailable(Exception):
 
 
 class FetchedFeed(Protocol):
-    body: bytes
-    attempts: int
+    @property
+    def body(self) -> bytes: ...
+
+    @property
+    def attempts(self) -> int: ...
 
 
 class FeedFetcher(Protocol):

@@ -241,7 +241,7 @@ def _parse_source(raw: Any, index: int, problems: list[str]) -> ClubSource | Non
     if not isinstance(enabled, bool):
         problems.append(f"{label}: field 'enabled': must be true or false")
 
-    if len(problems) > before or auth is None or not isinstance(name, str):
+    if len(problems) > before or auth is None or not isinstance(name, str) or club_ids is None:
         return None
     return ClubSource(
         name=name,
