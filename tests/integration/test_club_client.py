@@ -33,7 +33,8 @@ from support.club_servers import (
     zlib_deflated,
 )
 
-from cappi.adapters.club_client import ClientLimits, ClubFeedClient, FeedFetchError, FetchResult, _retry_after_s
+from cappi.adapters.club_client import ClientLimits, ClubFeedClient, FeedFetchError, FetchResult
+from cappi.adapters.club_client.retry_policy import retry_after_s as _retry_after_s
 from cappi.adapters.secrets import SecretNotFound, SecretsManagerSecrets, StaticSecrets
 from cappi.domain.registry import ClubAuth, ClubSource
 
@@ -976,18 +977,11 @@ def test_static_secrets():
 
 
 @pytest.fixture
-def secretsmanager(monkeypatch):
+def secretsmanager():
     moto = pytest.importorskip("moto")
     import boto3
 
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with moto.mock_aws():
+    with moto.mock_aws():  # fake credentials come from tests/conftest.py
         yield boto3.client("secretsmanager", region_name="us-east-1")
 
 

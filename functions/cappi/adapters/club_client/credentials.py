@@ -1,0 +1,79 @@
+"""Reading a source's secret and checking it can serve as the credential its auth type needs.
+
+Each value read is registered with the fetch's Redactor before anything else happens to it, so no later
+error or log line can quote it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from cappi.adapters.club_client.fetch_run import FetchRun
+from cappi.adapters.secrets import SecretNotFound, SecretSource
+from cappi.domain.registry import ClubAuth
+
+# Visible ASCII: what a bearer token or API key may hold (requests' own header check lets inner spaces through).
+HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+
+
+class SecretReader:
+    def __init__(self, secrets: SecretSource) -> None:
+        self._secrets = secrets
+
+    def secret(self, auth: ClubAuth, run: FetchRun) -> str:
+        """The value of `auth.secret`, without surrounding whitespace."""
+        name = auth.secret
+        if not name:
+            raise run.error("secret_missing", f"auth type {auth.type!r} names no secret")
+        try:
+            value = self._secrets.get(name)
+        except SecretNotFound:
+            raise run.error("secret_missing", f"secret {name!r} not found") from None
+        except Exception as exc:
+            # The value was never obtained, so the error cannot quote it.
+            reason = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise run.error(
+                "secret_missing", f"secret {name!r} could not be read: {type(exc).__name__} {reason}"
+            ) from None
+        if not isinstance(value, str) or not value.strip():
+            raise run.error("secret_missing", f"secret {name!r} is empty")
+        run.redactor.protect(value)
+        # Secrets written with `echo` or from a file often end in a newline, which no header may carry.
+        value = value.strip()
+        run.redactor.protect(value)
+        return value
+
+    def header_value(self, auth: ClubAuth, run: FetchRun) -> str:
+        """The secret as it goes into a header as is (a bearer token, an API key)."""
+        value = self.secret(auth, run)
+        if not HEADER_TOKEN.fullmatch(value):
+            raise run.error(
+                "secret_missing",
+                f"secret {auth.secret!r} holds characters that cannot be sent in an HTTP header (visible ASCII only)",
+            )
+        return value
+
+    def user_and_password(self, auth: ClubAuth, run: FetchRun) -> tuple[str, str]:
+        """The secret as `user:password` or as JSON with username and password."""
+        value = self.secret(auth, run)
+        unusable = run.error(
+            "secret_missing",
+            f"secret {auth.secret!r} is not 'user:password' or a JSON object with username and password",
+        )
+        if value.startswith("{"):
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                raise unusable from None
+            user = parsed.get("username") if isinstance(parsed, dict) else None
+            password = parsed.get("password") if isinstance(parsed, dict) else None
+            if not isinstance(user, str) or not isinstance(password, str):
+                raise unusable
+        else:
+            user, sep, password = value.partition(":")
+            if not sep:
+                raise unusable
+        if not user or ":" in user or any(c in user + password for c in "\r\n\0"):
+            raise unusable
+        return user, password
