@@ -125,7 +125,7 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=5.0)
     args = parser.parse_args()
 
-    from local.issuer import demo_clients
+    from local.clients import demo_clients
 
     port = free_port()
     state_dir = Path(tempfile.mkdtemp(prefix="cappi-load-"))

@@ -233,6 +233,10 @@ class JwksCache:
     A fetch happens when there are no keys yet, when the keys are older than `max_age_s`, or when a token names a
     `kid` the cache does not hold (a rotation). All fetches share one cooldown: at most one every `cooldown_s`,
     so a flood of tokens with random `kid`s costs one fetch, not one each. A failed fetch keeps the old keys.
+
+    Not `jwt.PyJWKClient` (2.15): its cooldown starts only after a successful fetch (a down issuer gets one fetch
+    per request), its expired cache is dropped before the refetch (a failed refetch loses the keys), it reads
+    `time.monotonic` itself (no clock to inject) and its fetch has no size limit.
     """
 
     def __init__(

@@ -4,6 +4,7 @@ Each worker process is one warm "execution environment": it imports the deployed
 invocation at a time, as Lambda does. Processes rather than threads because the handlers' Powertools Logger and
 Metrics are per-environment singletons (two concurrent invocations in one process would mix their metrics), and
 because a crash must not take local mode down. `invoke_async` returns at once, like an `Event` invocation.
+Workers are spawned with this process's interpreter, so they import `cappi` from the same installation.
 """
 
 from __future__ import annotations
@@ -30,12 +31,10 @@ def _watch_parent(parent: int) -> None:
     os._exit(0)
 
 
-def _worker_start(parent: int, log_path: str, functions_dir: str) -> None:
+def _worker_start(parent: int, log_path: str) -> None:
     # Ctrl-C reaches the whole process group; local mode itself decides when workers stop (close()).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    if functions_dir not in sys.path:
-        sys.path.insert(0, functions_dir)
     # The handler's JSON logs and metrics go to a file, as they would to CloudWatch; the console stays readable.
     sys.stdout = open(log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the worker
 
@@ -59,14 +58,12 @@ class LocalAsyncInvoker:
         workers: int,
         environment: Mapping[str, str],
         log_path: str,
-        functions_dir: str,
         on_result: ResultCallback | None = None,
     ) -> None:
         self._handler_path = handler_path
         self._workers = workers
         self._environment = dict(environment)
         self._log_path = log_path
-        self._functions_dir = functions_dir
         self._on_result = on_result
         self._lock = threading.Lock()
         self._pool = self._new_pool()
@@ -78,7 +75,7 @@ class LocalAsyncInvoker:
             max_workers=self._workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_worker_start,
-            initargs=(os.getpid(), self._log_path, self._functions_dir),
+            initargs=(os.getpid(), self._log_path),
         )
 
     def invoke_async(self, payload: dict[str, Any]) -> None:

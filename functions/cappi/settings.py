@@ -7,6 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cappi.contracts import api
+
 # The deploy bundles the stage's registry next to the package; local mode points elsewhere.
 DEFAULT_CLUBS_FILE = str(Path(__file__).resolve().parent.parent / "clubs.json")
 
@@ -97,8 +99,8 @@ class QuerySettings:
         return cls(
             table_name=_required(env, "CAPPI_TABLE_NAME"),
             clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
-            required_scope=env.get("CAPPI_REQUIRED_SCOPE", "read:callids").strip() or "read:callids",
-            club_claim=env.get("CAPPI_CLUB_CLAIM", "https://cappi.clubassist.com/clubs").strip(),
+            required_scope=env.get("CAPPI_REQUIRED_SCOPE", api.SCOPE).strip() or api.SCOPE,
+            club_claim=env.get("CAPPI_CLUB_CLAIM", api.CLUB_CLAIM).strip(),
             require_club_claim=_bool(env, "CAPPI_REQUIRE_CLUB_CLAIM", False),
             nested_single_result=_bool(env, "CAPPI_NESTED_SINGLE_RESULT", False),
             pointer_max_age_s=_float(env, "CAPPI_POINTER_MAX_AGE_S", 10.0),

@@ -324,6 +324,38 @@ def test_every_contract_variable_with_a_real_club_server_and_another_issuer(
     assert local.process.wait(timeout=60) == 0
 
 
+def test_port_zero_serves_on_the_port_the_system_picked(start: Any) -> None:
+    local = start(CAPPI_PORT="0")
+    local.port = int(local.wait_for(r"API \+ token issuer   http://127\.0\.0\.1:(\d+)").group(1))
+    assert local.port != 0
+    local.wait_for(rf"curl .* http://127\.0\.0\.1:{local.port}/api/CallData/OpenCalls/212/DEMO1/ids")
+    status, calls = local.calls(212, "DEMO1", local.token())
+    assert status == 200
+    assert calls
+    local.process.send_signal(signal.SIGINT)
+    assert local.process.wait(timeout=60) == 0
+
+
+def test_a_required_scope_override_holds_at_the_authorizer_and_in_the_handler(start: Any, tmp_path: Path) -> None:
+    clients = {
+        "clients": [
+            {"client_id": "cappi-demo-tester", "client_secret": "cappi-demo-secret", "scopes": ["read:callids"]},
+            {"client_id": "custom-app", "client_secret": "s3cret-custom", "scopes": ["read:custom"]},
+        ]
+    }
+    clients_file = tmp_path / "clients.json"
+    clients_file.write_text(json.dumps(clients))
+    local = start(CAPPI_REQUIRED_SCOPE="read:custom", CAPPI_CLIENTS_FILE=str(clients_file))
+    local.wait_for(r"/api/CallData/OpenCalls/212/DEMO1/ids")  # first polls are done
+    status, calls = local.calls(212, "DEMO1", local.token("custom-app", "s3cret-custom"))
+    assert status == 200
+    assert calls
+    status, _, body = local.http("GET", "/api/CallData/OpenCalls/212/DEMO1/ids", None, bearer(local.token()))
+    assert (status, body) == (403, {"message": "Forbidden"})  # the authorizer's refusal, before the handler
+    local.process.send_signal(signal.SIGINT)
+    assert local.process.wait(timeout=60) == 0
+
+
 def test_bad_settings_fail_fast_with_a_clear_message(tmp_path: Path) -> None:
     env = {**os.environ, "CAPPI_PORT": str(free_port()), "CAPPI_STATE_DIR": str(tmp_path)}
     for extra, message in [

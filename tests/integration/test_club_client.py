@@ -14,6 +14,7 @@ from email.utils import format_datetime
 
 import pytest
 import requests
+from support.clock import Clock
 from support.club_servers import (
     Responder,
     chunked,
@@ -83,14 +84,6 @@ def fetch_error(client: ClubFeedClient, source: ClubSource) -> FeedFetchError:
     with pytest.raises(FeedFetchError) as caught:
         client.fetch(source)
     return caught.value
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class TokenIssuer:
@@ -274,7 +267,7 @@ def test_tokens_are_cached_per_client_id(server, client):
 
 
 def test_oauth_token_is_refreshed_a_margin_before_it_expires(server):
-    clock = FakeClock()
+    clock = Clock()
     client = ClubFeedClient(SECRETS, FAST, clock=clock)
     issuer = TokenIssuer(expires_in=300)
     server.route(TOKEN, issuer, method="POST")
@@ -297,7 +290,7 @@ def test_oauth_token_is_refreshed_a_margin_before_it_expires(server):
 
 
 def test_missing_expires_in_means_one_hour(server):
-    clock = FakeClock()
+    clock = Clock()
     client = ClubFeedClient(SECRETS, FAST, clock=clock)
     issuer = TokenIssuer(expires_in=None)
     server.route(TOKEN, issuer, method="POST")

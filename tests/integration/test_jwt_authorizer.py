@@ -66,12 +66,15 @@ class FakeIssuer:
     keys: list[Any]
     up: bool = True
     calls: list[str] = field(default_factory=list)
+    delay_s: float = 0.0  # how long each answer takes
+    document: bytes | None = None  # served instead of `keys` when set
 
     def __call__(self, uri: str) -> bytes:
         self.calls.append(uri)
+        time.sleep(self.delay_s)
         if not self.up:
             raise ConnectionRefusedError("JWKS endpoint down")
-        return K.jwks(*self.keys)
+        return self.document if self.document is not None else K.jwks(*self.keys)
 
 
 @pytest.fixture(scope="session")
@@ -99,8 +102,10 @@ class Env:
         return "Bearer " + self.keys.k1.sign(K.claims(**claims))
 
 
-def make_env(keys: SimpleNamespace, scopes: tuple[str, ...] = (K.SCOPE,), **config: Any) -> Env:
-    issuer = FakeIssuer([keys.k1])
+def make_env(
+    keys: SimpleNamespace, scopes: tuple[str, ...] = (K.SCOPE,), issuer: FakeIssuer | None = None, **config: Any
+) -> Env:
+    issuer = issuer or FakeIssuer([keys.k1])
     clock = Clock()
     cfg = AuthorizerConfig(
         K.ISSUER,
@@ -558,14 +563,8 @@ def test_key_rotation_is_picked_up_after_the_cooldown(env: Env) -> None:
 
 
 def test_concurrent_unknown_kids_share_one_fetch(keys: SimpleNamespace) -> None:
-    env = make_env(keys)
-    issuer = env.issuer
-
-    def slow_fetch(uri: str) -> bytes:
-        time.sleep(0.05)  # long enough for every thread to arrive while the fetch is under way
-        return issuer(uri)
-
-    env.authorizer.jwks._fetch = slow_fetch
+    # Each fetch takes long enough for every thread to arrive while it is under way.
+    env = make_env(keys, issuer=FakeIssuer([keys.k1], delay_s=0.05))
     tokens = ["Bearer " + keys.k1.sign(K.claims(), kid=f"random-{i}") for i in range(32)]
     with ThreadPoolExecutor(max_workers=32) as pool:
         reasons = set(pool.map(lambda t: env.authorize(t).reason, tokens))
@@ -609,7 +608,7 @@ def test_a_failed_refetch_keeps_the_old_keys(env: Env) -> None:
 @pytest.mark.parametrize("document", [b"<html>oops</html>", b"{}", b'{"keys": {}}', b"[]", b"\xff"])
 def test_a_document_that_is_not_a_jwks_keeps_the_old_keys(env: Env, document: bytes) -> None:
     assert env.authorize(env.bearer()).allowed
-    env.authorizer.jwks._fetch = lambda _uri: document
+    env.issuer.document = document
     env.clock.advance(MAX_AGE)
     assert env.authorize(env.bearer()).allowed
     assert env.authorizer.jwks.fetch_failures == 1

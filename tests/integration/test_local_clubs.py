@@ -17,7 +17,7 @@ from cappi.adapters.club_client import ClientLimits, ClubFeedClient, FeedFetchEr
 from cappi.adapters.secrets import StaticSecrets
 from cappi.domain.feed import FeedRejected, parse_feed
 from cappi.domain.registry import ClubRegistry, ClubSource, parse_registry
-from local.clubs import DOCUMENT_HEADERS, ClubFeedServer, ClubSimulator, DemoClubs
+from local.demo_clubs import DOCUMENT_HEADERS, ClubFeedServer, ClubSimulator, DemoClubs
 
 LIMITS = ClientLimits(max_attempts=1, deadline=20.0, read_timeout=10.0)
 

@@ -8,6 +8,7 @@ from typing import Any
 import boto3
 import pytest
 from moto import mock_aws
+from support.clock import Clock
 
 from cappi.adapters.dynamo.schema import create_table
 from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotWriteError
@@ -23,14 +24,6 @@ MINUTE = 60_000
 HOUR = 60 * MINUTE
 
 
-class Clock:
-    def __init__(self, now_ms: int) -> None:
-        self.now_ms = now_ms
-
-    def __call__(self) -> float:
-        return self.now_ms / 1000
-
-
 @pytest.fixture
 def client() -> Iterator[Any]:
     with mock_aws():
@@ -41,7 +34,7 @@ def client() -> Iterator[Any]:
 
 @pytest.fixture
 def clock() -> Clock:
-    return Clock(T0)
+    return Clock.at_ms(T0)
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
+from support.clock import Clock
 
 from cappi.adapters.dynamo import schema as store_module
 from cappi.adapters.dynamo.cost import item_size, write_units
@@ -32,14 +33,6 @@ T2 = T1 + 600_000
 T3 = T2 + 600_000
 T4 = T3 + 600_000
 HORIZON_S = 3 * 86_400
-
-
-class FakeClock:
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class ProxyClient:
@@ -96,14 +89,7 @@ class PagingClient(ProxyClient):
 
 
 @pytest.fixture
-def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_SESSION_TOKEN": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
+def client() -> Iterator[Any]:
     with mock_aws():
         dynamodb = boto3.client("dynamodb", region_name="us-east-1")
         create_table(dynamodb, TABLE)
@@ -111,8 +97,8 @@ def client(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock(NOW_S)
+def clock() -> Clock:
+    return Clock(NOW_S)
 
 
 @pytest.fixture
@@ -121,7 +107,7 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def make_store(client: Any, clock: FakeClock, sleeps: list[float]) -> Callable[..., DynamoSnapshotStore]:
+def make_store(client: Any, clock: Clock, sleeps: list[float]) -> Callable[..., DynamoSnapshotStore]:
     def make(dynamodb: Any = None, **kwargs: Any) -> DynamoSnapshotStore:
         return DynamoSnapshotStore(dynamodb or client, TABLE, clock=clock, sleep=sleeps.append, **kwargs)
 
@@ -578,7 +564,7 @@ def test_extend_expiry_does_not_recreate_deleted_parts(store: DynamoSnapshotStor
     assert "Item" not in client.get_item(TableName=TABLE, Key=part_key)
 
 
-def test_as_of_skips_expired_versions(store: DynamoSnapshotStore, clock: FakeClock) -> None:
+def test_as_of_skips_expired_versions(store: DynamoSnapshotStore, clock: Clock) -> None:
     v1, v2, v3 = (random_snapshot(n, 20, 2) for n in (1, 2, 3))
     store.write_version(SOURCE, v1, T1, NOW_S + 100)
     store.write_version(SOURCE, v2, T2, NOW_S + 10_000)
@@ -624,7 +610,7 @@ def test_missing_shard_data_is_an_error_not_an_empty_answer(store: DynamoSnapsho
 def test_cached_reader_serves_repeated_queries_with_few_requests(store: DynamoSnapshotStore) -> None:
     snapshot = random_snapshot(1, techs=300, calls_per_tech=3)
     publish(store, snapshot, T1, shard_count=2)
-    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, clock=FakeClock(0.0))
+    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, clock=Clock(0.0))
     techs = sorted(snapshot.techs)
 
     for n in range(1_000):
@@ -642,7 +628,7 @@ def test_cached_reader_sees_a_new_version_once_the_pointer_ages(store: DynamoSna
     v2 = random_snapshot(2, techs=100, calls_per_tech=2)
     everyone = frozenset(v1.techs) | frozenset(v2.techs)
     publish(store, v1, T1)
-    monotonic = FakeClock(500.0)
+    monotonic = Clock(500.0)
     reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, pointer_max_age=10.0, clock=monotonic)
     assert_serves(reader.open_calls, v1, everyone)
 
@@ -660,7 +646,7 @@ def test_cached_reader_sees_a_new_version_once_the_pointer_ages(store: DynamoSna
 def test_cached_reader_caches_unknown_clubs_and_bounds_its_shards(store: DynamoSnapshotStore) -> None:
     snapshot = random_snapshot(1, techs=200, calls_per_tech=2)
     publish(store, snapshot, T1, shard_count=6)
-    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, max_shards=2, clock=FakeClock(0.0))
+    reader = CachedSnapshotReader(store, SOURCES_BY_CLUB, max_shards=2, clock=Clock(0.0))
 
     assert reader.open_calls(CLUB + 1, "AB12") is None
     assert reader.open_calls(CLUB + 1, "AB12") is None
@@ -690,7 +676,7 @@ def test_cached_reader_never_goes_back_to_an_older_pointer() -> None:
             self.requests += 1
             return {"AB12": (version,)}
 
-    monotonic = FakeClock(0.0)
+    monotonic = Clock(0.0)
     reader = CachedSnapshotReader(LaggingStore(), SOURCES_BY_CLUB, clock=monotonic)  # type: ignore[arg-type]
     assert reader.open_calls(CLUB, "AB12").call_ids == ("v2",)
     monotonic.now = 60.0

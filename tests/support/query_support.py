@@ -20,6 +20,7 @@ from cappi.domain.snapshot import build_club_snapshot
 from cappi.handlers import query
 from cappi.settings import QuerySettings
 from local.http_api import HttpApi, HttpRequest, HttpResponse, Route
+from support.clock import Clock
 
 TABLE = "cappi-query-test"
 ROUTE = api.ROUTE
@@ -74,14 +75,6 @@ class _Decision:
     body: bytes = b""
     headers: Mapping[str, str] = field(default_factory=dict)
     scopes: list[str] | None = None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 @dataclass

@@ -11,16 +11,15 @@ from urllib.parse import urlencode
 import jwt
 import pytest
 
-from local.issuer import (
+from local.clients import (
     DEMO_CLIENT_ID,
     DEMO_CLIENT_SECRET,
     ClientsFileError,
     LocalClient,
-    TokenIssuer,
     demo_clients,
     load_clients,
-    routes,
 )
+from local.issuer import TokenIssuer, routes
 
 ISSUER = "http://127.0.0.1:3000/"
 AUDIENCE = "http://127.0.0.1:3000"

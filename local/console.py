@@ -1,0 +1,112 @@
+"""What the person running local mode reads: the banner, one line per poll, and the copy-paste examples.
+
+Handler output (JSON logs, metrics) goes to the log files instead, as it would to CloudWatch.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from cappi.contracts.api import path_for
+
+if TYPE_CHECKING:
+    from cappi.domain.registry import ClubRegistry
+    from local.config import LocalConfig
+    from local.demo_clubs import ClubFeedServer
+    from local.issuer import TokenIssuer
+
+
+class Console:
+    """Human-readable lines for the person running local mode (handler output goes to the log files)."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def say(self, text: str = "") -> None:
+        with self._lock:
+            self._stream.write(text + "\n")
+            self._stream.flush()
+
+    def event(self, text: str) -> None:
+        self.say(f"[{datetime.now().strftime('%H:%M:%S')}] {text}")
+
+
+def describe_poll(payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> str:
+    """The console line for one ingest invocation: what it published, or why the feed was refused."""
+    name = payload.get("source", "?")
+    if error is not None:
+        return f"ingest {name}: FAILED in the handler ({type(error).__name__}: {error}); see logs/ingest.log"
+    assert result is not None
+    if result["status"] != "ok":
+        return (
+            f"ingest {name}: {result['status']} ({result.get('error_code')}: {result.get('error')}); "
+            "readers keep the last good snapshot"
+        )
+    clubs = ", ".join(
+        f"club {c['club_id']} {c['outcome']} ({c['calls']} calls, {c['techs']} techs)" for c in result["clubs"]
+    )
+    rejected = sum(result.get("rejected", {}).values())
+    extra = f", {rejected} rows rejected" if rejected else ""
+    return f"ingest {name}: {clubs}{extra} in {result['fetch_seconds'] + result['parse_seconds']:.2f}s"
+
+
+def banner(
+    console: Console,
+    config: LocalConfig,
+    registry: ClubRegistry,
+    *,
+    clubs_file: Path,
+    issuer: TokenIssuer | None,
+    aws_url: str,
+    club_server: ClubFeedServer | None,
+) -> None:
+    """What runs where: printed once everything listens."""
+    console.say("CAPPI local mode")
+    console.say(f"  API + token issuer   {config.base_url}")
+    console.say(f"  trusted issuer       {config.effective_issuer}   audience {config.effective_audience}")
+    console.say(f"  DynamoDB + Secrets   {aws_url} (moto)")
+    clubs = "simulated demo clubs at " + club_server.base_url if club_server else f"from {clubs_file}"
+    console.say(f"  club feeds           {clubs}")
+    for source in registry.sources:
+        state = "" if source.enabled else " (disabled)"
+        console.say(f"    {source.name}: clubs {sorted(source.club_ids)} at {source.base_url}{state}")
+    console.say(f"  polls every {config.interval_s:g} s (first one now); handler logs in {config.state_dir / 'logs'}")
+    if issuer is not None:
+        console.say("  clients:")
+        for client in issuer.clients:
+            clubs_note = f", clubs {list(client.clubs)}" if client.clubs else ""
+            console.say(
+                f"    client_id {client.client_id}  client_secret {client.client_secret}  "
+                f"scopes {' '.join(client.scopes)}{clubs_note}"
+            )
+    console.say("Press Ctrl-C to stop.\n")
+
+
+def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, club_server: ClubFeedServer) -> None:
+    """Two copy-paste commands: get a token, then query a technician who has open calls."""
+    client = issuer.clients[0]
+    token_body = json.dumps(
+        {
+            "client_id": client.client_id,
+            "client_secret": client.client_secret,
+            "audience": config.effective_audience,
+            "grant_type": "client_credentials",
+        }
+    )
+    club_id, tech_id = club_server.clubs.example_query()
+    console.say("\nGet a token (the document's Authentication request):")
+    console.say(
+        f"  curl -s -X POST {config.base_url}/oauth/token -H 'Content-Type: application/json' -d '{token_body}'"
+    )
+    console.say("\nQuery a technician with open calls:")
+    console.say(
+        f"  TOKEN=$(curl -s -X POST {config.base_url}/oauth/token -H 'Content-Type: application/json' "
+        f"-d '{token_body}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
+    )
+    console.say(f'  curl -s -H "Authorization: Bearer $TOKEN" {config.base_url}{path_for(club_id, tech_id)}')
+    console.say("")
