@@ -18,12 +18,16 @@ from aws_cdk.aws_apigatewayv2_authorizers import HttpJwtAuthorizer
 from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
+from cappi.contracts import api as api_contract
 from infra.config import StageConfig
 from infra.functions import QUERY, CappiFunction, retention
 from infra.nag import acknowledge
 from infra.storage import TABLE_READ_ACTIONS, Storage
 
-ROUTE_PATH = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
+# The route and method are the contract's; the scope and club claim come from the stage config, whose defaults
+# are the query function's own (infra/config.py).
+ROUTE_PATH = api_contract.ROUTE
+ROUTE_METHOD = apigateway.HttpMethod[api_contract.METHOD]
 IDENTITY_SOURCE = "$request.header.Authorization"
 
 # One JSON line per request. `authorizerError` says why a token was refused (expired, wrong audience, missing
@@ -105,7 +109,7 @@ class QueryApi(Construct):
         )
         self.http_api.add_routes(
             path=ROUTE_PATH,
-            methods=[apigateway.HttpMethod.GET],
+            methods=[ROUTE_METHOD],
             integration=HttpLambdaIntegration(
                 "QueryIntegration",
                 self.query.function,

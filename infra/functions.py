@@ -14,13 +14,14 @@ from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from cappi.contracts import api as api_contract
+from cappi.contracts import metrics
 from infra.bundling import LAMBDA_PLATFORM, REGISTRY_NAME, Asset, build_asset
-from infra.config import StageConfig
+from infra.config import LOG_RETENTION, StageConfig
 from infra.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13  # must match bundling.LAMBDA_PYTHON: the wheels are built for it
 ARCHITECTURE = lambda_.Architecture.ARM_64  # must match bundling.LAMBDA_WHEEL_PLATFORM
-METRICS_NAMESPACE = "CAPPI"
 # Lambda unpacks the asset into its task root; the registry sits at the asset's top.
 BUNDLED_CLUBS_FILE = f"/var/task/{REGISTRY_NAME}"
 POWERTOOLS = "aws-lambda-powertools"
@@ -69,7 +70,7 @@ QUERY = FunctionSpec(
     # Cold starts are on the tester's critical path, and Lambda's CPU share grows with memory.
     memory_mb=1024,
     timeout_s=10,
-    description="Answers GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids from the current snapshots",
+    description=f"Answers {api_contract.METHOD} {api_contract.ROUTE} from the current snapshots",
 )
 FUNCTIONS = (DISPATCH, INGEST, QUERY)
 
@@ -126,7 +127,7 @@ class CappiFunction(Construct):
             log_group=self.log_group,
             environment={
                 "POWERTOOLS_SERVICE_NAME": spec.service,
-                "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+                "POWERTOOLS_METRICS_NAMESPACE": metrics.NAMESPACE,
                 "CAPPI_CLUBS_FILE": BUNDLED_CLUBS_FILE,
                 **environment,
             },
@@ -148,29 +149,6 @@ class CappiFunction(Construct):
         self.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=list(resources)))
 
 
-_RETENTION = {
-    1: logs.RetentionDays.ONE_DAY,
-    3: logs.RetentionDays.THREE_DAYS,
-    5: logs.RetentionDays.FIVE_DAYS,
-    7: logs.RetentionDays.ONE_WEEK,
-    14: logs.RetentionDays.TWO_WEEKS,
-    30: logs.RetentionDays.ONE_MONTH,
-    60: logs.RetentionDays.TWO_MONTHS,
-    90: logs.RetentionDays.THREE_MONTHS,
-    120: logs.RetentionDays.FOUR_MONTHS,
-    150: logs.RetentionDays.FIVE_MONTHS,
-    180: logs.RetentionDays.SIX_MONTHS,
-    365: logs.RetentionDays.ONE_YEAR,
-    400: logs.RetentionDays.THIRTEEN_MONTHS,
-    545: logs.RetentionDays.EIGHTEEN_MONTHS,
-    731: logs.RetentionDays.TWO_YEARS,
-    1096: logs.RetentionDays.THREE_YEARS,
-    1827: logs.RetentionDays.FIVE_YEARS,
-    2192: logs.RetentionDays.SIX_YEARS,
-    2557: logs.RetentionDays.SEVEN_YEARS,
-    2922: logs.RetentionDays.EIGHT_YEARS,
-}
-
-
 def retention(days: int) -> logs.RetentionDays:
-    return _RETENTION[days]
+    """CDK's retention for `days`, one of `LOG_RETENTION_DAYS` (the stage config has checked that)."""
+    return LOG_RETENTION[days]

@@ -6,6 +6,7 @@ do not notify: nobody polls it, so it would be permanently stale; enabling the s
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy
@@ -18,10 +19,12 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
+from cappi.contracts import metrics
+from cappi.contracts.metrics import Metric
 from cappi.domain.registry import ClubRegistry, ClubSource
 from infra.api import QueryApi
 from infra.config import StageConfig
-from infra.functions import METRICS_NAMESPACE, CappiFunction
+from infra.functions import CappiFunction
 from infra.ingest import IngestPipeline
 from infra.queues import dead_letter_queue
 
@@ -47,15 +50,29 @@ class SourceAlarms:
         return (self.poll_failures, self.stale, self.drop_guard, self.rejected_rows)
 
 
-def source_metric(name: str, source: str, statistic: str, period: Duration) -> cloudwatch.Metric:
-    """A per-source metric as the ingest function emits it: namespace CAPPI, the single dimension Source."""
+def custom_metric(
+    metric: Metric, statistic: str, period: Duration, dimensions: Mapping[str, str] | None = None
+) -> cloudwatch.Metric:
+    """One series of a contract metric, in the contract's namespace, as the functions emit it: `dimensions` must
+    give a value for each of the metric's dimensions and for nothing else."""
+    dimensions = dict(dimensions or {})
+    if set(dimensions) != set(metric.dimensions):
+        raise ValueError(
+            f"metric {metric.name} has dimensions {list(metric.dimensions)}, got values for {sorted(dimensions)}"
+        )
     return cloudwatch.Metric(
-        namespace=METRICS_NAMESPACE,
-        metric_name=name,
-        dimensions_map={"Source": source},
+        namespace=metrics.NAMESPACE,
+        metric_name=metric.name,
+        dimensions_map=dimensions or None,
         statistic=statistic,
         period=period,
     )
+
+
+def source_metric(metric: Metric, source: str, statistic: str, period: Duration) -> cloudwatch.Metric:
+    """A per-source metric as the ingest function emits it: the contract's namespace, the single dimension
+    `metrics.SOURCE`."""
+    return custom_metric(metric, statistic, period, {metrics.SOURCE: source})
 
 
 class Monitoring(Construct):
@@ -95,12 +112,7 @@ class Monitoring(Construct):
                 "DispatchFailures",
                 subject="dispatch",
                 condition="invoke-failures",
-                metric=cloudwatch.Metric(
-                    namespace=METRICS_NAMESPACE,
-                    metric_name="IngestDispatchFailures",
-                    statistic="Sum",
-                    period=self.schedule_period,
-                ),
+                metric=custom_metric(metrics.INGEST_DISPATCH_FAILURES, "Sum", self.schedule_period),
                 threshold=1,
                 comparison=GE,
                 description="Dispatch could not start the ingest of at least one club source (see its log).",
@@ -189,7 +201,7 @@ class Monitoring(Construct):
                 f"{base}-PollFailures",
                 subject=name,
                 condition="poll-failures",
-                metric=source_metric("PollSuccess", name, "Sum", period),
+                metric=source_metric(metrics.POLL_SUCCESS, name, "Sum", period),
                 threshold=1,
                 comparison=LT,
                 evaluation_periods=polls,
@@ -202,7 +214,7 @@ class Monitoring(Construct):
                 f"{base}-DropGuard",
                 subject=name,
                 condition="drop-guard",
-                metric=source_metric("DropGuardHolds", name, "Sum", period),
+                metric=source_metric(metrics.DROP_GUARD_HOLDS, name, "Sum", period),
                 threshold=1,
                 comparison=GE,
                 description=f"{prefix}: the feed suddenly shrank below 10% of a published snapshot; CAPPI keeps the "
@@ -213,11 +225,12 @@ class Monitoring(Construct):
                 f"{base}-RejectedRows",
                 subject=name,
                 condition="rejected-rows",
-                metric=source_metric("RejectedRowRatio", name, "Maximum", period),
+                metric=source_metric(metrics.REJECTED_ROW_RATIO, name, "Maximum", period),
                 threshold=config.rejected_ratio_alarm_percent,
                 comparison=GT,
                 description=f"{prefix}: more than {config.rejected_ratio_alarm_percent:g}% of a feed's rows were "
-                f"invalid (a feed with more than 5% is rejected whole); see RejectedRowsByReason{note}.",
+                f"invalid (a feed with more than 5% is rejected whole); see "
+                f"{metrics.REJECTED_ROWS_BY_REASON.name}{note}.",
                 notify=source.enabled,
             ),
         )
@@ -236,7 +249,7 @@ class Monitoring(Construct):
             f"{base}-Stale",
             subject=source.name,
             condition="stale",
-            metric=source_metric("SnapshotAge", source.name, "Maximum", Duration.seconds(half)),
+            metric=source_metric(metrics.SNAPSHOT_AGE, source.name, "Maximum", Duration.seconds(half)),
             threshold=config.stale_after_s,
             comparison=GT,
             evaluation_periods=STALE_WINDOW,
@@ -350,24 +363,24 @@ class Monitoring(Construct):
             dashboard.add_widgets(
                 cloudwatch.GraphWidget(
                     title=f"{name}{state}: calls, techs",
-                    left=[source_metric("Calls", name, "Maximum", period)],
-                    right=[source_metric("Techs", name, "Maximum", period)],
+                    left=[source_metric(metrics.CALLS, name, "Maximum", period)],
+                    right=[source_metric(metrics.TECHS, name, "Maximum", period)],
                     width=6,
                 ),
                 cloudwatch.GraphWidget(
                     title=f"{name}: snapshot age (s)",
-                    left=[source_metric("SnapshotAge", name, "Maximum", period)],
+                    left=[source_metric(metrics.SNAPSHOT_AGE, name, "Maximum", period)],
                     left_annotations=[cloudwatch.HorizontalAnnotation(value=config.stale_after_s, label="stale")],
                     width=6,
                 ),
                 cloudwatch.GraphWidget(
                     title=f"{name}: failures",
                     left=[
-                        source_metric("FetchFailure", name, "Sum", period),
-                        source_metric("FeedRejected", name, "Sum", period),
-                        source_metric("DropGuardHolds", name, "Sum", period),
+                        source_metric(metrics.FETCH_FAILURE, name, "Sum", period),
+                        source_metric(metrics.FEED_REJECTED, name, "Sum", period),
+                        source_metric(metrics.DROP_GUARD_HOLDS, name, "Sum", period),
                     ],
-                    right=[source_metric("RejectedRowRatio", name, "Maximum", period)],
+                    right=[source_metric(metrics.REJECTED_ROW_RATIO, name, "Maximum", period)],
                     width=6,
                 ),
                 cloudwatch.AlarmStatusWidget(title=f"{name}: alarms", alarms=list(alarms.all()), width=6),

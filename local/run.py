@@ -23,6 +23,7 @@ import threading
 from typing import Any
 
 from cappi.contracts.api import METHOD, ROUTE
+from cappi.contracts.metrics import NAMESPACE
 from cappi.domain.registry import RegistryError, load_registry
 from cappi.settings import QuerySettings, SettingsError
 from local.aws import TABLE_NAME, LocalAws
@@ -93,7 +94,7 @@ def main() -> int:
         {
             "CAPPI_TABLE_NAME": TABLE_NAME,
             "CAPPI_CLUBS_FILE": str(clubs_file),
-            "POWERTOOLS_METRICS_NAMESPACE": "CAPPI",
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
         }
     )
 

@@ -12,13 +12,10 @@ import json
 import sys
 from pathlib import Path
 
+from cappi.contracts.api import ENVIRONMENTS, SCOPE, SCOPE_DESCRIPTION
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "openapi.json"
-
-ENVIRONMENTS = {
-    "development": ("https://stagecappi.clubassist.com", "https://stage-clubassist.auth0.com/oauth/token"),
-    "production": ("https://cappi.clubassist.com", "https://prod-clubassist.auth0.com/oauth/token"),
-}
 
 
 def build() -> str:
@@ -31,29 +28,30 @@ def build() -> str:
 
     from cappi.handlers.query import app
 
+    production, development = ENVIRONMENTS["prod"], ENVIRONMENTS["stage"]
     schema = app.get_openapi_json_schema(
         title="CAPPI: Club Assist API for open call IDs",
         version="1.0.0",
         description=(
             "Tester apps ask which call IDs are open for the technician logged in. Get a token from the "
             "environment's Auth0 tenant with the client-credentials grant (audience: the environment's base URL, "
-            "scope `read:callids`), then call the one endpoint with `Authorization: Bearer <token>`. "
+            f"scope `{SCOPE}`), then call the one endpoint with `Authorization: Bearer <token>`. "
             'Errors from CAPPI are JSON objects `{"error": code, "message": text}`; API Gateway\'s own refusals '
             '(unknown route, bad token) are `{"message": text}`.'
         ),
-        servers=[Server(url=url, description=name) for name, (url, _token) in ENVIRONMENTS.items()],
+        servers=[Server(url=env.base_url, description=env.title) for env in ENVIRONMENTS.values()],
         security_schemes={
             "auth0": OAuth2(
                 flows=OAuthFlows(
                     clientCredentials=OAuthFlowClientCredentials(
-                        tokenUrl=ENVIRONMENTS["production"][1], scopes={"read:callids": "read open call IDs"}
+                        tokenUrl=production.token_url, scopes={SCOPE: SCOPE_DESCRIPTION}
                     )
                 ),
-                description="Auth0 client credentials; the development tenant's token URL is "
-                + ENVIRONMENTS["development"][1],
+                description=f"Auth0 client credentials; the {development.title} tenant's token URL is "
+                + development.token_url,
             )
         },
-        security=[{"auth0": ["read:callids"]}],
+        security=[{"auth0": [SCOPE]}],
     )
     document = json.loads(schema)
     _describe_path_rules(document)
