@@ -1,13 +1,12 @@
 """Query Lambda: GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids -> the call IDs open for that technician.
 
 Behind API Gateway's HTTP API (payload 2.0) with a JWT authorizer. Wiring only: the rules are
-`cappi.domain.query.open_call_ids`; this module reads the event, maps each refusal to its status in one table,
-and writes the headers.
+`cappi.domain.query.open_call_ids`; this module reads the event, calls it, and writes the answer's headers;
+`cappi.handlers.http` maps each refusal to its status.
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,18 +21,9 @@ from cappi.adapters.dynamo.store import SnapshotStoreError
 from cappi.contracts import api
 from cappi.contracts import metrics as m
 from cappi.domain import query as rules
+from cappi.handlers import http
 from cappi.observability import emit, logger, metrics
 from cappi.settings import QuerySettings
-
-JSON = "application/json"
-_STATUS: dict[type[rules.Refused], int] = {
-    rules.MalformedRequest: 400,
-    rules.Unauthenticated: 401,
-    rules.InsufficientScope: 403,
-    rules.ForbiddenClub: 403,
-    rules.UnknownClub: 404,
-    rules.NoSnapshotYet: 503,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,36 +47,20 @@ class QueryDependencies:
 
 
 app = APIGatewayHttpResolver()
-
-
-def _error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = json.dumps({"error": code, "message": message})
-    return Response(status, JSON, body, headers={"Cache-Control": "no-store", **(headers or {})})
-
-
-@app.exception_handler(rules.Refused)
-def _refused(exc: rules.Refused) -> Response:
-    headers = {}
-    if isinstance(exc, rules.Unauthenticated):
-        headers["WWW-Authenticate"] = 'Bearer realm="cappi"'
-    elif isinstance(exc, rules.InsufficientScope):
-        headers["WWW-Authenticate"] = f'Bearer error="insufficient_scope" scope="{exc.scope}"'
-    elif isinstance(exc, rules.NoSnapshotYet):
-        headers["Retry-After"] = str(exc.retry_after_s)
-    return _error(_STATUS[type(exc)], exc.code, exc.message, headers)
+app.exception_handler(rules.Refused)(http.refusal)
 
 
 @app.exception_handler(SnapshotStoreError)
 def _store_unavailable(exc: SnapshotStoreError) -> Response:
     logger.exception("snapshot store unavailable")
-    return _error(503, "unavailable", "open calls are temporarily unavailable; retry shortly", {"Retry-After": "5"})
+    return http.error(503, "unavailable", "open calls are temporarily unavailable; retry shortly", {"Retry-After": "5"})
 
 
 @app.exception_handler(Exception)
 def _unexpected(exc: Exception) -> Response:
     # A bug of ours: say so plainly (a JSON 500), log it with the request ID, and keep the container alive.
     logger.exception("unexpected error")
-    return _error(500, "internal_error", "CAPPI could not answer this request; it has been logged")
+    return http.error(500, "internal_error", "CAPPI could not answer this request; it has been logged")
 
 
 @app.not_found
@@ -95,7 +69,7 @@ def _not_found(_exc: Exception) -> Response:
     segments = _segments()
     if segments is not None and app.current_event.http_method == api.METHOD:
         return _serve(*segments)
-    return _error(404, "not_found", f"unknown endpoint; see {api.METHOD} {api.ROUTE}")
+    return http.error(404, "not_found", f"unknown endpoint; see {api.METHOD} {api.ROUTE}")
 
 
 def _segments() -> tuple[str, str] | None:
@@ -124,14 +98,6 @@ def open_call_ids(ClubId: str, TechId: str) -> Response[list[str]]:  # the path'
     return _serve(*(_segments() or (ClubId, TechId)))
 
 
-def _claims() -> dict[str, str] | None:
-    if not isinstance(app.current_event.raw_event.get("requestContext"), dict):
-        return None
-    jwt = app.current_event.request_context.authorizer.get("jwt")
-    claims = jwt.get("claims") if isinstance(jwt, dict) else None
-    return {str(k): str(v) for k, v in claims.items()} if isinstance(claims, dict) else None
-
-
 def _serve(club_raw: str, tech_raw: str) -> Response:
     deps: QueryDependencies = app.context["dependencies"]
     settings = deps.settings
@@ -139,7 +105,7 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
         settings.required_scope, settings.club_claim, settings.require_club_claim, deps.served_clubs
     )
     answer = rules.open_call_ids(
-        _claims(),
+        http.claims_of(app.current_event),
         club_raw,
         tech_raw,
         policy=policy,
@@ -157,7 +123,7 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
     }
     if answer.not_modified:
         return Response(status_code=304, headers=headers, body="")
-    return Response(status_code=200, content_type=JSON, body=answer.body.decode(), headers=headers)
+    return Response(status_code=200, content_type=http.JSON, body=answer.body.decode(), headers=headers)
 
 
 def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Callable[..., Any]:
