@@ -1,10 +1,13 @@
-"""Test-wide safety: fake AWS credentials, and no network beyond loopback."""
+"""Test-wide safety (fake AWS credentials, no network beyond loopback) and the fixtures tests share: moto-backed
+DynamoDB with the snapshot table, Secrets Manager, and a Lambda context."""
 
 from __future__ import annotations
 
 import ipaddress
 import os
 import socket
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -56,3 +59,35 @@ def _loopback_only() -> object:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def moto_aws() -> Iterator[None]:
+    from moto import mock_aws
+
+    with mock_aws():
+        yield
+
+
+@pytest.fixture
+def dynamodb(moto_aws: None) -> Any:
+    """A moto DynamoDB client holding an empty snapshot table named `support.aws.SNAPSHOT_TABLE`."""
+    from support.aws import snapshot_table
+
+    return snapshot_table()
+
+
+@pytest.fixture
+def secretsmanager(moto_aws: None) -> Any:
+    import boto3
+    from support.aws import REGION
+
+    return boto3.client("secretsmanager", region_name=REGION)
+
+
+@pytest.fixture
+def lambda_context(request: pytest.FixtureRequest) -> Any:
+    """A Lambda context as local mode builds it, named after the test."""
+    from local.http_api import LambdaContext
+
+    return LambdaContext(function_name=f"cappi-test-{request.node.name[:40]}", aws_request_id="req-test")

@@ -11,17 +11,16 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-import boto3
 import pytest
 
 pytest.importorskip("aws_cdk")
 
 from moto import mock_aws
 from support.alarm_metrics import AlarmMetric, alarm_metrics
+from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.query_support import query_api
 from support.synth import Synth, synth
 
-from cappi.adapters.dynamo.schema import create_table
 from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.contracts.api import path_for
 from cappi.contracts.metrics import ALL_METRICS
@@ -30,7 +29,6 @@ from cappi.domain.registry import ClubSource, parse_registry
 from cappi.handlers import dispatch, ingest
 from local.http_api import LambdaContext
 
-TABLE = "cappi-metrics-test"
 REGISTRY = parse_registry({"sources": [{"name": "alpha", "club_ids": [212], "base_url": "https://a.example"}]})
 
 
@@ -90,9 +88,7 @@ def app() -> Synth:
 def handler_output(capsys: pytest.CaptureFixture[str]) -> set[AlarmMetric]:
     found: set[AlarmMetric] = set()
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
-        store = DynamoSnapshotStore(client, TABLE)
+        store = DynamoSnapshotStore(snapshot_table(), SNAPSHOT_TABLE)
         bodies = (feed(500), feed(20), None, b"<html>busy</html>")  # publish, hold a drop, fail, reject
         deps = ingest.IngestDependencies(REGISTRY, ScriptedFeed(*bodies), store)
         poll = ingest.make_handler(lambda: deps)

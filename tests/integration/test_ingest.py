@@ -8,19 +8,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
+from support.aws import SNAPSHOT_TABLE
 from support.club_servers import LoopbackServer, in_turn, respond, serve
 
-from cappi.adapters.dynamo.schema import create_table
 from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.handlers import ingest
 from cappi.handlers.ingest import BadIngestEvent
 from local.http_api import LambdaContext
 
-TABLE = "cappi-ingest-test"
+TABLE = SNAPSHOT_TABLE
 SECRET_NAME = "cappi/test/clubs/aaa-example"
 SECRET_VALUE = "s3cr3t-Token-Value-4711"
 FEED = "/service/calls/status"
@@ -33,10 +31,6 @@ def feed(*rows: tuple[int, int, str]) -> bytes:
 GOOD = feed((8679, 212, "ab12"), (9999, 212, "AB12"), (8655, 213, "cd34"))
 
 
-def context() -> LambdaContext:
-    return LambdaContext(function_name="cappi-test-ingest", aws_request_id="req-ingest-1")
-
-
 @pytest.fixture
 def club() -> Iterator[LoopbackServer]:
     with serve() as server:
@@ -45,7 +39,9 @@ def club() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
-def aws(tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[SnapshotReader]:
+def aws(
+    tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch, dynamodb: Any, secretsmanager: Any
+) -> SnapshotReader:
     registry = {
         "sources": [
             {
@@ -68,11 +64,8 @@ def aws(tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("CAPPI_TABLE_NAME", TABLE)
     monkeypatch.setenv("CAPPI_CLUBS_FILE", str(clubs_file))
     monkeypatch.setenv("CAPPI_FETCH_DEADLINE_S", "5")
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb")
-        create_table(dynamodb, TABLE)
-        boto3.client("secretsmanager").create_secret(Name=SECRET_NAME, SecretString=SECRET_VALUE)
-        yield SnapshotReader(DynamoSnapshotStore(dynamodb, TABLE), {212: "aaa-example", 213: "aaa-example"})
+    secretsmanager.create_secret(Name=SECRET_NAME, SecretString=SECRET_VALUE)
+    return SnapshotReader(DynamoSnapshotStore(dynamodb, TABLE), {212: "aaa-example", 213: "aaa-example"})
 
 
 @pytest.fixture
@@ -86,12 +79,12 @@ def log_lines() -> Iterator[io.StringIO]:
 
 
 @pytest.fixture
-def run() -> Callable[..., dict[str, Any]]:
+def run(lambda_context: LambdaContext) -> Callable[..., dict[str, Any]]:
     """Invoke a fresh ingest handler (as a new container would), wired from this test's environment."""
     handler = ingest.make_handler()
 
     def invoke(source: str = "aaa-example") -> dict[str, Any]:
-        return handler({"source": source, "scheduled_time": "2026-11-27T21:00:00Z"}, context())
+        return handler({"source": source, "scheduled_time": "2026-11-27T21:00:00Z"}, lambda_context)
 
     return invoke
 
@@ -233,8 +226,10 @@ def test_a_missing_secret_is_a_failed_poll_not_a_crash(
     assert club.requests_to(FEED) == []
 
 
-def test_our_own_faults_raise_for_lambda_retries(aws: SnapshotReader, run: Callable[..., dict[str, Any]]) -> None:
+def test_our_own_faults_raise_for_lambda_retries(
+    aws: SnapshotReader, run: Callable[..., dict[str, Any]], lambda_context: LambdaContext
+) -> None:
     with pytest.raises(KeyError, match="no club source named 'nope'"):
         run("nope")
     with pytest.raises(BadIngestEvent):
-        ingest.make_handler()({"scheduled_time": "x"}, context())
+        ingest.make_handler()({"scheduled_time": "x"}, lambda_context)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
+from support.aws import SNAPSHOT_TABLE
 from support.clock import Clock
 
-from cappi.adapters.dynamo.schema import create_table
 from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotWriteError
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.domain.publish import RENEW_BELOW_S, Outcome, publish_source
 from cappi.domain.snapshot import ClubSnapshot, build_club_snapshot
 
-TABLE = "cappi-publish-test"
+TABLE = SNAPSHOT_TABLE
 SOURCE = "aaa-example"
 A, B = 212, 213
 T0 = 1_760_000_000_000  # epoch ms
@@ -25,11 +22,8 @@ HOUR = 60 * MINUTE
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(dynamodb, TABLE)
-        yield dynamodb
+def client(dynamodb: Any) -> Any:
+    return dynamodb
 
 
 @pytest.fixture

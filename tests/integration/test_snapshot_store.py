@@ -7,10 +7,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
+from support.aws import SNAPSHOT_TABLE
 from support.clock import Clock
 
 from cappi.adapters.dynamo import schema as store_module
@@ -22,7 +21,7 @@ from cappi.domain import snapshot as snapshot_module
 from cappi.domain.heads import Head, Pointer, VersionRef
 from cappi.domain.snapshot import ClubSnapshot, build_club_snapshot
 
-TABLE = "cappi-snapshots-test"
+TABLE = SNAPSHOT_TABLE
 SOURCE = "aaa-example"
 OTHER_SOURCE = "bbb-never-polled"
 CLUB = 212
@@ -89,11 +88,8 @@ class PagingClient(ProxyClient):
 
 
 @pytest.fixture
-def client() -> Iterator[Any]:
-    with mock_aws():
-        dynamodb = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(dynamodb, TABLE)
-        yield dynamodb
+def client(dynamodb: Any) -> Any:
+    return dynamodb
 
 
 @pytest.fixture

@@ -7,10 +7,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import boto3
 from moto import mock_aws
 
-from cappi.adapters.dynamo.schema import create_table
 from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.snapshot_reader import CachedSnapshotReader
 from cappi.contracts import api
@@ -20,9 +18,10 @@ from cappi.domain.snapshot import build_club_snapshot
 from cappi.handlers import query
 from cappi.settings import QuerySettings
 from local.http_api import HttpApi, HttpRequest, HttpResponse, Route
+from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.clock import Clock
 
-TABLE = "cappi-query-test"
+TABLE = SNAPSHOT_TABLE
 ROUTE = api.ROUTE
 REGISTRY = parse_registry(
     {
@@ -91,8 +90,7 @@ class QueryApi:
 @contextmanager
 def query_api(authorizer: Any = None, **settings: Any) -> Iterator[QueryApi]:
     with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        create_table(client, TABLE)
+        client = snapshot_table()
         store = DynamoSnapshotStore(client, TABLE)
         snapshots = [build_club_snapshot(212, ALPHA_212), build_club_snapshot(4, ALPHA_4)]
         publish_source(store, "alpha", snapshots, FETCHED_AT_MS)

@@ -39,10 +39,6 @@ class RecordingInvoker:
         self.payloads.append(payload)
 
 
-def context() -> LambdaContext:
-    return LambdaContext(function_name="cappi-dispatch", aws_request_id="req-1")
-
-
 def test_one_payload_per_enabled_source_naming_source_and_time() -> None:
     invoker = RecordingInvoker()
     result = dispatch(REGISTRY, invoker, "2026-11-27T21:00:00Z")
@@ -83,7 +79,9 @@ def test_lambda_invoker_uses_event_invocation() -> None:
         stub.assert_no_pending_responses()
 
 
-def test_handler_reads_registry_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_reads_registry_from_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, lambda_context: LambdaContext
+) -> None:
     path = tmp_path / "clubs.json"
     path.write_text(json.dumps({"sources": [{"name": "alpha", "club_ids": [1], "base_url": "https://a.example"}]}))
     monkeypatch.setenv("CAPPI_CLUBS_FILE", str(path))
@@ -91,12 +89,14 @@ def test_handler_reads_registry_from_environment(tmp_path: Path, monkeypatch: py
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     sent: list[dict] = []
     monkeypatch.setattr(LambdaInvoker, "invoke_async", lambda self, payload: sent.append(payload))
-    result = dispatch_handler.make_handler()({"scheduled_time": "2026-11-27T21:00:00Z"}, context())
+    result = dispatch_handler.make_handler()({"scheduled_time": "2026-11-27T21:00:00Z"}, lambda_context)
     assert result == {"scheduled_time": "2026-11-27T21:00:00Z", "dispatched": ["alpha"], "failed": {}, "skipped": []}
     assert sent == [{"source": "alpha", "scheduled_time": "2026-11-27T21:00:00Z"}]
 
 
-def test_handler_fails_loudly_without_its_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_handler_fails_loudly_without_its_settings(
+    monkeypatch: pytest.MonkeyPatch, lambda_context: LambdaContext
+) -> None:
     monkeypatch.delenv("CAPPI_INGEST_FUNCTION", raising=False)
     with pytest.raises(RuntimeError, match="CAPPI_INGEST_FUNCTION is required"):
-        dispatch_handler.make_handler()({}, context())
+        dispatch_handler.make_handler()({}, lambda_context)
