@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl
 
-AUTH_TYPES = ("none", "bearer", "basic", "api_key", "oauth2_client_credentials")
+from cappi.domain.registry import AUTH_TYPES
+
 SECRET_PREFIX = "cappi/local/clubs/"  # noqa: S105 - a name prefix, not a value
 DOCUMENT_HEADERS = {"Ident": "ClubAssist", "User-Agent": "API Services B2B Partners"}  # the document's example
 

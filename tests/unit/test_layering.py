@@ -4,7 +4,8 @@
 - the domain imports no adapter, handler, contract of another floor, nor any AWS or HTTP library;
 - contracts (names that cross floors) import only the domain;
 - adapters never import handlers;
-- handlers are the only place in functions/ where adapters meet the domain: no other module imports adapters.
+- handlers are the only place in functions/ where adapters meet the domain: no other module imports adapters;
+- infra/ and local/ stand side by side (neither imports the other), and tools/ imports neither.
 """
 
 from __future__ import annotations
@@ -108,3 +109,19 @@ def test_ingest_metrics_carry_only_the_source_dimension() -> None:
     from cappi.observability import metrics
 
     assert not metrics.service
+
+
+SIDES = {"infra": {"local", "tools", "app"}, "local": {"infra", "tools", "app"}, "tools": {"infra", "local", "app"}}
+
+
+@pytest.mark.parametrize("side", sorted(SIDES))
+def test_the_upper_floors_stand_side_by_side(side: str) -> None:
+    files = sorted((ROOT / side).rglob("*.py"))
+    assert files
+    problems = [
+        f"{path.relative_to(ROOT)} imports {name}"
+        for path in files
+        for name in sorted(imports_of(path))
+        if name.split(".")[0] in SIDES[side]
+    ]
+    assert problems == []

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from cappi.domain.feed import FeedRejected, parse_feed
 from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_source
@@ -75,6 +75,23 @@ class PollResult:
 
     def count(self, outcome: Outcome) -> int:
         return sum(1 for club in self.clubs if club.outcome is outcome)
+
+    def log_fields(self) -> dict[str, Any]:
+        """What one poll's log line carries (counts and outcomes, never feed content)."""
+        return {
+            "status": self.status,
+            "attempts": self.attempts,
+            "fetch_ms": round(self.fetch_seconds * 1000, 1),
+            "body_bytes": self.body_bytes,
+            "rows": self.rows,
+            "rejected": self.rejected,
+            "warnings": self.warnings,
+            "clubs": {
+                str(c.club_id): {"outcome": c.outcome.value, "calls": c.calls, "techs": c.techs} for c in self.clubs
+            },
+            "snapshot_age_s": {str(k): round(v, 1) for k, v in self.snapshot_age_s.items()},
+            "write_units": self.write_units,
+        }
 
     def summary(self) -> dict:
         """A JSON-serializable summary (the ingest Lambda's return value)."""

@@ -77,20 +77,7 @@ def make_handler(
 
 def log_poll(result: PollResult) -> None:
     """One log line per poll: a warning when readers keep the last good list or a drop is held back."""
-    fields = {
-        "status": result.status,
-        "attempts": result.attempts,
-        "fetch_ms": round(result.fetch_seconds * 1000, 1),
-        "body_bytes": result.body_bytes,
-        "rows": result.rows,
-        "rejected": result.rejected,
-        "warnings": result.warnings,
-        "clubs": {
-            str(c.club_id): {"outcome": c.outcome.value, "calls": c.calls, "techs": c.techs} for c in result.clubs
-        },
-        "snapshot_age_s": {str(k): round(v, 1) for k, v in result.snapshot_age_s.items()},
-        "write_units": result.write_units,
-    }
+    fields = result.log_fields()
     if not result.ok:
         logger.warning(
             "poll failed; readers keep the last good snapshot",
