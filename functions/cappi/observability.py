@@ -30,13 +30,15 @@ def emit(points: Iterable[Datapoint]) -> None:
     it to that set (Source for ingest, Status for queries); one with more goes out as a blob of its own.
     """
     for point in points:
-        unit = MetricUnit(point.metric.unit)
+        unit = point.metric.unit  # CloudWatch's unit names, which Powertools accepts as they are
         if len(point.dimensions) <= 1:
             for name, value in point.dimensions.items():
                 metrics.add_dimension(name=name, value=value)
             metrics.add_metric(name=point.metric.name, unit=unit, value=point.value)
             continue
-        with single_metric(name=point.metric.name, unit=unit, value=point.value, namespace=NAMESPACE) as metric:
+        with single_metric(
+            name=point.metric.name, unit=MetricUnit(unit), value=point.value, namespace=NAMESPACE
+        ) as metric:
             for name, value in point.dimensions.items():
                 metric.add_dimension(name=name, value=value)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
-from functools import cache
+from functools import cache, cached_property
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -26,11 +26,16 @@ from cappi.observability import emit, logger, metrics
 from cappi.settings import QuerySettings
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class QueryDependencies:
     settings: QuerySettings
     reader: rules.OpenCallsReader
     served_clubs: frozenset[int]
+
+    @cached_property  # once per container, not per request
+    def policy(self) -> rules.AccessPolicy:
+        s = self.settings
+        return rules.AccessPolicy(s.required_scope, s.club_claim, s.require_club_claim, self.served_clubs)
 
     @classmethod
     def from_env(cls) -> QueryDependencies:
@@ -101,14 +106,11 @@ def open_call_ids(ClubId: str, TechId: str) -> Response[list[str]]:  # the path'
 def _serve(club_raw: str, tech_raw: str) -> Response:
     deps: QueryDependencies = app.context["dependencies"]
     settings = deps.settings
-    policy = rules.AccessPolicy(
-        settings.required_scope, settings.club_claim, settings.require_club_claim, deps.served_clubs
-    )
     answer = rules.open_call_ids(
         http.claims_of(app.current_event),
         club_raw,
         tech_raw,
-        policy=policy,
+        policy=deps.policy,
         reader=deps.reader,
         nested_single=settings.nested_single_result,
         if_none_match=app.current_event.headers.get("if-none-match"),
