@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from cappi.contracts import metrics as m
 from cappi.domain.dispatch import AsyncInvoker, dispatch, scheduled_time_of
 from cappi.domain.registry import ClubRegistry, load_registry
-from cappi.observability import emit, logger, metrics
+from cappi.handlers.entry import Handler, lambda_handler
+from cappi.observability import emit, logger
 from cappi.settings import DispatchSettings
 
 
@@ -31,28 +31,22 @@ def _log_failure(source: str, _error: Exception) -> None:
     logger.exception("could not start ingest", extra={"source": source})
 
 
-def make_handler(
-    dependencies: Callable[[], DispatchDependencies] = DispatchDependencies.from_env,
-) -> Callable[..., dict[str, Any]]:
-    """The Lambda handler, its dependencies built on first use (once per container)."""
-    built = cache(dependencies)
+def make_handler(dependencies: Callable[[], DispatchDependencies] = DispatchDependencies.from_env) -> Handler:
+    """The Lambda handler; tests and local mode pass their own dependencies."""
+    return lambda_handler(dependencies, _tick)
 
-    @metrics.log_metrics
-    @logger.inject_lambda_context(clear_state=True)
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        deps = built()
-        result = dispatch(deps.registry, deps.invoker, scheduled_time_of(event), on_failure=_log_failure)
-        emit(
-            [
-                m.Datapoint(m.INGESTS_DISPATCHED, len(result.dispatched)),
-                m.Datapoint(m.INGEST_DISPATCH_FAILURES, len(result.failed)),
-            ]
-        )
-        summary = result.summary()
-        logger.info("dispatched ingests", extra={k: summary[k] for k in ("dispatched", "failed", "skipped")})
-        return summary
 
-    return handler
+def _tick(event: dict[str, Any], _context: Any, deps: DispatchDependencies) -> dict[str, Any]:
+    result = dispatch(deps.registry, deps.invoker, scheduled_time_of(event), on_failure=_log_failure)
+    emit(
+        [
+            m.Datapoint(m.INGESTS_DISPATCHED, len(result.dispatched)),
+            m.Datapoint(m.INGEST_DISPATCH_FAILURES, len(result.failed)),
+        ]
+    )
+    summary = result.summary()
+    logger.info("dispatched ingests", extra={k: summary[k] for k in ("dispatched", "failed", "skipped")})
+    return summary
 
 
 handler = make_handler()

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from cappi.contracts.metrics import poll_datapoints
 from cappi.domain.poll import FeedFetcher, PollResult, poll_source
 from cappi.domain.publish import Outcome, SnapshotStore
 from cappi.domain.registry import ClubRegistry, load_registry
-from cappi.observability import emit, logger, metrics, route_library_logs_through
+from cappi.handlers.entry import Handler, lambda_handler
+from cappi.observability import emit, logger, route_library_logs_through
 from cappi.settings import IngestSettings
 
 
@@ -53,26 +53,18 @@ def source_name_of(event: Any) -> str:
     return event["source"]
 
 
-def make_handler(
-    dependencies: Callable[[], IngestDependencies] = IngestDependencies.from_env,
-) -> Callable[..., dict[str, Any]]:
-    """The Lambda handler, its dependencies built on first use (once per container)."""
-    built = cache(dependencies)
+def make_handler(dependencies: Callable[[], IngestDependencies] = IngestDependencies.from_env) -> Handler:
+    """The Lambda handler; tests and local mode pass their own dependencies."""
+    return lambda_handler(dependencies, _poll)
 
-    @metrics.log_metrics
-    @logger.inject_lambda_context(clear_state=True)
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        deps = built()
-        source = deps.registry.source(source_name_of(event))  # KeyError: registry and dispatch disagree (ours)
-        logger.append_keys(
-            source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time")
-        )
-        result = poll_source(source, deps.fetcher, deps.store)
-        emit(poll_datapoints(result))
-        log_poll(result)
-        return {**result.summary(), "scheduled_time": event.get("scheduled_time")}
 
-    return handler
+def _poll(event: dict[str, Any], _context: Any, deps: IngestDependencies) -> dict[str, Any]:
+    source = deps.registry.source(source_name_of(event))  # KeyError: registry and dispatch disagree (ours)
+    logger.append_keys(source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time"))
+    result = poll_source(source, deps.fetcher, deps.store)
+    emit(poll_datapoints(result))
+    log_poll(result)
+    return {**result.summary(), "scheduled_time": event.get("scheduled_time")}
 
 
 def log_poll(result: PollResult) -> None:

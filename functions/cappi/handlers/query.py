@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
-from functools import cache, cached_property
+from functools import cached_property
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -22,7 +22,8 @@ from cappi.contracts import api
 from cappi.contracts import metrics as m
 from cappi.domain import query as rules
 from cappi.handlers import http
-from cappi.observability import emit, logger, metrics
+from cappi.handlers.entry import Handler, lambda_handler
+from cappi.observability import emit, logger
 from cappi.settings import QuerySettings
 
 
@@ -128,21 +129,18 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
     return Response(status_code=200, content_type=http.JSON, body=answer.body.decode(), headers=headers)
 
 
-def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Callable[..., Any]:
-    """The Lambda handler, its dependencies built on first use (once per container)."""
-    built = cache(dependencies)
+def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Handler:
+    """The Lambda handler; tests, local mode and benchmarks pass their own dependencies."""
+    return lambda_handler(dependencies, _resolve, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 
-    @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_HTTP, clear_state=True)
-    @metrics.log_metrics
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        app.append_context(dependencies=built())
-        response = app.resolve(event, context)
-        status = int(response.get("statusCode", 0))
-        emit([m.Datapoint(m.REQUESTS, 1, {m.STATUS: str(status)})])
-        logger.info("request", extra={"status": status, "path": event.get("rawPath")})
-        return response
 
-    return handler
+def _resolve(event: dict[str, Any], context: Any, deps: QueryDependencies) -> dict[str, Any]:
+    app.append_context(dependencies=deps)
+    response = app.resolve(event, context)
+    status = int(response.get("statusCode", 0))
+    emit([m.Datapoint(m.REQUESTS, 1, {m.STATUS: str(status)})])
+    logger.info("request", extra={"status": status, "path": event.get("rawPath")})
+    return response
 
 
 handler = make_handler()
