@@ -16,6 +16,7 @@ import pytest
 import support.jwt_keys as K
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.clock import Clock
 from support.club_servers import closed_port, redirect, respond, serve, stall_after
 
 from local.jwt_authorizer import (
@@ -46,17 +47,6 @@ def assert_refused(decision: AuthorizerDecision, reason: str, description: str, 
     assert decision.headers == {"www-authenticate": challenge(description)}
     assert decision.claims is None
     assert decision.scopes is None
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass
