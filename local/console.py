@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from cappi.contracts.api import path_for
+from cappi.domain.feed import REASON_TEXT, WARNING_TEXT
 
 if TYPE_CHECKING:
     from cappi.domain.registry import ClubRegistry
@@ -37,22 +38,46 @@ class Console:
 
 
 def describe_poll(payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> str:
-    """The console line for one ingest invocation: what it published, or why the feed was refused."""
+    """The console line for one ingest invocation: what it published, or why the feed was refused; then, on
+    indented lines, why in words: rows rejected by rule with an example each, drops held back, warnings."""
     name = payload.get("source", "?")
     if error is not None:
         return f"ingest {name}: FAILED in the handler ({type(error).__name__}: {error}); see logs/ingest.log"
     assert result is not None
     if result["status"] != "ok":
-        return (
+        line = (
             f"ingest {name}: {result['status']} ({result.get('error_code')}: {result.get('error')}); "
             "readers keep the last good snapshot"
         )
-    clubs = ", ".join(
-        f"club {c['club_id']} {c['outcome']} ({c['calls']} calls, {c['techs']} techs)" for c in result["clubs"]
-    )
-    rejected = sum(result.get("rejected", {}).values())
-    extra = f", {rejected} rows rejected" if rejected else ""
-    return f"ingest {name}: {clubs}{extra} in {result['fetch_seconds'] + result['parse_seconds']:.2f}s"
+    else:
+        clubs = ", ".join(
+            f"club {c['club_id']} {c['outcome']} ({c['calls']} calls, {c['techs']} techs)" for c in result["clubs"]
+        )
+        rejected = sum(result.get("rejected", {}).values())
+        extra = f", {rejected} rows rejected" if rejected else ""
+        line = f"ingest {name}: {clubs}{extra} in {result['fetch_seconds'] + result['parse_seconds']:.2f}s"
+    return "\n".join([line, *explain_poll(result)])
+
+
+def explain_poll(result: dict[str, Any]) -> list[str]:
+    """Indented lines that say what a club should look at in its feed (nothing when all was well)."""
+    lines = []
+    examples = result.get("examples") or {}
+    for reason, count in sorted(result.get("rejected", {}).items(), key=lambda item: (-item[1], item[0])):
+        first = (examples.get(reason) or [None])[0]
+        example = f", e.g. row {first['index']}: {first['value']}" if first else ""
+        lines.append(
+            f"    rejected {count} row{'s' if count != 1 else ''} ({REASON_TEXT.get(reason, reason)}){example}"
+        )
+    for club in result.get("clubs", []):
+        if club["outcome"] == "held":
+            lines.append(
+                f"    held: club {club['club_id']} sent {club['calls']} calls where {club['previous_calls']} were"
+                " published; the sudden-drop rule waits for the next poll to confirm"
+            )
+    for warning, count in sorted(result.get("warnings", {}).items()):
+        lines.append(f"    warning: {count} row{'s' if count != 1 else ''} {WARNING_TEXT.get(warning, warning)}")
+    return lines
 
 
 def banner(

@@ -303,3 +303,47 @@ def test_property_arbitrary_bytes_never_crash(body: bytes) -> None:
         parse_feed(body, {212})
     except FeedRejected as exc:
         assert exc.code in {"not_json", "bad_shape", "too_many_rejected"}
+
+
+def test_rejected_rows_come_with_examples_naming_row_and_value() -> None:
+    from cappi.domain.feed import MAX_EXAMPLES, RowExample
+
+    good = [{"CallId": n, "ClubId": 212, "TechId": "AB12"} for n in range(200)]
+    bad = [
+        {"CallId": 1.5, "ClubId": 212, "TechId": "AB12"},
+        {"CallId": 7, "ClubId": 999, "TechId": "AB12"},
+        {"CallId": 8, "ClubId": 212, "TechId": " a/b "},
+        "not a row",
+        {"CallId": 9, "ClubId": 212},
+        {"CallId": 10, "callid": 11, "ClubId": 212, "TechId": "AB12"},
+        {"CallId": 12, "ClubId": 212, "TechId": "X" * 100},
+    ]
+    parsed = parse_feed(json.dumps({"Result": {"Calls": good + bad}}).encode(), [212], max_rejected_ratio=1.0)
+
+    assert parsed.examples == {
+        "call_id_invalid": [RowExample(200, "1.5")],
+        "club_not_owned": [RowExample(201, "999")],
+        "tech_id_invalid": [RowExample(202, '" a/b "'), RowExample(206, '"' + "X" * 56 + "...")],
+        "row_not_object": [RowExample(203, '"not a row"')],
+        "tech_id_missing": [RowExample(204, "(missing)")],
+        "ambiguous_field": [RowExample(205, '["CallId", "ClubId", "TechId", "callid"]')],
+    }
+    assert {reason: len(kept) for reason, kept in parsed.examples.items()} == {
+        reason: min(count, MAX_EXAMPLES) for reason, count in parsed.rejected.items()
+    }
+
+
+def test_examples_stop_at_the_limit_while_counts_go_on() -> None:
+    from cappi.domain.feed import MAX_EXAMPLES
+
+    rows = [{"CallId": -n, "ClubId": 212, "TechId": "AB12"} for n in range(1, 50)]
+    parsed = parse_feed(json.dumps({"Result": {"Calls": rows}}).encode(), [212], max_rejected_ratio=1.0)
+
+    assert parsed.rejected == {"call_id_invalid": 49}
+    assert [e.index for e in parsed.examples["call_id_invalid"]] == list(range(MAX_EXAMPLES))
+    assert parsed.examples["call_id_invalid"][0].value == "-1"
+
+
+def test_every_rule_and_warning_has_words_for_people() -> None:
+    assert set(feed.REASON_TEXT) == set(feed.REJECT_REASONS)
+    assert set(feed.WARNING_TEXT) == {feed.QUOTED_CALL_ID_WARNING}

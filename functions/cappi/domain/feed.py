@@ -39,8 +39,23 @@ REJECT_REASONS = (
     TECH_ID_MISSING,
     TECH_ID_INVALID,
 )
+# Each rule in words, for the people who read reports and consoles (the codes stay the metrics' and the JSON's).
+REASON_TEXT = {
+    ROW_NOT_OBJECT: "a row that is not a JSON object",
+    AMBIGUOUS_FIELD: "a field given twice, e.g. CallId and callid",
+    CALL_ID_MISSING: "no CallId",
+    CALL_ID_INVALID: "CallId not a whole number of up to 7 digits",
+    CLUB_ID_MISSING: "no ClubId",
+    CLUB_ID_INVALID: "ClubId not a whole number of up to 3 digits",
+    CLUB_NOT_OWNED: "a ClubId this source is not registered for",
+    TECH_ID_MISSING: "no TechId",
+    TECH_ID_INVALID: "TechId not 1 to 32 letters and digits",
+}
 # Conformance warnings: accepted, but the club should fix its feed.
 QUOTED_CALL_ID_WARNING = "quoted_call_id"
+WARNING_TEXT = {QUOTED_CALL_ID_WARNING: "with a quoted CallId (the document asks for a JSON number)"}
+MAX_EXAMPLES = 5  # rejected rows kept per reason, to show a club which rows broke which rule
+_EXAMPLE_CHARS = 60  # an offending value is shown cut to this length
 
 _MISSING = object()
 
@@ -52,6 +67,24 @@ class FeedRejected(Exception):
         super().__init__(message)
         self.code = code
         self.parsed = parsed
+
+
+@dataclass(frozen=True, slots=True)
+class RowExample:
+    """One rejected row: its position in `Result.Calls` (from 0) and the offending value as JSON text."""
+
+    index: int
+    value: str
+
+
+def _example(index: int, value: object) -> RowExample:
+    if value is _MISSING:
+        return RowExample(index, "(missing)")
+    try:
+        text = json.dumps(value, ensure_ascii=False, sort_keys=True)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return RowExample(index, text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 3] + "...")
 
 
 @dataclass(slots=True)
@@ -67,6 +100,7 @@ class ParsedFeed:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[RowExample]] = field(default_factory=dict)  # up to MAX_EXAMPLES per reason
 
     @property
     def rejected_total(self) -> int:
@@ -175,6 +209,15 @@ def _canonical_quoted_call_id(raw: str) -> int | str | None:
 def _validate_rows(calls: list, owned: frozenset[int]) -> ParsedFeed:
     by_club: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
     rejected: dict[str, int] = {}
+    examples: dict[str, list[RowExample]] = {}
+
+    def reject(reason: str, index: int, value: object) -> None:
+        # Only rejected rows come here, so the common path pays nothing for the examples.
+        rejected[reason] = rejected.get(reason, 0) + 1
+        kept = examples.setdefault(reason, [])
+        if len(kept) < MAX_EXAMPLES:
+            kept.append(_example(index, value))
+
     quoted = 0
     accepted = 0
     # Field names as the first object row spells them; rows that differ fall back to a per-row lookup.
@@ -182,9 +225,9 @@ def _validate_rows(calls: list, owned: frozenset[int]) -> ParsedFeed:
     k_call, k_club, k_tech = keys
     missing = _MISSING
 
-    for row in calls:
+    for index, row in enumerate(calls):
         if type(row) is not dict:
-            rejected[ROW_NOT_OBJECT] = rejected.get(ROW_NOT_OBJECT, 0) + 1
+            reject(ROW_NOT_OBJECT, index, row)
             continue
         call = row.get(k_call, missing)
         club = row.get(k_club, missing)
@@ -193,7 +236,7 @@ def _validate_rows(calls: list, owned: frozenset[int]) -> ParsedFeed:
             # Slow path: other spellings, extra fields (ignored), or a field given twice in different cases.
             row_keys = _row_keys(row)
             if row_keys is None:
-                rejected[AMBIGUOUS_FIELD] = rejected.get(AMBIGUOUS_FIELD, 0) + 1
+                reject(AMBIGUOUS_FIELD, index, sorted(row))
                 continue
             call = row.get(row_keys[0], missing)
             club = row.get(row_keys[1], missing)
@@ -201,14 +244,13 @@ def _validate_rows(calls: list, owned: frozenset[int]) -> ParsedFeed:
 
         if type(call) is int:
             if not 0 <= call <= MAX_CALL_ID:
-                rejected[CALL_ID_INVALID] = rejected.get(CALL_ID_INVALID, 0) + 1
+                reject(CALL_ID_INVALID, index, call)
                 continue
         elif type(call) is str and (canonical := _canonical_quoted_call_id(call)) is not None:
             call = canonical
             quoted += 1
         else:
-            reason = CALL_ID_MISSING if call is missing or call is None else CALL_ID_INVALID
-            rejected[reason] = rejected.get(reason, 0) + 1
+            reject(CALL_ID_MISSING if call is missing or call is None else CALL_ID_INVALID, index, call)
             continue
 
         techs = by_club.get(club) if type(club) is int else None
@@ -217,19 +259,19 @@ def _validate_rows(calls: list, owned: frozenset[int]) -> ParsedFeed:
                 reason = CLUB_NOT_OWNED
             else:
                 reason = CLUB_ID_MISSING if club is missing or club is None else CLUB_ID_INVALID
-            rejected[reason] = rejected.get(reason, 0) + 1
+            reject(reason, index, club)
             continue
 
         if type(tech) is str:
             if not (0 < len(tech) <= MAX_TECH_ID_LEN and tech.isalnum() and tech.isascii()):
-                tech = tech.strip()
-                if not (0 < len(tech) <= MAX_TECH_ID_LEN and tech.isalnum() and tech.isascii()):
-                    rejected[TECH_ID_INVALID] = rejected.get(TECH_ID_INVALID, 0) + 1
+                trimmed = tech.strip()
+                if not (0 < len(trimmed) <= MAX_TECH_ID_LEN and trimmed.isalnum() and trimmed.isascii()):
+                    reject(TECH_ID_INVALID, index, tech)
                     continue
+                tech = trimmed
             tech = tech.upper()
         else:
-            reason = TECH_ID_MISSING if tech is missing or tech is None else TECH_ID_INVALID
-            rejected[reason] = rejected.get(reason, 0) + 1
+            reject(TECH_ID_MISSING if tech is missing or tech is None else TECH_ID_INVALID, index, tech)
             continue
 
         accepted += 1
@@ -245,4 +287,5 @@ def _validate_rows(calls: list, owned: frozenset[int]) -> ParsedFeed:
         accepted=accepted,
         rejected=rejected,
         warnings={QUOTED_CALL_ID_WARNING: quoted} if quoted else {},
+        examples=examples,
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from cappi.domain.feed import FeedRejected, parse_feed
+from cappi.domain.feed import FeedRejected, RowExample, parse_feed
 from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_source
 from cappi.domain.registry import ClubSource
 from cappi.domain.snapshot import build_club_snapshot
@@ -55,6 +55,7 @@ class PollResult:
     accepted: int = 0
     rejected: dict[str, int] = field(default_factory=dict)
     warnings: dict[str, int] = field(default_factory=dict)
+    examples: dict[str, list[RowExample]] = field(default_factory=dict)  # rejected rows, a few per reason
     duplicates: int = 0
     clubs: list[ClubPublishResult] = field(default_factory=list)
     snapshot_age_s: dict[int, float] = field(default_factory=dict)  # age of what readers see, per club ID
@@ -148,11 +149,13 @@ def poll_source(
         if exc.parsed is not None:
             result.rows, result.accepted = exc.parsed.rows, exc.parsed.accepted
             result.rejected, result.warnings = exc.parsed.rejected, exc.parsed.warnings
+            result.examples = exc.parsed.examples
         result.parse_seconds = timer() - parse_started
         _record_ages(result, store, source, clock)
         return result
     result.rows, result.accepted = parsed.rows, parsed.accepted
     result.rejected, result.warnings = parsed.rejected, parsed.warnings
+    result.examples = parsed.examples
     result.duplicates = parsed.duplicates
     result.parse_seconds = timer() - parse_started
 
