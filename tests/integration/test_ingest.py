@@ -233,3 +233,60 @@ def test_our_own_faults_raise_for_lambda_retries(
         run("nope")
     with pytest.raises(BadIngestEvent):
         ingest.make_handler()({"scheduled_time": "x"}, lambda_context)
+
+
+# --- each source's last poll --------------------------------------------------------------------------------------
+
+
+def last_poll(dynamodb: Any, source: str = "aaa-example") -> Any:
+    return DynamoSnapshotStore(dynamodb, TABLE).last_poll(source)
+
+
+def test_every_poll_records_its_outcome_and_a_failure_keeps_the_last_success(
+    aws: SnapshotReader, club: LoopbackServer, dynamodb: Any, run: Callable[..., dict[str, Any]]
+) -> None:
+    assert last_poll(dynamodb) is None
+    good = run()
+    recorded = last_poll(dynamodb)
+    assert (recorded.status, recorded.rows, recorded.accepted) == ("ok", 3, 3)
+    assert recorded.fetched_at_ms == recorded.last_success_ms == good["fetched_at_ms"]
+    assert good["status_write_units"] == 1
+
+    club.route(FEED, in_turn(respond(503, b"busy")))
+    failed = run()
+    recorded = last_poll(dynamodb)
+    assert (recorded.status, recorded.error_code, recorded.http_status) == ("failed", "http_status", 503)
+    assert recorded.fetched_at_ms == failed["fetched_at_ms"] > good["fetched_at_ms"]
+    assert recorded.last_success_ms == good["fetched_at_ms"]
+    assert SECRET_VALUE not in (recorded.error or "")
+    assert aws.open_calls(212, "AB12").call_ids == ("8679", "9999")
+
+
+def test_a_rejected_feed_records_its_rules_with_example_rows(
+    aws: SnapshotReader, club: LoopbackServer, dynamodb: Any, run: Callable[..., dict[str, Any]]
+) -> None:
+    rows = [(n, 212, "bad/tech") for n in range(10)] + [(5, 212, "ok1"), (6, 999, "T1")]
+    club.route(FEED, respond(body=feed(*rows)))
+    run()
+    recorded = last_poll(dynamodb)
+    assert (recorded.status, recorded.error_code) == ("rejected", "too_many_rejected")
+    assert recorded.rejected == {"tech_id_invalid": 10, "club_not_owned": 1}
+    assert [(e.index, e.value) for e in recorded.examples["tech_id_invalid"]] == [
+        (0, '"bad/tech"'),
+        (1, '"bad/tech"'),
+        (2, '"bad/tech"'),
+    ]
+    assert [(e.index, e.value) for e in recorded.examples["club_not_owned"]] == [(11, "999")]
+    assert recorded.last_success_ms is None
+
+
+def test_a_held_drop_is_recorded_as_held(
+    aws: SnapshotReader, club: LoopbackServer, dynamodb: Any, run: Callable[..., dict[str, Any]]
+) -> None:
+    club.route(FEED, respond(body=feed(*[(n, 212, f"T{n % 7}") for n in range(1, 201)], (1, 213, "cd34"))))
+    run()
+    club.route(FEED, respond(body=feed((1, 212, "T1"), (1, 213, "cd34"))))
+    held = run()
+    recorded = last_poll(dynamodb)
+    assert (recorded.status, recorded.held_clubs) == ("held", (212,))
+    assert recorded.last_success_ms == held["fetched_at_ms"]

@@ -702,3 +702,64 @@ def test_store_reads_use_the_documented_consistency(store: DynamoSnapshotStore, 
 
 def test_module_exports_the_schema_constants() -> None:
     assert (store_module.PK, store_module.SK, store_module.TTL_ATTRIBUTE) == ("pk", "sk", "expires_at")
+
+
+# --- last polls -----------------------------------------------------------------------------------------------------
+
+
+def a_poll(fetched_at_ms: int, status: str = "ok", **fields: Any) -> Any:
+    from cappi.domain.last_poll import LastPoll
+
+    success = fetched_at_ms if status in ("ok", "held") else None
+    return LastPoll(SOURCE, status, fetched_at_ms, 1.25, last_success_ms=success, **fields)
+
+
+def test_a_last_poll_round_trips_and_a_failure_keeps_the_last_success(store: DynamoSnapshotStore) -> None:
+    from cappi.domain.feed import RowExample
+
+    assert store.last_poll(SOURCE) is None
+    good = a_poll(
+        T1,
+        rows=10,
+        accepted=9,
+        rejected={"tech_id_invalid": 1},
+        examples={"tech_id_invalid": (RowExample(4, '"a/b"'),)},
+    )
+    assert store.record_poll(good) == 1
+    assert store.last_poll(SOURCE) == good
+
+    failed = a_poll(T2, "failed", error_code="timeout", error="no answer within 10 s", http_status=None)
+    assert store.record_poll(failed) == 1
+    assert store.last_poll(SOURCE) == replace(failed, last_success_ms=T1)
+
+
+def test_an_earlier_sent_poll_never_replaces_a_later_ones_record(store: DynamoSnapshotStore) -> None:
+    later = a_poll(T2, "rejected", error_code="not_json")
+    store.record_poll(later)
+    store.record_poll(a_poll(T1))
+    assert store.last_poll(SOURCE) == later
+
+
+def test_a_last_poll_fits_one_write_unit_whatever_it_holds(store: DynamoSnapshotStore, client: Any) -> None:
+    from cappi.domain import feed
+    from cappi.domain.feed import RowExample
+
+    examples = {
+        r: tuple(RowExample(10_000_000 + n, '"' + "x" * 56 + '..."') for n in range(3)) for r in feed.REJECT_REASONS
+    }
+    huge = a_poll(
+        T1,
+        "rejected",
+        error_code="too_many_rejected",
+        error="é" * 300,
+        rows=10**9,
+        rejected=dict.fromkeys(feed.REJECT_REASONS, 10**8),
+        examples=examples,
+        warnings={"quoted_call_id": 10**8},
+    )
+    assert store.record_poll(huge) == 1
+    item = client.get_item(TableName=TABLE, Key={PK: {"S": f"SOURCE#{SOURCE}"}, SK: {"S": "POLL"}})["Item"]
+    assert item_size(item) <= 1024
+    kept = store.last_poll(SOURCE)
+    assert (kept.rejected, kept.rows, kept.error_code) == (huge.rejected, huge.rows, huge.error_code)
+    assert all(len(v) <= 3 for v in kept.examples.values())

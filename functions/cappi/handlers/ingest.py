@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cappi.contracts.metrics import poll_datapoints
+from cappi.domain.last_poll import PollLog, last_poll_of
 from cappi.domain.poll import FeedFetcher, PollResult, poll_source
 from cappi.domain.publish import Outcome, SnapshotStore
 from cappi.domain.registry import ClubRegistry, load_registry
@@ -29,6 +30,7 @@ class IngestDependencies:
     registry: ClubRegistry
     fetcher: FeedFetcher
     store: SnapshotStore
+    poll_log: PollLog | None = None  # where each source's last poll is kept (the store itself, deployed)
 
     @classmethod
     def from_env(cls) -> IngestDependencies:
@@ -40,10 +42,12 @@ class IngestDependencies:
         settings = IngestSettings.from_env()
         limits = ClientLimits(deadline=settings.fetch_deadline_s, max_body_bytes=settings.max_body_bytes)
         route_library_logs_through(logger, "cappi.club_client")
+        store = DynamoSnapshotStore(dynamodb_client(), settings.table_name)
         return cls(
             registry=load_registry(settings.clubs_file),
             fetcher=ClubFeedClient(SecretsManagerSecrets(max_age=int(settings.secrets_max_age_s)), limits),
-            store=DynamoSnapshotStore(dynamodb_client(), settings.table_name),
+            store=store,
+            poll_log=store,
         )
 
 
@@ -62,9 +66,10 @@ def _poll(event: dict[str, Any], _context: Any, deps: IngestDependencies) -> dic
     source = deps.registry.source(source_name_of(event))  # KeyError: registry and dispatch disagree (ours)
     logger.append_keys(source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time"))
     result = poll_source(source, deps.fetcher, deps.store)
+    status_units = deps.poll_log.record_poll(last_poll_of(result)) if deps.poll_log is not None else 0
     emit(poll_datapoints(result))
     log_poll(result)
-    return {**result.summary(), "scheduled_time": event.get("scheduled_time")}
+    return {**result.summary(), "status_write_units": status_units, "scheduled_time": event.get("scheduled_time")}
 
 
 def log_poll(result: PollResult) -> None:

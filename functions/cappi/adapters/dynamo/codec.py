@@ -2,11 +2,25 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
-from cappi.adapters.dynamo.schema import HEAD_SK, PK, SK, TTL_ATTRIBUTE, item_key, manifest_sk, source_key
+from cappi.adapters.dynamo.cost import item_size
+from cappi.adapters.dynamo.schema import (
+    HEAD_SK,
+    MAX_FETCHED_AT_MS,
+    PK,
+    POLL_SK,
+    SK,
+    TTL_ATTRIBUTE,
+    item_key,
+    manifest_sk,
+    source_key,
+)
+from cappi.domain.feed import RowExample
 from cappi.domain.heads import Head, Pointer, VersionRef
+from cappi.domain.last_poll import LastPoll
 
 
 def placeholders(*attributes: str) -> dict[str, str]:
@@ -125,3 +139,79 @@ def apply_update(old: Mapping[str, Any], set_values: Mapping[str, Any], remove: 
     new = {k: v for k, v in old.items() if k not in remove}
     new.update(set_values)
     return new
+
+
+# A source's last poll: the fields ops filter on as attributes, the rest as one compact JSON document.
+POLL_ITEM_LIMIT = 1024  # bytes: one write unit
+
+
+def poll_values(poll: LastPoll) -> dict[str, dict[str, Any]]:
+    """The attributes an UpdateItem sets for `poll`, cut to fit one write unit: examples go first, then the
+    error message is shortened."""
+    document: dict[str, Any] = {
+        "duration_s": poll.duration_s,
+        "error_code": poll.error_code,
+        "error": poll.error,
+        "http_status": poll.http_status,
+        "rows": poll.rows,
+        "accepted": poll.accepted,
+        "rejected": poll.rejected,
+        "examples": {r: [[e.index, e.value] for e in kept] for r, kept in poll.examples.items()},
+        "warnings": poll.warnings,
+        "held_clubs": list(poll.held_clubs),
+    }
+    for keep in (len(max(poll.examples.values(), key=len, default=())), 1, 0):
+        document["examples"] = {r: [[e.index, e.value] for e in kept[:keep]] for r, kept in poll.examples.items()}
+        values = _poll_attributes(poll, document)
+        if _poll_item_size(poll, values) <= POLL_ITEM_LIMIT:
+            return values
+    document["examples"] = {}
+    for _ in range(4):  # JSON escaping makes the cut approximate; a few rounds always fit
+        values = _poll_attributes(poll, document)
+        excess = _poll_item_size(poll, values) - POLL_ITEM_LIMIT
+        if excess <= 0 or not document["error"]:
+            return values
+        error = document["error"].encode()
+        document["error"] = error[: max(0, len(error) - excess - 8)].decode(errors="ignore") + "..."
+    return _poll_attributes(poll, document)
+
+
+def _poll_attributes(poll: LastPoll, document: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    values = {
+        "source": string(poll.source),
+        "status": string(poll.status),
+        "fetched_at": number(poll.fetched_at_ms),
+        "poll": string(json.dumps(document, separators=(",", ":"), ensure_ascii=False)),
+    }
+    if poll.last_success_ms is not None:
+        values["last_success"] = number(poll.last_success_ms)
+    return values
+
+
+def _poll_item_size(poll: LastPoll, values: Mapping[str, Any]) -> int:
+    key = {PK: string(source_key(poll.source)), SK: string(POLL_SK)}
+    # The item may hold an older last_success that this update leaves in place: count it as the widest number.
+    return item_size({**key, "last_success": number(MAX_FETCHED_AT_MS), **values})
+
+
+def last_poll_from_item(item: Mapping[str, Any]) -> LastPoll:
+    document = json.loads(item["poll"]["S"])
+    return LastPoll(
+        source=item["source"]["S"],
+        status=item["status"]["S"],
+        fetched_at_ms=int(item["fetched_at"]["N"]),
+        duration_s=float(document["duration_s"]),
+        error_code=document.get("error_code"),
+        error=document.get("error"),
+        http_status=document.get("http_status"),
+        rows=int(document.get("rows", 0)),
+        accepted=int(document.get("accepted", 0)),
+        rejected={str(k): int(v) for k, v in document.get("rejected", {}).items()},
+        examples={
+            str(r): tuple(RowExample(int(i), str(v)) for i, v in kept)
+            for r, kept in document.get("examples", {}).items()
+        },
+        warnings={str(k): int(v) for k, v in document.get("warnings", {}).items()},
+        held_clubs=tuple(int(c) for c in document.get("held_clubs", ())),
+        last_success_ms=int(item["last_success"]["N"]) if "last_success" in item else None,
+    )

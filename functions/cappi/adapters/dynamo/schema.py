@@ -4,6 +4,7 @@
 One table, keys `pk`/`sk`:
 
     SOURCE#<name>  HEAD                                    head: per club ID of the source, the version readers see
+    SOURCE#<name>  POLL                                    the source's last poll: outcome, why, last success
     CLUB#212       V#<version>                             manifest: metadata and part sizes, written last
     CLUB#212       V#<version>#S#<shard:04d>#P#<part:03d>  one part of one shard's compressed bytes
 
@@ -21,6 +22,7 @@ PK = "pk"
 SK = "sk"
 TTL_ATTRIBUTE = "expires_at"
 HEAD_SK = "HEAD"
+POLL_SK = "POLL"
 MAX_SHARDS = 9_999  # the sort key holds four digits of shard number
 MAX_PARTS = 999  # ... and three of part number
 MAX_FETCHED_AT_MS = 10**13 - 1  # thirteen digits in the version name (until the year 2286)

@@ -34,9 +34,11 @@ from cappi.adapters.dynamo.codec import (
     apply_update,
     head_from_item,
     head_item,
+    last_poll_from_item,
     manifest_item,
     number,
     placeholders,
+    poll_values,
     ref_from_manifest,
     string,
 )
@@ -47,6 +49,7 @@ from cappi.adapters.dynamo.schema import (
     MAX_PARTS,
     MAX_SHARDS,
     PK,
+    POLL_SK,
     SK,
     TTL_ATTRIBUTE,
     DynamoClient,
@@ -60,6 +63,7 @@ from cappi.adapters.dynamo.schema import (
     version_name,
 )
 from cappi.domain.heads import Head, OpenCalls, Pointer, VersionRef
+from cappi.domain.last_poll import LastPoll
 from cappi.domain.snapshot import FORMAT_VERSION, ClubSnapshot, decode_shard, encode_shards, shard_count_for, shard_of
 
 BATCH_SIZE = 25  # BatchWriteItem's limit
@@ -173,8 +177,8 @@ class DynamoSnapshotStore:
     def _conditional_update(
         self,
         what: str,
-        club_id: int,
-        sk: str,
+        subject: int | str,
+        key: Mapping[str, Any],
         *,
         set_values: Mapping[str, Any],
         condition: str,
@@ -191,9 +195,9 @@ class DynamoSnapshotStore:
         return self._conditional(
             "update_item",
             what,
-            club_id,
+            subject,
             lambda old: apply_update(old, set_values, remove),
-            Key=item_key(club_id, sk),
+            Key=dict(key),
             UpdateExpression=expression,
             ConditionExpression=condition,
             ExpressionAttributeNames=names,
@@ -225,6 +229,42 @@ class DynamoSnapshotStore:
             return False, write_units(item_size(existing) if existing else 0)
         old = response.get("Attributes", {})
         return True, write_units(max(item_size(old), item_size(after(old))))
+
+    # -- last polls --------------------------------------------------------------------------------------------------
+
+    def record_poll(self, poll: LastPoll) -> int:
+        """Keep `poll` as its source's last poll, unless one sent later is kept already; returns write units.
+
+        One UpdateItem of an item that stays under 1 KB (`poll_values` drops examples to fit), so one write unit.
+        `last_success` is set only by a poll that succeeded, so a failure keeps the time of the last good one.
+        """
+        values = poll_values(poll)
+        _applied, units = self._conditional_update(
+            "recording the poll",
+            poll.source,
+            {PK: string(source_key(poll.source)), SK: string(POLL_SK)},
+            set_values=values,
+            condition="attribute_not_exists(#pk) OR #fetched_at <= :t",
+            condition_values={":t": number(poll.fetched_at_ms)},
+        )
+        return units
+
+    def last_poll(self, source: str) -> LastPoll | None:
+        """The source's last recorded poll, or None when it was never polled."""
+        response = self._read(
+            "get_item",
+            "reading the last poll",
+            source,
+            Key={PK: string(source_key(source)), SK: string(POLL_SK)},
+            ConsistentRead=True,
+        )
+        item = response.get("Item")
+        if not item:
+            return None
+        try:
+            return last_poll_from_item(item)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SnapshotReadError(f"last poll of source {source!r} in table {self.table_name} is malformed") from exc
 
     # -- heads -------------------------------------------------------------------------------------------------------
 
@@ -385,7 +425,7 @@ class DynamoSnapshotStore:
         ok, manifest_units = self._conditional_update(
             "extending expiry",
             club_id,
-            manifest_sk(ref.version),
+            item_key(club_id, manifest_sk(ref.version)),
             set_values={TTL_ATTRIBUTE: number(new_expires_at)},
             condition="attribute_exists(#pk)",
         )
