@@ -7,11 +7,12 @@ successful), so "is every club fresh, and if not, why?" needs no log search. Rea
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cappi.domain.feed import RowExample
-from cappi.domain.poll import PollResult
-from cappi.domain.publish import Outcome
+
+if TYPE_CHECKING:  # the query Lambda imports this module through the store: keep the ingest rules out of it
+    from cappi.domain.poll import PollResult
 
 EXAMPLES_PER_REASON = 3
 MAX_ERROR_CHARS = 300
@@ -43,6 +44,8 @@ class LastPoll:
 
 def last_poll_of(result: PollResult) -> LastPoll:
     """The record of one poll, with a few examples per rejection reason and the error cut to a readable length."""
+    from cappi.domain.publish import Outcome
+
     held = tuple(c.club_id for c in result.clubs if c.outcome is Outcome.HELD)
     status = HELD if result.ok and held else result.status
     error = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cappi.adapters.dynamo.cost import item_size
 from cappi.adapters.dynamo.schema import (
@@ -18,9 +18,10 @@ from cappi.adapters.dynamo.schema import (
     manifest_sk,
     source_key,
 )
-from cappi.domain.feed import RowExample
 from cappi.domain.heads import Head, Pointer, VersionRef
-from cappi.domain.last_poll import LastPoll
+
+if TYPE_CHECKING:  # only ingest and tools read or write last polls; queries skip these imports
+    from cappi.domain.last_poll import LastPoll
 
 
 def placeholders(*attributes: str) -> dict[str, str]:
@@ -195,6 +196,9 @@ def _poll_item_size(poll: LastPoll, values: Mapping[str, Any]) -> int:
 
 
 def last_poll_from_item(item: Mapping[str, Any]) -> LastPoll:
+    from cappi.domain.feed import RowExample
+    from cappi.domain.last_poll import LastPoll
+
     document = json.loads(item["poll"]["S"])
     return LastPoll(
         source=item["source"]["S"],

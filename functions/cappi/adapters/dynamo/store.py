@@ -24,7 +24,7 @@ import time
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
@@ -63,8 +63,10 @@ from cappi.adapters.dynamo.schema import (
     version_name,
 )
 from cappi.domain.heads import Head, OpenCalls, Pointer, VersionRef
-from cappi.domain.last_poll import LastPoll
 from cappi.domain.snapshot import FORMAT_VERSION, ClubSnapshot, decode_shard, encode_shards, shard_count_for, shard_of
+
+if TYPE_CHECKING:  # queries never read last polls: keep the module out of their cold start
+    from cappi.domain.last_poll import LastPoll
 
 BATCH_SIZE = 25  # BatchWriteItem's limit
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
