@@ -16,6 +16,7 @@ from typing import Any
 from aws_cdk import aws_logs as logs
 from constructs import Node
 
+from cappi.contracts.stack import stack_name
 from cappi.settings import QuerySettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ class StageConfig:
 
     @property
     def stack_name(self) -> str:
-        return f"Cappi-{self.stage}"
+        return stack_name(self.stage)
 
     @property
     def schedule_expression(self) -> str:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Stack, Tags
+from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
+from cappi.contracts import stack as outputs
 from cappi.domain.registry import load_registry
 from infra.api import QueryApi
 from infra.config import StageConfig
@@ -33,3 +34,10 @@ class CappiStack(Stack):
         self.monitoring = Monitoring(
             self, "Monitoring", config=config, registry=self.registry, pipeline=self.pipeline, api=self.api
         )
+        # What `cappi` (ops' command) reads to find this stage's table and functions.
+        for name, value, description in (
+            (outputs.TABLE_OUTPUT, self.storage.table.table_name, "Snapshot table (heads, versions, last polls)"),
+            (outputs.INGEST_FUNCTION_OUTPUT, self.pipeline.ingest.function.function_name, "Ingest function"),
+            (outputs.STALE_AFTER_OUTPUT, str(config.stale_after_s), "Seconds after which a club's list is stale"),
+        ):
+            CfnOutput(self, name, value=value, description=description).override_logical_id(name)

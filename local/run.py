@@ -20,9 +20,11 @@ import os
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 from cappi.contracts.api import METHOD, ROUTE
+from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS
 from cappi.contracts.metrics import NAMESPACE
 from cappi.domain.registry import RegistryError, load_registry
 from cappi.settings import QuerySettings, SettingsError
@@ -157,6 +159,22 @@ def main() -> int:
         signal.signal(signum, lambda *_: stop.set())
 
     gateway.start()
+    endpoints = state / ENDPOINTS_FILE
+    endpoints.write_text(
+        json.dumps(
+            {
+                "api": config.base_url,
+                "dynamodb": aws.endpoint_url,
+                "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                "table": TABLE_NAME,
+                "clubs_file": str(Path(clubs_file).resolve()),
+                "ingest_interval_s": config.interval_s,
+                "stale_after_s": STALE_POLLS * config.interval_s,
+                "pid": os.getpid(),
+            },
+            indent=2,
+        )
+    )
     banner(
         console,
         config,
@@ -177,6 +195,7 @@ def main() -> int:
         stop.wait()
     finally:
         console.say("\ncappi local: stopping ...")
+        endpoints.unlink(missing_ok=True)
         scheduler.stopping.set()
         invoker.close()
         gateway.stop()

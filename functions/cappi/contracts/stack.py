@@ -1,0 +1,11 @@
+"""What a deployed stage tells its tools: the stack's name and the outputs `cappi` reads (infra writes them)."""
+
+from __future__ import annotations
+
+TABLE_OUTPUT = "TableName"  # the snapshot table: heads, versions and each source's last poll
+INGEST_FUNCTION_OUTPUT = "IngestFunctionName"  # invoked synchronously by `cappi poll`
+STALE_AFTER_OUTPUT = "StaleAfterSeconds"  # the stage's staleness bound, the one its alarms use
+
+
+def stack_name(stage: str) -> str:
+    return f"Cappi-{stage}"
