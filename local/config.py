@@ -8,8 +8,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from cappi.contracts.local_state import DEFAULT_STATE_DIR as LOCAL_STATE_DIR
+
 DEFAULT_PORT = 3000
-DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / ".local"
+DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / LOCAL_STATE_DIR
 DEFAULT_INTERVAL_S = 600.0
 
 

@@ -387,3 +387,21 @@ def test_bad_settings_fail_fast_with_a_clear_message(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "field 'base_url'" in done.stdout
+
+
+def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(start: Any) -> None:
+    local = start()
+    local.wait_for(r"curl .*/api/CallData/OpenCalls/")  # printed once every demo club was polled
+    cappi = Path(sys.executable).parent / "cappi"
+    env = {**os.environ, "CAPPI_STATE_DIR": str(local.state_dir)}
+    done = subprocess.run([cappi, "status", "--json"], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    sources = json.loads(done.stdout)["sources"]
+    assert {s["name"]: s["state"] for s in sources} == {"demo-small": "ok", "demo-medium": "ok", "demo-large": "ok"}
+    assert all(s["calls"] > 0 and s["last_poll_status"] == "ok" for s in sources)
+
+    local.process.send_signal(signal.SIGINT)
+    assert local.process.wait(timeout=60) == 0
+    gone = subprocess.run([cappi, "status"], check=False, env=env, capture_output=True, text=True, timeout=60)
+    assert gone.returncode == 2
+    assert "local mode is not running" in gone.stderr

@@ -5,7 +5,7 @@
 - contracts (names that cross floors) import only the domain;
 - adapters never import handlers;
 - handlers are the only place in functions/ where adapters meet the domain: no other module imports adapters;
-- infra/ and local/ stand side by side (neither imports the other), and tools/ imports neither.
+- infra/, local/, tools/ and cli/ stand side by side: none imports another.
 """
 
 from __future__ import annotations
@@ -111,7 +111,12 @@ def test_ingest_metrics_carry_only_the_source_dimension() -> None:
     assert not metrics.service
 
 
-SIDES = {"infra": {"local", "tools", "app"}, "local": {"infra", "tools", "app"}, "tools": {"infra", "local", "app"}}
+SIDES = {
+    "infra": {"local", "tools", "cli", "app"},
+    "local": {"infra", "tools", "cli", "app"},
+    "tools": {"infra", "local", "cli", "app"},
+    "cli": {"infra", "local", "tools", "app"},
+}
 
 
 @pytest.mark.parametrize("side", sorted(SIDES))

@@ -1,0 +1,157 @@
+"""`cappi`: one command for ops and clubs.
+
+Exit codes, for scripts: 0 all good, 1 the command ran and found a problem, 2 usage or access error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+from cappi.contracts.local_state import DEFAULT_STATE_DIR
+from cli.status import SourceStatus, registry_status
+from cli.target import ROOT, Target, TargetError, local_target, stage_target
+
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+EPILOG = """exit codes: 0 all good, 1 a problem found, 2 usage or access error
+
+examples:
+  cappi status                     the local mode running on this machine (make run)
+  cappi status --stage prod --json a deployed stage, with your AWS credentials and region
+"""
+
+
+def target_options() -> argparse.ArgumentParser:
+    """Which CAPPI a subcommand talks to (every subcommand takes these)."""
+    options = argparse.ArgumentParser(add_help=False)
+    where = options.add_mutually_exclusive_group()
+    where.add_argument("--stage", choices=("stage", "prod"), help="a deployed stage (reads its stack's outputs)")
+    where.add_argument("--local", action="store_true", help="the local mode running on this machine (default)")
+    options.add_argument("--state-dir", default=None, help="local mode's CAPPI_STATE_DIR (default .local/)")
+    options.add_argument("--region", default=None, help="AWS region of the stage (default: your AWS configuration)")
+    return options
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="cappi",
+        description="Operate CAPPI: the state of every club source, against a deployed stage or local mode.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = root.add_subparsers(dest="command", metavar="COMMAND")
+    status = commands.add_parser(
+        "status",
+        parents=[target_options()],
+        help="one row per club source: fresh, stale, failing, held, and why",
+        description="One row per club source: last poll, snapshot age, calls, rejected rows, last error. "
+        "Stale, failing, rejected, held and never-polled sources stand out, and make the exit code 1.",
+        epilog="example:\n  cappi status --stage prod --json | jq '.sources[] | select(.state != \"ok\")'\n\n"
+        + EPILOG.split("\n\n", maxsplit=1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    return root
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        target = _target(args)
+        with _progress(f"reading {target.where}"):
+            rows = registry_status(
+                target.registry, target.store, now_ms=int(time.time() * 1000), stale_after_s=target.stale_after_s
+            )
+    except TargetError as exc:
+        print(f"cappi: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # an unreachable table or denied credentials: say so, without a traceback
+        print(f"cappi: cannot read {args.stage or 'local mode'}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        print(json.dumps(_status_document(target, rows), indent=2))
+    else:
+        _print_table(target, rows)
+    return EXIT_PROBLEM if any(r.problem for r in rows) else EXIT_OK
+
+
+def _target(args: argparse.Namespace) -> Target:
+    if args.stage:
+        return stage_target(args.stage, region=args.region)
+    return local_target(args.state_dir or os.environ.get("CAPPI_STATE_DIR") or ROOT / DEFAULT_STATE_DIR)
+
+
+def _progress(message: str) -> AbstractContextManager[Any]:
+    """A spinner on stderr while a slow read runs, for people only: nothing when stderr is not a terminal."""
+    if not sys.stderr.isatty():
+        return nullcontext()
+    from rich.console import Console
+
+    return Console(stderr=True).status(message)
+
+
+def _status_document(target: Target, rows: list[SourceStatus]) -> dict[str, Any]:
+    return {
+        "target": target.where,
+        "stale_after_s": target.stale_after_s,
+        "problems": sum(r.problem for r in rows),
+        "sources": [r.as_json() for r in rows],
+    }
+
+
+STYLES = {"ok": "green", "disabled": "dim", "held": "yellow", "stale": "yellow"}
+
+
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:.0f}s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f}m"
+    return f"{seconds / 3600:.1f}h"
+
+
+def _print_table(target: Target, rows: list[SourceStatus]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()  # colour only on a terminal; rich honours NO_COLOR
+    table = Table(title=f"CAPPI {target.where}: stale after {_age(target.stale_after_s)}", title_justify="left")
+    for column in ("source", "clubs", "state", "last poll", "took", "age", "calls", "techs", "rejected"):
+        table.add_column(column, no_wrap=column in ("source", "state", "last poll"))
+    table.add_column("last error", overflow="fold")
+    now_ms = time.time() * 1000
+    for r in rows:
+        style = STYLES.get(r.state, "bold red")
+        ago = _age(now_ms / 1000 - r.last_poll_at_ms / 1000) if r.last_poll_at_ms is not None else ""
+        last = f"{r.last_poll_status} {ago} ago" if r.last_poll_status else "never"
+        table.add_row(
+            r.name,
+            ",".join(map(str, r.club_ids)),
+            f"[{style}]{r.state}[/]" + (f" {r.held_clubs}" if r.held_clubs else ""),
+            last,
+            f"{r.last_poll_duration_s:.1f}s" if r.last_poll_duration_s is not None else "-",
+            _age(r.snapshot_age_s),
+            "-" if r.calls is None else str(r.calls),
+            "-" if r.techs is None else str(r.techs),
+            str(r.rejected_rows) if r.rejected_rows else "",
+            r.last_error or "",
+        )
+    console.print(table)
+    problems = sum(r.problem for r in rows)
+    console.print(
+        f"{problems} source{'s' if problems != 1 else ''} need{'s' if problems == 1 else ''} a look"
+        if problems
+        else "every enabled source is fresh"
+    )

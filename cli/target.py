@@ -1,0 +1,83 @@
+"""Which CAPPI a command talks to: a deployed stage (its stack's outputs, the caller's AWS credentials and region)
+or the local mode running on this machine (its `endpoints.json`)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cappi.adapters.dynamo.store import DynamoSnapshotStore
+from cappi.contracts import stack
+from cappi.contracts.local_state import DEFAULT_STATE_DIR, ENDPOINTS_FILE
+from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: clubs/<stage>.json is the deployed registry
+
+
+class TargetError(Exception):
+    """The target cannot be reached or read (exit code 2)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    where: str  # for people: "stage (eu-west-1)", "local mode at http://127.0.0.1:3000"
+    store: DynamoSnapshotStore
+    registry: ClubRegistry
+    stale_after_s: float
+
+
+def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
+    path = Path(state_dir) / ENDPOINTS_FILE
+    try:
+        endpoints = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise TargetError(f"local mode is not running (no {path}); start it with `make run`") from None
+    except (OSError, ValueError) as exc:
+        raise TargetError(f"cannot read {path}: {exc}") from None
+    import boto3
+
+    # moto takes any credentials; these keep the caller's real ones out of local mode.
+    client = boto3.client(
+        "dynamodb",
+        endpoint_url=endpoints["dynamodb"],
+        region_name=endpoints["region"],
+        aws_access_key_id="cappi-local",
+        aws_secret_access_key="cappi-local",  # noqa: S106 - moto's, not a secret
+    )
+    return Target(
+        where=f"local mode at {endpoints['api']}",
+        store=DynamoSnapshotStore(client, endpoints["table"]),
+        registry=_registry(Path(endpoints["clubs_file"])),
+        stale_after_s=float(endpoints["stale_after_s"]),
+    )
+
+
+def stage_target(stage: str, *, region: str | None = None, cloudformation: Any = None, dynamodb: Any = None) -> Target:
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        cloudformation = cloudformation or boto3.client("cloudformation", region_name=region)
+        stacks = cloudformation.describe_stacks(StackName=stack.stack_name(stage))["Stacks"]
+    except (BotoCoreError, ClientError) as exc:
+        raise TargetError(f"cannot read stack {stack.stack_name(stage)}: {exc}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    missing = [k for k in (stack.TABLE_OUTPUT, stack.STALE_AFTER_OUTPUT) if k not in outputs]
+    if missing:
+        raise TargetError(f"stack {stack.stack_name(stage)} has no output {', '.join(missing)}: deploy it again")
+    dynamodb = dynamodb or boto3.client("dynamodb", region_name=region)
+    return Target(
+        where=f"{stage} ({dynamodb.meta.region_name})",
+        store=DynamoSnapshotStore(dynamodb, outputs[stack.TABLE_OUTPUT]),
+        registry=_registry(ROOT / "clubs" / f"{stage}.json"),
+        stale_after_s=float(outputs[stack.STALE_AFTER_OUTPUT]),
+    )
+
+
+def _registry(path: Path) -> ClubRegistry:
+    try:
+        return load_registry(path)
+    except (OSError, RegistryError) as exc:
+        raise TargetError(str(exc)) from None

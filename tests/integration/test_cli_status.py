@@ -1,0 +1,195 @@
+"""`cappi status` against local mode's AWS stand-in (moto's server on loopback), found through the endpoints file
+a running local mode writes: one row per source, the state that stands out, JSON for scripts, exit codes."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from cappi.adapters.dynamo.store import DynamoSnapshotStore
+from cappi.contracts import stack
+from cappi.contracts.local_state import ENDPOINTS_FILE
+from cappi.domain.last_poll import LastPoll
+from cappi.domain.publish import publish_source
+from cappi.domain.snapshot import build_club_snapshot
+from cli.main import main
+from cli.target import ROOT, TargetError, stage_target
+from local.aws import TABLE_NAME, LocalAws
+
+STALE_AFTER_S = 1800
+SOURCES = {
+    "fresh": (1, True),
+    "stale": (2, True),
+    "failing": (3, True),
+    "held": (4, True),
+    "rejected": (5, True),
+    "never": (6, True),
+    "off": (7, False),
+}
+
+
+@pytest.fixture(scope="module")
+def aws() -> Iterator[LocalAws]:
+    local = LocalAws()
+    local.start()
+    local.create_table()
+    yield local
+    local.stop()
+
+
+def dynamodb(aws: LocalAws) -> Any:
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=aws.endpoint_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, aws: LocalAws) -> Path:
+    """A local-mode state dir with a registry of one source per state, its table filled to match."""
+    registry = {
+        "sources": [
+            {"name": name, "club_ids": [club], "base_url": "http://127.0.0.1:9", "enabled": enabled}
+            for name, (club, enabled) in SOURCES.items()
+        ]
+    }
+    clubs_file = tmp_path / "clubs.json"
+    clubs_file.write_text(json.dumps(registry))
+    client = dynamodb(aws)
+    for page in client.get_paginator("scan").paginate(TableName=TABLE_NAME):
+        for item in page["Items"]:
+            client.delete_item(TableName=TABLE_NAME, Key={"pk": item["pk"], "sk": item["sk"]})
+    store = DynamoSnapshotStore(client, TABLE_NAME)
+    now = int(time.time() * 1000)
+    fetched = {"fresh": now - 60_000, "stale": now - 3 * 3600_000, "failing": now - 60_000, "held": now - 60_000}
+    fetched["rejected"] = now - 60_000
+    for name, at in fetched.items():
+        club = SOURCES[name][0]
+        publish_source(store, name, [build_club_snapshot(club, {"AB12": [1, 2], "CD34": [3]})], at)
+    for name, status, extra in [
+        ("fresh", "ok", {}),
+        ("stale", "ok", {}),
+        ("failing", "failed", {"error_code": "timeout", "error": "no answer in 10 s"}),
+        ("held", "held", {"held_clubs": (4,)}),
+        ("rejected", "rejected", {"error_code": "not_json", "rejected": {"tech_id_invalid": 9}}),
+    ]:
+        success = fetched[name] if status in ("ok", "held") else None
+        store.record_poll(LastPoll(name, status, fetched[name], 0.5, last_success_ms=success, **extra))
+    (tmp_path / ENDPOINTS_FILE).write_text(
+        json.dumps(
+            {
+                "api": "http://127.0.0.1:3000",
+                "dynamodb": aws.endpoint_url,
+                "region": "us-east-1",
+                "table": TABLE_NAME,
+                "clubs_file": str(clubs_file),
+                "stale_after_s": STALE_AFTER_S,
+            }
+        )
+    )
+    return tmp_path
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_status_json_gives_each_source_its_state_and_exit_1(state_dir: Path, capsys: pytest.CaptureFixture[str]):
+    code, out, _ = run(capsys, "status", "--json", "--state-dir", str(state_dir))
+    document = json.loads(out)
+    by_name = {s["name"]: s for s in document["sources"]}
+    assert {n: s["state"] for n, s in by_name.items()} == {
+        "fresh": "ok",
+        "stale": "stale",
+        "failing": "failing",
+        "held": "held",
+        "rejected": "rejected",
+        "never": "never_polled",
+        "off": "disabled",
+    }
+    assert code == 1
+    assert document["problems"] == 5
+    assert (by_name["fresh"]["calls"], by_name["fresh"]["techs"], by_name["fresh"]["club_ids"]) == (3, 2, [1])
+    assert 55 <= by_name["fresh"]["snapshot_age_s"] < 120
+    assert by_name["stale"]["snapshot_age_s"] > STALE_AFTER_S
+    assert by_name["failing"]["last_error"] == "timeout: no answer in 10 s"
+    assert by_name["failing"]["last_success_at_ms"] is None
+    assert by_name["rejected"]["rejected_rows"] == 9
+    assert by_name["never"]["last_poll_status"] is None
+    for source in by_name.values():
+        assert {"name", "club_ids", "state", "snapshot_age_s", "calls", "last_error"} <= set(source)
+
+
+def test_status_table_for_people_names_every_source(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "status", "--state-dir", str(state_dir))
+    assert code == 1
+    for name in SOURCES:
+        assert name in out
+    assert "never_polled" in out
+    assert "5 sources need a look" in out
+
+
+def test_all_fresh_exits_0(state_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    clubs_file = state_dir / "clubs.json"
+    registry = json.loads(clubs_file.read_text())
+    registry["sources"] = [s for s in registry["sources"] if s["name"] in ("fresh", "off")]
+    clubs_file.write_text(json.dumps(registry))
+    code, out, _ = run(capsys, "status", "--json", "--state-dir", str(state_dir))
+    assert code == 0
+    assert json.loads(out)["problems"] == 0
+
+
+def test_no_local_mode_running_is_an_access_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "status", "--state-dir", str(tmp_path))
+    assert (code, out) == (2, "")
+    assert "local mode is not running" in err
+
+
+def test_usage_errors_exit_2_and_every_command_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        run(
+            capsys,
+        )[0]
+        == 2
+    )
+    with pytest.raises(SystemExit) as bad:
+        main(["status", "--stage", "nowhere"])
+    assert bad.value.code == 2
+    for argv in (["--help"], ["status", "--help"]):
+        with pytest.raises(SystemExit) as done:
+            main(argv)
+        assert done.value.code == 0
+        assert "exit codes" in capsys.readouterr().out
+
+
+def test_a_stage_is_found_through_its_stack_outputs(aws: LocalAws) -> None:
+    cloudformation = boto3.client("cloudformation", region_name="us-east-1")
+    outputs = [
+        {"OutputKey": stack.TABLE_OUTPUT, "OutputValue": "cappi-stage-snapshots"},
+        {"OutputKey": stack.STALE_AFTER_OUTPUT, "OutputValue": "1800"},
+    ]
+    stack_entry = {"StackName": "Cappi-stage", "CreationTime": "2026-01-01T00:00:00Z", "StackStatus": "UPDATE_COMPLETE"}
+    with Stubber(cloudformation) as stub:
+        stub.add_response(
+            "describe_stacks", {"Stacks": [{**stack_entry, "Outputs": outputs}]}, {"StackName": "Cappi-stage"}
+        )
+        stub.add_response("describe_stacks", {"Stacks": [stack_entry]}, {"StackName": "Cappi-stage"})
+        target = stage_target("stage", cloudformation=cloudformation, dynamodb=dynamodb(aws))
+        assert (target.store.table_name, target.stale_after_s) == ("cappi-stage-snapshots", 1800.0)
+        assert {s.name for s in target.registry.sources} == {
+            s["name"] for s in json.loads((ROOT / "clubs" / "stage.json").read_text())["sources"]
+        }
+        with pytest.raises(TargetError, match="no output TableName"):
+            stage_target("stage", cloudformation=cloudformation, dynamodb=dynamodb(aws))
