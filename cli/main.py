@@ -15,6 +15,7 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
+from cli.calls import calls_document, open_calls, parse_time
 from cli.status import SourceStatus, registry_status
 from cli.target import ROOT, Target, TargetError, local_target, stage_target
 
@@ -58,6 +59,20 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     status.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    calls = commands.add_parser(
+        "calls",
+        parents=[target_options()],
+        help="the call IDs open for a technician, now or at a past moment",
+        description="The call IDs a technician's app would get, from the list readers see now or from the version "
+        "that was current at --at (versions are kept for at least 24 hours).",
+        epilog="example:\n  cappi calls 212 AB12 --at 2026-12-01T10:20Z --stage prod\n\n"
+        + EPILOG.split("\n\n", maxsplit=1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    calls.add_argument("club", metavar="CLUB", help="ClubId, 1 to 3 digits")
+    calls.add_argument("tech", metavar="TECH", help="TechId (matched case-insensitively)")
+    calls.add_argument("--at", help="an ISO 8601 time, e.g. 2026-12-01T10:20Z (no zone: UTC)")
+    calls.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     return root
 
 
@@ -68,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         target = _target(args)
+        if args.command == "calls":
+            return _calls(target, args)
         with _progress(f"reading {target.where}"):
             rows = registry_status(
                 target.registry, target.store, now_ms=int(time.time() * 1000), stale_after_s=target.stale_after_s
@@ -83,6 +100,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         _print_table(target, rows)
     return EXIT_PROBLEM if any(r.problem for r in rows) else EXIT_OK
+
+
+def _calls(target: Target, args: argparse.Namespace) -> int:
+    at_ms = parse_time(args.at) if args.at else None
+    club_id, tech_id, found = open_calls(target, args.club, args.tech, at_ms)
+    document = calls_document(club_id, tech_id, at_ms, found)
+    if args.json:
+        print(json.dumps(document, indent=2))
+    elif found is None:
+        when = f"at {document['at']}" if at_ms is not None else "yet"
+        print(f"club {club_id}: no list is kept {when} (none received, or older than the retention)")
+    else:
+        print(" ".join(document["call_ids"]) if document["call_ids"] else "(no open calls)")
+        print(
+            f"club {club_id} tech {tech_id}: version {found.version}, fetched {document['fetched_at']}", file=sys.stderr
+        )
+    return EXIT_OK if found is not None else EXIT_PROBLEM
 
 
 def _target(args: argparse.Namespace) -> Target:

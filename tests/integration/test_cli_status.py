@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -193,3 +194,29 @@ def test_a_stage_is_found_through_its_stack_outputs(aws: LocalAws) -> None:
         }
         with pytest.raises(TargetError, match="no output TableName"):
             stage_target("stage", cloudformation=cloudformation, dynamodb=dynamodb(aws))
+
+
+def test_calls_now_and_at_an_earlier_moment(state_dir: Path, aws: LocalAws, capsys: pytest.CaptureFixture[str]):
+    store = DynamoSnapshotStore(dynamodb(aws), TABLE_NAME)
+    before = int(time.time() * 1000) - 30_000
+    publish_source(store, "fresh", [build_club_snapshot(1, {"AB12": [7, 8, 9]})], before + 20_000)
+
+    code, out, _ = run(capsys, "calls", "001", "ab12", "--json", "--state-dir", str(state_dir))
+    now = json.loads(out)
+    assert (code, now["club_id"], now["tech_id"], now["call_ids"]) == (0, 1, "AB12", ["7", "8", "9"])
+
+    earlier = datetime.fromtimestamp((before + 5_000) / 1000, UTC).isoformat()
+    code, out, _ = run(capsys, "calls", "1", "AB12", "--at", earlier, "--json", "--state-dir", str(state_dir))
+    then = json.loads(out)
+    assert (code, then["call_ids"]) == (0, ["1", "2"])
+    assert then["version"] != now["version"]
+    assert then["fetched_at"] < now["fetched_at"]
+
+    code, out, _ = run(capsys, "calls", "1", "AB12", "--at", "2001-01-01T00:00Z", "--state-dir", str(state_dir))
+    assert code == 1
+    assert "no list is kept" in out
+    code, _, err = run(capsys, "calls", "1", "a/b", "--state-dir", str(state_dir))
+    assert code == 2
+    assert "TechId" in err
+    code, out, _ = run(capsys, "calls", "1", "ZZ99", "--state-dir", str(state_dir))
+    assert (code, out.strip()) == (0, "(no open calls)")
