@@ -16,6 +16,7 @@ from typing import Any
 
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cli.calls import calls_document, open_calls, parse_time
+from cli.check_feed import FAIL, auth_from_env, check, fetch_url, markdown, read_file
 from cli.status import SourceStatus, registry_status
 from cli.target import ROOT, Target, TargetError, local_target, stage_target
 
@@ -73,6 +74,29 @@ def parser() -> argparse.ArgumentParser:
     calls.add_argument("tech", metavar="TECH", help="TechId (matched case-insensitively)")
     calls.add_argument("--at", help="an ISO 8601 time, e.g. 2026-12-01T10:20Z (no zone: UTC)")
     calls.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    check = commands.add_parser(
+        "check-feed",
+        help="a club feed's conformance report: every row rule, examples, what CAPPI would do",
+        description="Check a club's feed against the integration document with the very rules ingest applies: "
+        "HTTP status, latency, size, TLS, document shape, key casing, every row rule with counts and up to five "
+        "example rows, warnings, what CAPPI would do with it, and a verdict (pass, warn or fail). Credentials "
+        "come from environment variables named by the options, never from the command line.",
+        epilog="examples:\n  cappi check-feed --file feed.json --club-ids 212,213\n"
+        "  CLUB_TOKEN=... cappi check-feed --url https://calls.example-club.org --bearer-env CLUB_TOKEN "
+        "--format markdown > report.md\n\nexit codes: 0 pass or warn, 1 fail, 2 usage or access error",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    given = check.add_mutually_exclusive_group(required=True)
+    given.add_argument("--file", help="a saved feed (JSON, or gzip of it)")
+    given.add_argument("--url", help="the club's base URL (or the full .../service/calls/status URL)")
+    check.add_argument("--club-ids", help="the club IDs the source owns, e.g. 212,213 (default: any valid ClubId)")
+    check.add_argument("--bearer-env", metavar="VAR", help="send Authorization: Bearer with the value of VAR")
+    check.add_argument("--basic-env", metavar="VAR", help="send Basic auth; VAR holds user:password")
+    check.add_argument("--api-key-header", metavar="NAME", help="the header that carries the API key")
+    check.add_argument("--api-key-env", metavar="VAR", help="the API key's variable (with --api-key-header)")
+    check.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="an extra header")
+    check.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    check.add_argument("--format", choices=("table", "markdown"), default="table", help="report for people")
     return root
 
 
@@ -81,6 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser().print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command == "check-feed":
+        return _check_feed(args)
     try:
         target = _target(args)
         if args.command == "calls":
@@ -100,6 +126,62 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         _print_table(target, rows)
     return EXIT_PROBLEM if any(r.problem for r in rows) else EXIT_OK
+
+
+def _check_feed(args: argparse.Namespace) -> int:
+    try:
+        club_ids = None
+        if args.club_ids:
+            try:
+                club_ids = frozenset(int(c) for c in args.club_ids.split(",") if c.strip())
+            except ValueError:
+                raise TargetError(f"--club-ids wants numbers like 212,213, got {args.club_ids!r}") from None
+        if args.file:
+            fetched = read_file(args.file)
+        else:
+            auth, secret = auth_from_env(args)
+            headers = dict(h.split("=", 1) for h in args.header if "=" in h)
+            with _progress(f"fetching {args.url}"):
+                fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers)
+    except TargetError as exc:
+        print(f"cappi: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = check(fetched, club_ids)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    elif args.format == "markdown":
+        print(markdown(report), end="")
+    else:
+        _print_report(report)
+    return EXIT_PROBLEM if report["verdict"] == FAIL else EXIT_OK
+
+
+def _print_report(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
+    console = Console()
+    style = {"pass": "green", "warn": "yellow"}.get(report["verdict"], "bold red")
+    console.print(f"[{style}]{report['verdict'].upper()}[/]: CAPPI would {report['would']} {escape(report['origin'])}")
+    console.print(f"  {escape(report['reason'])}")
+    http = report.get("http") or {}
+    if "status" in http:
+        tls = "HTTPS, certificate valid" if http.get("https") else "plain HTTP"
+        packed = ", compressed" if http.get("compressed") else ""
+        console.print(f"  HTTP {http['status']} in {http['latency_ms']} ms, {http['bytes']} bytes{packed}, {tls}")
+    if not report["rules"]:
+        return
+    console.print(f"  rows {report['rows']}, accepted {report['accepted']}, duplicates {report.get('duplicates', 0)}")
+    console.print(f"  club IDs found {report['club_ids_found']}; key casing {report['key_casing']}")
+    table = Table("rule", "result", "rows", "examples (row: value)")
+    for rule in report["rules"]:
+        examples = "; ".join(f"{e['row']}: {e['value']}" if isinstance(e, dict) else str(e) for e in rule["examples"])
+        result = "[green]ok[/]" if rule["passed"] else "[bold red]FAILED[/]"
+        table.add_row(escape(rule["text"]), result, str(rule["count"]), escape(examples))
+    console.print(table)
+    if report["warnings"]:
+        console.print("  warnings: " + ", ".join(f"{k} ({v})" for k, v in report["warnings"].items()))
 
 
 def _calls(target: Target, args: argparse.Namespace) -> int:

@@ -123,7 +123,7 @@ def parse_feed(
     max_rejected_ratio: float = MAX_REJECTED_RATIO,
 ) -> ParsedFeed:
     """Parse, validate and group a feed for a source that owns `club_ids`. Raises FeedRejected."""
-    calls = _calls_array(_load_json(body))
+    calls = calls_array(load_json(body))
     owned = frozenset(club_ids)
     parsed = _validate_rows(calls, owned)
     if parsed.rows and parsed.rejected_ratio > max_rejected_ratio:
@@ -137,7 +137,7 @@ def parse_feed(
     return parsed
 
 
-def _load_json(body: bytes | str) -> object:
+def load_json(body: bytes | str) -> object:
     if isinstance(body, (bytes, bytearray)) and body[:3] == b"\xef\xbb\xbf":
         body = body[3:]  # a UTF-8 byte-order mark is harmless; json.loads refuses it on bytes
     if not body or not body.strip():
@@ -164,7 +164,7 @@ def _field(obj: dict, name: str) -> object:
     return matches[0] if matches else _MISSING
 
 
-def _calls_array(doc: object) -> list:
+def calls_array(doc: object) -> list:
     if not isinstance(doc, dict):
         raise FeedRejected("bad_shape", f"expected a JSON object with a Result field, got a JSON {_kind(doc)}")
     result = _field(doc, "Result")
