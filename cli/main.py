@@ -17,6 +17,7 @@ from typing import Any
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cli.calls import calls_document, open_calls, parse_time
 from cli.check_feed import FAIL, auth_from_env, check, fetch_url, markdown, read_file
+from cli.operations import describe, poll, set_secret
 from cli.status import SourceStatus, registry_status
 from cli.target import ROOT, Target, TargetError, local_target, stage_target
 
@@ -86,6 +87,34 @@ def parser() -> argparse.ArgumentParser:
         "--format markdown > report.md\n\nexit codes: 0 pass or warn, 1 fail, 2 usage or access error",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    poll = commands.add_parser(
+        "poll",
+        parents=[target_options()],
+        help="poll one club source now and show the outcome",
+        description="Poll one club source now, as the schedule would: a deployed stage invokes its ingest function "
+        "and waits for it; local mode runs the same handler here. The outcome says what readers see now, or why "
+        "nothing changed.",
+        epilog="example:\n  cappi poll aaa-example --stage stage\n\nexit codes: 0 the poll was good, 1 it failed, "
+        "was rejected or held, 2 usage or access error",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    poll.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
+    poll.add_argument("--json", action="store_true", help="print the ingest handler's summary as JSON")
+    secrets = commands.add_parser(
+        "secrets", help="store a club's credential (`cappi secrets set SOURCE`)", description="Club credentials."
+    )
+    secret_commands = secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True)
+    secret_set = secret_commands.add_parser(
+        "set",
+        parents=[target_options()],
+        help="store the credential of a source's club in its secret",
+        description="Store a club's credential in the secret its registry entry names. The value is read from a "
+        "prompt that does not echo, or from standard input when piped; never from the command line.",
+        epilog="examples:\n  cappi secrets set aaa-example --stage prod\n"
+        "  pass show clubs/aaa | cappi secrets set aaa-example --stage prod\n\n" + EPILOG.split("\n\n", maxsplit=1)[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    secret_set.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
     given = check.add_mutually_exclusive_group(required=True)
     given.add_argument("--file", help="a saved feed (JSON, or gzip of it)")
     given.add_argument("--url", help="the club's base URL (or the full .../service/calls/status URL)")
@@ -111,6 +140,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = _target(args)
         if args.command == "calls":
             return _calls(target, args)
+        if args.command == "poll":
+            with _progress(f"polling {args.source} at {target.where}"):
+                summary = poll(target, args.source)
+            if args.json:
+                print(json.dumps(summary, indent=2))
+            else:
+                describe(summary)
+            return EXIT_OK if summary.get("status") == "ok" and not _held(summary) else EXIT_PROBLEM
+        if args.command == "secrets":
+            secret = set_secret(target, args.source)
+            print(f"stored a new value in {secret} ({target.where})", file=sys.stderr)
+            return EXIT_OK
         with _progress(f"reading {target.where}"):
             rows = registry_status(
                 target.registry, target.store, now_ms=int(time.time() * 1000), stale_after_s=target.stale_after_s
@@ -201,6 +242,10 @@ def _calls(target: Target, args: argparse.Namespace) -> int:
     return EXIT_OK if found is not None else EXIT_PROBLEM
 
 
+def _held(summary: dict[str, Any]) -> bool:
+    return any(c.get("outcome") == "held" for c in summary.get("clubs", []))
+
+
 def _target(args: argparse.Namespace) -> Target:
     if args.stage:
         return stage_target(args.stage, region=args.region)
@@ -242,7 +287,8 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = Console()  # colour only on a terminal; rich honours NO_COLOR
+    # Colour only on a terminal (rich honours NO_COLOR); piped output gets room instead of folding.
+    console = Console(width=None if sys.stdout.isatty() else 200)
     table = Table(title=f"CAPPI {target.where}: stale after {_age(target.stale_after_s)}", title_justify="left")
     for column in ("source", "clubs", "state", "last poll", "took", "age", "calls", "techs", "rejected"):
         table.add_column(column, no_wrap=column in ("source", "state", "last poll"))

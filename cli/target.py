@@ -4,6 +4,7 @@ or the local mode running on this machine (its `endpoints.json`)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ class Target:
     store: DynamoSnapshotStore
     registry: ClubRegistry
     stale_after_s: float
+    client: Callable[[str], Any]  # boto3 client of a service ("secretsmanager", "lambda") at this target
+    ingest_function: str | None = None  # deployed stages: polled with a synchronous invoke
+    local_environment: dict[str, str] | None = None  # local mode: what its ingest handler runs with
 
 
 def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
@@ -38,19 +42,32 @@ def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
         raise TargetError(f"cannot read {path}: {exc}") from None
     import boto3
 
-    # moto takes any credentials; these keep the caller's real ones out of local mode.
-    client = boto3.client(
-        "dynamodb",
-        endpoint_url=endpoints["dynamodb"],
-        region_name=endpoints["region"],
-        aws_access_key_id="cappi-local",
-        aws_secret_access_key="cappi-local",  # noqa: S106 - moto's, not a secret
-    )
+    def client(service: str) -> Any:
+        # moto takes any credentials; these keep the caller's real ones out of local mode.
+        return boto3.client(
+            service,
+            endpoint_url=endpoints["dynamodb"],
+            region_name=endpoints["region"],
+            aws_access_key_id="cappi-local",
+            aws_secret_access_key="cappi-local",  # noqa: S106 - moto's, not a secret
+        )
+
+    environment = {
+        "AWS_ENDPOINT_URL": endpoints["dynamodb"],
+        "AWS_DEFAULT_REGION": endpoints["region"],
+        "AWS_ACCESS_KEY_ID": "cappi-local",
+        "AWS_SECRET_ACCESS_KEY": "cappi-local",
+        "CAPPI_TABLE_NAME": endpoints["table"],
+        "CAPPI_CLUBS_FILE": endpoints["clubs_file"],
+        "CAPPI_STATE_DIR": str(Path(state_dir).resolve()),
+    }
     return Target(
         where=f"local mode at {endpoints['api']}",
-        store=DynamoSnapshotStore(client, endpoints["table"]),
+        store=DynamoSnapshotStore(client("dynamodb"), endpoints["table"]),
         registry=_registry(Path(endpoints["clubs_file"])),
         stale_after_s=float(endpoints["stale_after_s"]),
+        client=client,
+        local_environment=environment,
     )
 
 
@@ -73,6 +90,8 @@ def stage_target(stage: str, *, region: str | None = None, cloudformation: Any =
         store=DynamoSnapshotStore(dynamodb, outputs[stack.TABLE_OUTPUT]),
         registry=_registry(ROOT / "clubs" / f"{stage}.json"),
         stale_after_s=float(outputs[stack.STALE_AFTER_OUTPUT]),
+        client=lambda service: boto3.client(service, region_name=dynamodb.meta.region_name),
+        ingest_function=outputs.get(stack.INGEST_FUNCTION_OUTPUT),
     )
 
 

@@ -400,6 +400,25 @@ def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(sta
     assert {s["name"]: s["state"] for s in sources} == {"demo-small": "ok", "demo-medium": "ok", "demo-large": "ok"}
     assert all(s["calls"] > 0 and s["last_poll_status"] == "ok" for s in sources)
 
+    def cappi_run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        command = [cappi, *args]
+        return subprocess.run(command, check=False, env=env, input=stdin, capture_output=True, text=True, timeout=90)
+
+    polled = cappi_run("poll", "demo-small", "--json")
+    assert polled.returncode == 0, polled.stderr
+    assert json.loads(polled.stdout)["status"] == "ok"
+    stored = cappi_run("secrets", "set", "demo-small", stdin="not-the-club-token\n")
+    assert stored.returncode == 0, stored.stderr
+    assert "not-the-club-token" not in stored.stdout + stored.stderr
+    refused = cappi_run("poll", "demo-small")
+    assert refused.returncode == 1
+    assert "auth_failed" in refused.stdout
+    assert "not-the-club-token" not in refused.stdout + refused.stderr
+    failing = cappi_run("status", "--json")
+    assert failing.returncode == 1
+    states = {s["name"]: s["state"] for s in json.loads(failing.stdout)["sources"]}
+    assert states["demo-small"] == "failing"
+
     local.process.send_signal(signal.SIGINT)
     assert local.process.wait(timeout=60) == 0
     gone = subprocess.run([cappi, "status"], check=False, env=env, capture_output=True, text=True, timeout=60)
