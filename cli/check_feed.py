@@ -19,6 +19,7 @@ from typing import Any
 
 from cappi.domain import feed
 from cappi.domain.ids import MAX_CLUB_ID
+from cappi.domain.registry import ClubSource
 from cli.target import TargetError
 
 FEED_PATH = "/service/calls/status"
@@ -48,13 +49,11 @@ def read_file(path: str) -> Fetched:
 
 
 def fetch_url(url: str, *, auth: dict[str, str], secret: str | None, headers: dict[str, str]) -> Fetched:
-    """Fetch with CAPPI's own client: HTTPS (loopback may be HTTP), same-host redirects, deadline, size cap."""
-    from cappi.adapters.club_client import ClubFeedClient, FeedFetchError
+    """Fetch a URL given on the command line, its credential from the environment."""
     from cappi.adapters.secrets import StaticSecrets
     from cappi.domain.registry import ClubAuth, ClubSource
 
     base = url[: -len(FEED_PATH)] if url.rstrip("/").endswith(FEED_PATH) else url
-    secrets = StaticSecrets({SECRET_NAME: secret} if secret is not None else {})
     source = ClubSource(
         name="check-feed",
         club_ids=frozenset({0}),
@@ -62,14 +61,20 @@ def fetch_url(url: str, *, auth: dict[str, str], secret: str | None, headers: di
         auth=ClubAuth(**auth, secret=SECRET_NAME) if auth else ClubAuth(),
         headers=headers,
     )
+    return fetch_source(source, StaticSecrets({SECRET_NAME: secret} if secret is not None else {}))
+
+
+def fetch_source(source: ClubSource, secrets: Any) -> Fetched:
+    """Fetch with CAPPI's own client: HTTPS (loopback may be HTTP), same-host redirects, deadline, size cap."""
+    from cappi.adapters.club_client import ClubFeedClient, FeedFetchError
+
     started = time.perf_counter()
     try:
         result = ClubFeedClient(secrets).fetch(source)
     except FeedFetchError as exc:
         error = {"code": exc.code, "message": exc.message, "status": exc.status}
-        return Fetched(
-            b"", source.feed_url, http={"latency_ms": _ms(started), "https": base.startswith("https:")}, error=error
-        )
+        https = source.feed_url.startswith("https:")
+        return Fetched(b"", source.feed_url, http={"latency_ms": _ms(started), "https": https}, error=error)
     http = {
         "status": result.status,
         "latency_ms": _ms(started),
@@ -134,8 +139,11 @@ def _key_spellings(body: bytes) -> tuple[dict[str, dict[str, int]], int, set[int
     return {k: dict(v) for k, v in spellings.items()}, extra, clubs
 
 
-def check(fetched: Fetched, club_ids: frozenset[int] | None) -> dict[str, Any]:
-    """The conformance report (JSON-ready): rules, counts, examples, would and verdict."""
+def check(
+    fetched: Fetched, club_ids: frozenset[int] | None, published_calls: dict[int, int] | None = None
+) -> dict[str, Any]:
+    """The conformance report (JSON-ready): rules, counts, examples, would and verdict. With the call counts
+    readers see now (`published_calls`, per club), a sudden drop shows as `hold`, as ingest would hold it."""
     report: dict[str, Any] = {"origin": fetched.origin, "http": fetched.http}
     if fetched.error is not None:
         report.update(
@@ -205,9 +213,15 @@ def check(fetched: Fetched, club_ids: frozenset[int] | None) -> dict[str, Any]:
         would, verdict, reason = "reject", FAIL, f"{rejection.code}: {rejection}"
     else:
         would = "publish"
+        held = _drops(parsed, published_calls or {}) if parsed else []
+        if held:
+            would = "hold"
         dropped = parsed.rejected_total if parsed else 0
         verdict = WARN if dropped or warnings else PASS
         reason = f"{dropped} rows would be dropped" if dropped else ("conventions broken" if warnings else "conforms")
+        if held:
+            verdict = WARN
+            reason = "a sudden drop for " + ", ".join(held) + ": held until the next poll confirms it; " + reason
     found = sorted(c for c, techs in parsed.by_club.items() if techs) if parsed else []
     report.update(
         verdict=verdict,
@@ -224,6 +238,17 @@ def check(fetched: Fetched, club_ids: frozenset[int] | None) -> dict[str, Any]:
         rules=rules,
     )
     return report
+
+
+def _drops(parsed: feed.ParsedFeed, published_calls: dict[int, int]) -> list[str]:
+    from cappi.domain.publish import drop_guard_applies
+
+    held = []
+    for club, techs in sorted(parsed.by_club.items()):
+        calls = len({call for tech_calls in techs.values() for call in tech_calls})
+        if club in published_calls and drop_guard_applies(published_calls[club], calls):
+            held.append(f"club {club} ({calls} calls where {published_calls[club]} are published)")
+    return held
 
 
 def markdown(report: dict[str, Any]) -> str:

@@ -16,8 +16,8 @@ from typing import Any
 
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cli.calls import calls_document, open_calls, parse_time
-from cli.check_feed import FAIL, auth_from_env, check, fetch_url, markdown, read_file
-from cli.operations import describe, poll, set_secret
+from cli.check_feed import FAIL, auth_from_env, check, fetch_source, fetch_url, markdown, read_file
+from cli.operations import describe, poll, set_secret, source_of
 from cli.status import SourceStatus, registry_status
 from cli.target import ROOT, Target, TargetError, local_target, stage_target
 
@@ -77,6 +77,7 @@ def parser() -> argparse.ArgumentParser:
     calls.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     check = commands.add_parser(
         "check-feed",
+        parents=[target_options()],
         help="a club feed's conformance report: every row rule, examples, what CAPPI would do",
         description="Check a club's feed against the integration document with the very rules ingest applies: "
         "HTTP status, latency, size, TLS, document shape, key casing, every row rule with counts and up to five "
@@ -118,6 +119,7 @@ def parser() -> argparse.ArgumentParser:
     given = check.add_mutually_exclusive_group(required=True)
     given.add_argument("--file", help="a saved feed (JSON, or gzip of it)")
     given.add_argument("--url", help="the club's base URL (or the full .../service/calls/status URL)")
+    given.add_argument("--source", help="a registered source: its URL, headers and secret from the stage or local mode")
     check.add_argument("--club-ids", help="the club IDs the source owns, e.g. 212,213 (default: any valid ClubId)")
     check.add_argument("--bearer-env", metavar="VAR", help="send Authorization: Bearer with the value of VAR")
     check.add_argument("--basic-env", metavar="VAR", help="send Basic auth; VAR holds user:password")
@@ -177,8 +179,20 @@ def _check_feed(args: argparse.Namespace) -> int:
                 club_ids = frozenset(int(c) for c in args.club_ids.split(",") if c.strip())
             except ValueError:
                 raise TargetError(f"--club-ids wants numbers like 212,213, got {args.club_ids!r}") from None
+        published = None
         if args.file:
             fetched = read_file(args.file)
+        elif args.source:
+            target = _target(args)
+            source = source_of(target, args.source)
+            club_ids = frozenset(source.club_ids)
+            head = target.store.head(source.name)
+            published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
+            from cappi.adapters.secrets import SecretsManagerSecrets
+
+            secrets = SecretsManagerSecrets(max_age=0, client=target.client("secretsmanager"))
+            with _progress(f"fetching {source.name}"):
+                fetched = fetch_source(source, secrets)
         else:
             auth, secret = auth_from_env(args)
             headers = dict(h.split("=", 1) for h in args.header if "=" in h)
@@ -187,7 +201,10 @@ def _check_feed(args: argparse.Namespace) -> int:
     except TargetError as exc:
         print(f"cappi: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    report = check(fetched, club_ids)
+    except Exception as exc:  # the stage's table or secret could not be read: an access error, not a verdict
+        print(f"cappi: cannot read {args.source}'s settings: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    report = check(fetched, club_ids, published)
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.format == "markdown":

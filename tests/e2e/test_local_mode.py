@@ -404,6 +404,12 @@ def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(sta
         command = [cappi, *args]
         return subprocess.run(command, check=False, env=env, input=stdin, capture_output=True, text=True, timeout=90)
 
+    checked = cappi_run("check-feed", "--source", "demo-medium", "--json")
+    assert checked.returncode == 0, checked.stderr
+    report = json.loads(checked.stdout)
+    assert (report["would"], report["http"]["status"]) == ("publish", 200)
+    assert report["accepted"] > 1000
+
     polled = cappi_run("poll", "demo-small", "--json")
     assert polled.returncode == 0, polled.stderr
     assert json.loads(polled.stdout)["status"] == "ok"

@@ -171,3 +171,14 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkey
     with pytest.raises(SystemExit) as bad:
         main(["check-feed"])
     assert bad.value.code == 2
+
+
+def test_a_sudden_drop_against_what_is_published_would_be_held(tmp_path: Path) -> None:
+    from cli.check_feed import check, read_file
+
+    path = tmp_path / "feed.json"
+    path.write_bytes(document(row(1), row(2)))
+    report = check(read_file(str(path)), frozenset({212}), {212: 400})
+    assert (report["would"], report["verdict"]) == ("hold", "warn")
+    assert "club 212 (2 calls where 400 are published)" in report["reason"]
+    assert check(read_file(str(path)), frozenset({212}), {212: 20})["would"] == "publish"
