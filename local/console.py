@@ -112,8 +112,8 @@ def banner(
     console.say("Press Ctrl-C to stop.\n")
 
 
-def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, club_server: ClubFeedServer) -> None:
-    """Two copy-paste commands: get a token, then query a technician who has open calls."""
+def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, example: tuple[int, str]) -> None:
+    """Two copy-paste commands: get a token, then query `example` (a club and a technician with open calls)."""
     client = issuer.clients[0]
     token_body = json.dumps(
         {
@@ -123,7 +123,7 @@ def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, club_se
             "grant_type": "client_credentials",
         }
     )
-    club_id, tech_id = club_server.clubs.example_query()
+    club_id, tech_id = example
     console.say("\nGet a token (the document's Authentication request):")
     console.say(
         f"  curl -s -X POST {config.base_url}/oauth/token -H 'Content-Type: application/json' -d '{token_body}'"

@@ -26,7 +26,7 @@ from typing import Any
 from cappi.contracts.api import METHOD, ROUTE
 from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS
 from cappi.contracts.metrics import NAMESPACE
-from cappi.domain.registry import RegistryError, load_registry
+from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
 from cappi.settings import QuerySettings, SettingsError
 from local.aws import TABLE_NAME, LocalAws
 from local.clients import demo_clients, load_clients
@@ -40,6 +40,24 @@ from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
 from local.scheduler import Scheduler
 
 INGEST_HANDLER = "cappi.handlers.ingest.handler"
+
+
+def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
+    """A club and a technician with open calls, from what the first polls published (a custom clubs file)."""
+    import boto3
+
+    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+
+    store = DynamoSnapshotStore(boto3.client("dynamodb"), TABLE_NAME)  # local mode's moto, from the environment
+    for source in registry.enabled_sources:
+        head = store.head(source.name)
+        for club_id, pointer in sorted(head.clubs.items()) if head else ():
+            for shard in range(pointer.shard_count):
+                techs = store.read_shard(club_id, pointer.version, shard)
+                tech = next((t for t, calls in sorted(techs.items()) if calls), None)
+                if tech is not None:
+                    return club_id, tech
+    return None
 
 
 def main() -> int:
@@ -92,6 +110,12 @@ def main() -> int:
         console.say(f"cappi local: {exc}")
         return 2
     aws.put_secrets(secrets)
+    for source in registry.enabled_sources:
+        if source.auth.secret and source.auth.secret not in secrets:
+            console.say(
+                f"cappi local: warning: no value for secret {source.auth.secret} (source {source.name}) in "
+                f"CAPPI_SECRETS_FILE: its polls will fail until it is set (cappi secrets set {source.name})"
+            )
     os.environ.update(
         {
             "CAPPI_TABLE_NAME": TABLE_NAME,
@@ -186,12 +210,13 @@ def main() -> int:
     )
     scheduler.start()
     try:
-        if issuer is not None and club_server is not None:
+        if issuer is not None:
             for event in first_polls.values():
                 if stop.wait(0) or not event.wait(timeout=60):
                     break
-            if not stop.is_set():
-                examples(console, config, issuer, club_server)
+            example = club_server.clubs.example_query() if club_server is not None else example_query(registry)
+            if not stop.is_set() and example is not None:
+                examples(console, config, issuer, example)
         stop.wait()
     finally:
         console.say("\ncappi local: stopping ...")

@@ -430,3 +430,23 @@ def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(sta
     gone = subprocess.run([cappi, "status"], check=False, env=env, capture_output=True, text=True, timeout=60)
     assert gone.returncode == 2
     assert "local mode is not running" in gone.stderr
+
+
+def test_a_custom_clubs_file_gets_examples_from_its_first_poll_and_a_missing_secret_is_named(
+    start: Any, club_feed: LoopbackServer, tmp_path: Path
+) -> None:
+    registry = tmp_path / "clubs.json"
+    sources = [
+        {"name": "open-club", "club_ids": [42], "base_url": club_feed.base_url + "/feed"},
+        {
+            "name": "locked-club",
+            "club_ids": [43],
+            "base_url": club_feed.base_url + "/locked",
+            "auth": {"type": "bearer", "secret": "locked/club/token"},
+        },
+    ]
+    registry.write_text(json.dumps({"sources": sources}))
+    local = start(CAPPI_CLUBS_FILE=str(registry))
+    assert "no value for secret locked/club/token (source locked-club)" in local.output()
+    local.wait_for(r"curl -s -H \"Authorization: Bearer \$TOKEN\" .*/api/CallData/OpenCalls/42/TECH9/ids")
+    assert local.calls(42, "TECH9", local.token())[0] == 200
