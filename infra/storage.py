@@ -49,7 +49,7 @@ class Storage(Construct):
 
         self.secrets: dict[str, secretsmanager.Secret] = {}
         for name in registry.secret_names:
-            users = ", ".join(s.name for s in registry.sources if s.auth.secret == name)
+            users = ", ".join(s.name for s in registry.sources if name in s.auth.secret_names)
             secret = secretsmanager.Secret(
                 self,
                 "ClubSecret-" + name.replace("/", "-"),

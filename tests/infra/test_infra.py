@@ -13,14 +13,16 @@ import pytest
 
 pytest.importorskip("aws_cdk")
 
-from aws_cdk.assertions import Match
+import aws_cdk as cdk
+from aws_cdk.assertions import Match, Template
 from support.synth import Synth, cdk_context, synth
 
 import app as cdk_app
 from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
-from cappi.domain.registry import load_registry
+from cappi.domain.registry import load_registry, parse_registry
 from infra.config import ConfigError, StageConfig
 from infra.functions import FUNCTIONS, INGEST, QUERY
+from infra.storage import Storage
 
 STAGES = ("stage", "prod")
 ISSUERS = {"stage": "https://stage-clubassist.auth0.com/", "prod": "https://prod-clubassist.auth0.com/"}
@@ -402,3 +404,31 @@ def test_outputs_tell_ops_the_url_the_topic_and_the_secrets_to_fill(app: Synth, 
     assert {"ApiUrl", "AlarmTopicArn", "ClubSecretNames"} <= set(outputs)
     secrets = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
     assert outputs["ClubSecretNames"]["Value"] == " ".join(secrets)
+
+
+def test_an_mtls_header_credential_gets_its_own_secret() -> None:
+    registry = parse_registry(
+        {
+            "sources": [
+                {
+                    "name": "mtls-club",
+                    "club_ids": [212],
+                    "base_url": "https://calls.example-club.org",
+                    "auth": {
+                        "type": "mtls",
+                        "secret": "cappi/stage/clubs/mtls-cert",
+                        "header_auth": {"type": "bearer", "secret": "cappi/stage/clubs/mtls-token"},
+                    },
+                }
+            ]
+        }
+    )
+    stack = cdk.Stack(cdk.App(), "MtlsStorage")
+    Storage(stack, "Storage", config=StageConfig.from_mapping("stage", cdk_context()["cappi:stage"]), registry=registry)
+
+    secrets = Template.from_stack(stack).find_resources("AWS::SecretsManager::Secret").values()
+    names = sorted(s["Properties"]["Name"] for s in secrets)
+    assert names == ["cappi/stage/clubs/mtls-cert", "cappi/stage/clubs/mtls-token"]
+    for secret in secrets:
+        assert "mtls-club" in secret["Properties"]["Description"]
+        assert "SecretString" not in secret["Properties"]

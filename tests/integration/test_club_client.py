@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import base64
 import gzip
+import ipaddress
 import json
 import logging
+import ssl
+import stat
 import time
 import traceback
 import tracemalloc
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import pytest
 import requests
@@ -867,6 +872,324 @@ def test_untrusted_certificate_fails_without_retrying(tls):
 
         assert (error.code, error.attempts) == ("connection", 1)
         assert "TLS" in error.message
+
+
+# --- mtls: a client certificate on the handshake ---
+
+
+@dataclass(frozen=True)
+class MtlsPki:
+    server: ssl.SSLContext  # demands a client certificate signed by the test CA
+    ca_file: Path
+    client_certificate: str  # PEM
+    client_key: str  # PEM
+    client_subject: str
+
+
+def _issue(ca_key, ca_name, subject: str, *, server: bool):
+    """A leaf certificate and key for `subject`, signed by the CA (for 127.0.0.1 when `server`)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.now(UTC)
+    purpose = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1"))] if server else [x509.DNSName(subject)]
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([purpose]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def mtls(tmp_path_factory) -> MtlsPki:
+    pytest.importorskip("cryptography")
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    directory = tmp_path_factory.mktemp("mtls")
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "cappi-test-ca")])
+    now = datetime.now(UTC)
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+
+    def pem(cert, key) -> tuple[str, str]:
+        return (
+            cert.public_bytes(serialization.Encoding.PEM).decode(),
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            ).decode(),
+        )
+
+    ca_file = directory / "ca.pem"
+    ca_file.write_text(pem(ca, ca_key)[0])
+    server_cert, server_key = pem(*_issue(ca_key, ca_name, "cappi-test-server", server=True))
+    (directory / "server-cert.pem").write_text(server_cert)
+    (directory / "server-key.pem").write_text(server_key)
+    client_certificate, client_key = pem(*_issue(ca_key, ca_name, "cappi-test-client", server=False))
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(directory / "server-cert.pem", directory / "server-key.pem")
+    context.load_verify_locations(ca_file)
+    context.verify_mode = ssl.CERT_REQUIRED
+    return MtlsPki(context, ca_file, client_certificate, client_key, "cappi-test-client")
+
+
+def mtls_secrets(pki: MtlsPki, **extra: str) -> StaticSecrets:
+    cert = json.dumps({"certificate": pki.client_certificate, "key": pki.client_key})
+    return StaticSecrets({"clubs/cert": cert, "clubs/bearer": BEARER_SECRET} | extra)
+
+
+class CertificateRecorder(requests.adapters.HTTPAdapter):
+    """A real adapter that remembers the `cert` each request was sent with."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.certs: list[object] = []
+
+    def send(self, request, *args, **kwargs):
+        self.certs.append(kwargs.get("cert"))
+        return super().send(request, *args, **kwargs)
+
+
+def recording(ca_file) -> tuple[requests.Session, CertificateRecorder]:
+    session = trusting(ca_file)
+    adapter = CertificateRecorder()
+    session.mount("https://", adapter)
+    return session, adapter
+
+
+def record_peer(subjects: list[str]) -> Responder:
+    """A feed that notes the common name of the client certificate the TLS handshake presented."""
+
+    def run(h) -> None:
+        peer = h.connection.getpeercert() or {}
+        subjects.extend(value for rdn in peer.get("subject", ()) for key, value in rdn if key == "commonName")
+        respond(200, b"[7]")(h)
+
+    return run
+
+
+MTLS = ClubAuth(type="mtls", secret="clubs/cert")
+
+
+def test_mtls_presents_the_client_certificate(mtls):
+    subjects: list[str] = []
+    with serve(tls=mtls.server) as server:
+        server.route(FEED, record_peer(subjects))
+        session, _ = recording(mtls.ca_file)
+        client = ClubFeedClient(mtls_secrets(mtls), FAST, session=session)
+
+        result = client.fetch(club(server.base_url, MTLS))
+
+        assert result.body == b"[7]"
+        assert subjects == [mtls.client_subject]
+        (seen,) = server.requests_to(FEED)
+        assert "authorization" not in seen.headers
+
+
+@pytest.mark.parametrize(
+    ("header_auth", "header", "expected"),
+    [
+        (ClubAuth(type="bearer", secret="clubs/bearer"), "authorization", f"Bearer {BEARER_SECRET}"),
+        (ClubAuth(type="api_key", secret="clubs/api-key", header="X-Api-Key"), "x-api-key", API_KEY_SECRET),
+        (
+            ClubAuth(type="basic", secret="clubs/basic"),
+            "authorization",
+            "Basic " + base64.b64encode(f"alice:{BASIC_PASSWORD}".encode()).decode(),
+        ),
+    ],
+    ids=["bearer", "api-key", "basic"],
+)
+def test_mtls_with_a_header_credential_sends_both(mtls, header_auth, header, expected):
+    subjects: list[str] = []
+    with serve(tls=mtls.server) as server:
+        server.route(FEED, record_peer(subjects))
+        secrets = mtls_secrets(mtls, **{"clubs/api-key": API_KEY_SECRET, "clubs/basic": f"alice:{BASIC_PASSWORD}"})
+        client = ClubFeedClient(secrets, FAST, session=trusting(mtls.ca_file))
+
+        client.fetch(club(server.base_url, ClubAuth(type="mtls", secret="clubs/cert", header_auth=header_auth)))
+
+        assert subjects == [mtls.client_subject]
+        (seen,) = server.requests_to(FEED)
+        assert seen.headers[header] == expected
+
+
+def test_without_a_client_certificate_the_handshake_is_refused(mtls):
+    with serve(tls=mtls.server) as server:
+        server.route(FEED, respond())
+        client = ClubFeedClient(mtls_secrets(mtls), FAST, session=trusting(mtls.ca_file))
+
+        error = fetch_error(client, club(server.base_url, ClubAuth(type="bearer", secret="clubs/bearer")))
+
+        assert error.code == "connection"
+        assert server.seen == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----",  # PEM, not JSON
+        '{"certificate": "CERT"}',
+        '{"certificate": 1, "key": 2}',
+        "[]",
+        "swap",  # the key where the certificate belongs and the other way round
+        "encrypted",
+        "mismatch",  # a well-formed certificate with another key
+    ],
+)
+def test_a_malformed_certificate_secret_is_a_clear_error_without_pem(mtls, value):
+    other_key = _issue_key_pem()
+    values = {
+        "swap": json.dumps({"certificate": mtls.client_key, "key": mtls.client_certificate}),
+        "encrypted": json.dumps(
+            {"certificate": mtls.client_certificate, "key": mtls.client_key.replace("PRIVATE", "ENCRYPTED PRIVATE")}
+        ),
+        "mismatch": json.dumps({"certificate": mtls.client_certificate, "key": other_key}),
+    }
+    with serve(tls=mtls.server) as server:
+        client = ClubFeedClient(StaticSecrets({"clubs/cert": values.get(value, value)}), FAST)
+
+        error = fetch_error(client, club(server.base_url, MTLS))
+
+        assert error.code == "secret_missing"
+        assert "'clubs/cert'" in error.message
+        assert "certificate" in error.message
+        assert error.attempts == 0
+        assert server.seen == []
+        for text in (str(error), repr(error), "".join(traceback.format_exception(error))):
+            assert "BEGIN" not in text
+            assert "MII" not in text
+            for line in (mtls.client_key + mtls.client_certificate + other_key).splitlines():
+                if len(line) > 16:
+                    assert line not in text
+
+
+def _issue_key_pem() -> str:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+
+
+class Rotatable:
+    """A secret source whose values a test may change between fetches, as ops do when a club rotates."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        self.values = values
+
+    def get(self, name: str) -> str:
+        return self.values[name]
+
+
+def test_mtls_files_are_private_and_reused(mtls):
+    with serve(tls=mtls.server) as server:
+        server.route(FEED, respond())
+        session, adapter = recording(mtls.ca_file)
+        client = ClubFeedClient(mtls_secrets(mtls), FAST, session=session)
+
+        client.fetch(club(server.base_url, MTLS))
+        client.fetch(club(server.base_url, MTLS))
+
+        first, again = adapter.certs
+        assert first == again  # written once, reused by later fetches
+        cert_file, key_file = (Path(p) for p in first)
+        assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+        assert stat.S_IMODE(cert_file.stat().st_mode) == 0o600
+        assert key_file.parent == cert_file.parent
+        assert stat.S_IMODE(key_file.parent.stat().st_mode) == 0o700
+        assert key_file.read_text() == mtls.client_key
+
+
+def test_mtls_files_are_rewritten_when_the_secret_changes(mtls):
+    value = {"certificate": mtls.client_certificate, "key": mtls.client_key}
+    secrets = Rotatable({"clubs/cert": json.dumps(value)})
+    with serve(tls=mtls.server) as server:
+        server.route(FEED, respond())
+        session, adapter = recording(mtls.ca_file)
+        client = ClubFeedClient(secrets, FAST, session=session)
+        client.fetch(club(server.base_url, MTLS))
+
+        # Only whitespace differs: the same certificate, nothing rewritten.
+        secrets.values["clubs/cert"] = json.dumps(value | {"key": mtls.client_key + "\n\n"})
+        client.fetch(club(server.base_url, MTLS))
+        # A key that does not match the certificate: refused before any request, the old files untouched.
+        secrets.values["clubs/cert"] = json.dumps(value | {"key": _issue_key_pem()})
+        assert fetch_error(client, club(server.base_url, MTLS)).code == "secret_missing"
+        # The certificate followed by its CA: a new value, so new files, and the old ones are gone.
+        chain = mtls.client_certificate + mtls.ca_file.read_text()
+        secrets.values["clubs/cert"] = json.dumps(value | {"certificate": chain})
+        client.fetch(club(server.base_url, MTLS))
+
+        old, same, new = adapter.certs
+        assert same == old
+        assert new != old
+        assert not Path(old[0]).exists() and not Path(old[1]).exists()
+        assert Path(new[0]).read_text().strip() == chain.strip()
+        assert stat.S_IMODE(Path(new[1]).stat().st_mode) == 0o600
+        assert len(server.requests_to(FEED)) == 3
+
+
+def test_no_pem_in_logs_of_an_mtls_fetch(mtls, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    with serve(tls=mtls.server) as server:
+        server.route(FEED, echo_headers(500))
+        auth = ClubAuth(type="mtls", secret="clubs/cert", header_auth=ClubAuth(type="bearer", secret="clubs/bearer"))
+        client = ClubFeedClient(mtls_secrets(mtls), FAST, session=trusting(mtls.ca_file))
+
+        error = fetch_error(client, club(server.base_url, auth))
+
+        text = caplog.text + str(error) + " ".join(str(r.__dict__) for r in caplog.records)
+        assert BEARER_SECRET not in text
+        assert "BEGIN" not in text
+        for line in (mtls.client_key + mtls.client_certificate).splitlines():
+            if len(line) > 16:
+                assert line not in text
 
 
 # --- secrets never leak ---

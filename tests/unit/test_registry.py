@@ -189,3 +189,102 @@ def test_source_lookup_names_the_registry() -> None:
 @pytest.mark.parametrize("path", sorted((REPO / "clubs").glob("*.json")), ids=lambda p: p.name)
 def test_committed_registries_are_valid(path: Path) -> None:
     assert load_registry(path).sources
+
+
+# --- mtls: a client certificate, optionally with a header credential ---
+
+
+def test_mtls_without_a_header_credential() -> None:
+    registry = parse_registry({"sources": [source(auth={"type": "mtls", "secret": "s/cert"})]})
+    assert registry.sources[0].auth == ClubAuth(type="mtls", secret="s/cert")
+    assert registry.sources[0].auth.header_auth is None
+    assert registry.secret_names == ("s/cert",)
+
+
+def test_mtls_with_a_null_header_credential_is_the_same_as_none() -> None:
+    registry = parse_registry({"sources": [source(auth={"type": "mtls", "secret": "s/cert", "header_auth": None})]})
+    assert registry.sources[0].auth == ClubAuth(type="mtls", secret="s/cert")
+
+
+@pytest.mark.parametrize(
+    ("header_auth", "expected"),
+    [
+        ({"type": "bearer", "secret": "s/token"}, ClubAuth(type="bearer", secret="s/token")),
+        ({"type": "basic", "secret": "s/token"}, ClubAuth(type="basic", secret="s/token")),
+        (
+            {"type": "api_key", "secret": "s/token", "header": "X-Api-Key"},
+            ClubAuth(type="api_key", secret="s/token", header="X-Api-Key"),
+        ),
+    ],
+)
+def test_mtls_with_a_header_credential(header_auth: dict, expected: ClubAuth) -> None:
+    auth = {"type": "mtls", "secret": "s/cert", "header_auth": header_auth}
+    registry = parse_registry({"sources": [source(auth=auth)]})
+    assert registry.sources[0].auth == ClubAuth(type="mtls", secret="s/cert", header_auth=expected)
+    assert registry.secret_names == ("s/cert", "s/token")
+
+
+def test_mtls_secrets_are_listed_once_when_shared() -> None:
+    auth = {"type": "mtls", "secret": "s/cert", "header_auth": {"type": "bearer", "secret": "s/shared"}}
+    registry = parse_registry(
+        {
+            "sources": [
+                source(auth=auth),
+                source(name="other", club_ids=[300], auth={"type": "bearer", "secret": "s/shared"}),
+            ]
+        }
+    )
+    assert registry.secret_names == ("s/cert", "s/shared")
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ({"type": "mtls"}, "field 'auth.secret': missing secret name (required by auth type 'mtls')"),
+        ({"type": "mtls", "secret": ""}, "field 'auth.secret': missing secret name (required by auth type 'mtls')"),
+        ({"type": "mtls", "secret": "bad secret!"}, "field 'auth.secret': not a valid Secrets Manager secret name"),
+        ({"type": "mtls", "secret": "s", "header": "X-Key"}, "field 'auth.header': not used by auth type 'mtls'"),
+        (
+            {"type": "mtls", "secret": "s", "header_auth": {"type": "oauth2_client_credentials", "secret": "t"}},
+            "field 'auth.header_auth.type': unknown auth type 'oauth2_client_credentials' "
+            "(expected one of bearer, basic, api_key)",
+        ),
+        (
+            {"type": "mtls", "secret": "s", "header_auth": {"type": "mtls", "secret": "t"}},
+            "field 'auth.header_auth.type': unknown auth type 'mtls'",
+        ),
+        (
+            {"type": "mtls", "secret": "s", "header_auth": {"type": "none"}},
+            "field 'auth.header_auth.type': unknown auth type 'none'",
+        ),
+        ({"type": "mtls", "secret": "s", "header_auth": "bearer"}, "field 'auth.header_auth': must be an object"),
+        (
+            {"type": "mtls", "secret": "s", "header_auth": {"type": "bearer"}},
+            "field 'auth.header_auth.secret': missing secret name (required by auth type 'bearer')",
+        ),
+        (
+            {"type": "mtls", "secret": "s", "header_auth": {"type": "api_key", "secret": "t"}},
+            "field 'auth.header_auth.header': missing (required by auth type 'api_key')",
+        ),
+        (
+            {"type": "mtls", "secret": "s", "header_auth": {"type": "bearer", "secret": "t", "token": "abc"}},
+            "field 'auth.header_auth.token': not used by auth type 'bearer'",
+        ),
+        (
+            {"type": "bearer", "secret": "s", "header_auth": {"type": "bearer", "secret": "t"}},
+            "field 'auth.header_auth': not used by auth type 'bearer'",
+        ),
+    ],
+)
+def test_invalid_mtls_entries(tmp_path: Path, auth: dict, expected: str) -> None:
+    (problem,) = problems_of(tmp_path, source(auth=auth))
+    assert problem.startswith("source 'aaa-example' (sources[0]): ")
+    assert expected in problem
+
+
+def test_mtls_header_credential_header_may_not_be_set_in_headers(tmp_path: Path) -> None:
+    auth = {"type": "mtls", "secret": "s", "header_auth": {"type": "api_key", "secret": "t", "header": "X-Key"}}
+    (problem,) = problems_of(tmp_path, source(auth=auth, headers={"x-key": "abc"}))
+    assert problem == (
+        "source 'aaa-example' (sources[0]): field 'headers.x-key': credentials belong in the auth block, not in headers"
+    )

@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 from cappi.domain.ids import MAX_CLUB_ID
 
-AUTH_TYPES = ("none", "bearer", "basic", "api_key", "oauth2_client_credentials")
+AUTH_TYPES = ("none", "bearer", "basic", "api_key", "oauth2_client_credentials", "mtls")
+# What `mtls` may add on top of the client certificate: a credential sent in a header.
+HEADER_AUTH_TYPES = ("bearer", "basic", "api_key")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
@@ -29,6 +31,7 @@ _AUTH_FIELDS = {
     "basic": {"type", "secret"},
     "api_key": {"type", "secret", "header"},
     "oauth2_client_credentials": {"type", "secret", "token_url", "client_id", "scope", "audience"},
+    "mtls": {"type", "secret", "header_auth"},
 }
 _AUTH_REQUIRED = {
     "none": set(),
@@ -36,6 +39,7 @@ _AUTH_REQUIRED = {
     "basic": {"secret"},
     "api_key": {"secret", "header"},
     "oauth2_client_credentials": {"secret", "token_url", "client_id"},
+    "mtls": {"secret"},
 }
 
 
@@ -56,6 +60,8 @@ class ClubAuth:
     - basic: the secret value is `user:password` or JSON `{"username": ..., "password": ...}`.
     - api_key: the secret value is sent in the header named `header`.
     - oauth2_client_credentials: the secret value is the client secret for `client_id` at `token_url`.
+    - mtls: the secret value is JSON `{"certificate": "<PEM>", "key": "<PEM>"}`, presented on the TLS handshake;
+      `header_auth`, if set, is a bearer, basic or api_key credential (with its own secret) sent as well.
     """
 
     type: str = "none"
@@ -65,6 +71,25 @@ class ClubAuth:
     client_id: str | None = None
     scope: str | None = None
     audience: str | None = None
+    header_auth: ClubAuth | None = None
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        """Every secret this auth reads: its own and the nested header credential's."""
+        names = [self.secret] if self.secret else []
+        if self.header_auth is not None:
+            names.extend(self.header_auth.secret_names)
+        return tuple(names)
+
+    @property
+    def credential_headers(self) -> frozenset[str]:
+        """Lower-case names of the headers this auth fills, which the registry's own headers must not set."""
+        names = {"authorization"} if self.type in ("bearer", "basic", "oauth2_client_credentials") else set()
+        if self.header:
+            names.add(self.header.lower())
+        if self.header_auth is not None:
+            names |= self.header_auth.credential_headers
+        return frozenset(names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +135,7 @@ class ClubRegistry:
 
     @property
     def secret_names(self) -> tuple[str, ...]:
-        return tuple(sorted({s.auth.secret for s in self.sources if s.auth.secret}))
+        return tuple(sorted({name for s in self.sources for name in s.auth.secret_names}))
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -234,7 +259,7 @@ def _parse_source(raw: Any, index: int, problems: list[str]) -> ClubSource | Non
             problems.append(
                 f"{label}: field 'headers.{hname}': must be a valid header name with a one-line string value"
             )
-        elif hname.lower() == "authorization" or (auth and auth.header and hname.lower() == auth.header.lower()):
+        elif hname.lower() == "authorization" or (auth and hname.lower() in auth.credential_headers):
             problems.append(f"{label}: field 'headers.{hname}': credentials belong in the auth block, not in headers")
 
     enabled = raw.get("enabled", True)
@@ -253,36 +278,42 @@ def _parse_source(raw: Any, index: int, problems: list[str]) -> ClubSource | Non
     )
 
 
-def _parse_auth(raw: Any, label: str, problems: list[str]) -> ClubAuth | None:
+def _parse_auth(
+    raw: Any, label: str, problems: list[str], at: str = "auth", allowed: tuple[str, ...] = AUTH_TYPES
+) -> ClubAuth | None:
+    """`at` is where this block sits in the source ('auth', or 'auth.header_auth' for mtls's header credential)."""
     if not isinstance(raw, dict):
-        problems.append(f"{label}: field 'auth': must be an object with a 'type'")
+        problems.append(f"{label}: field {at!r}: must be an object with a 'type'")
         return None
     kind = raw.get("type")
-    if kind not in AUTH_TYPES:
+    if kind not in allowed:
         problems.append(
-            f"{label}: field 'auth.type': unknown auth type {kind!r} (expected one of {', '.join(AUTH_TYPES)})"
+            f"{label}: field '{at}.type': unknown auth type {kind!r} (expected one of {', '.join(allowed)})"
         )
         return None
     before = len(problems)
     for key in sorted(set(raw) - _AUTH_FIELDS[kind]):
-        problems.append(f"{label}: field 'auth.{key}': not used by auth type {kind!r}")
+        problems.append(f"{label}: field '{at}.{key}': not used by auth type {kind!r}")
     for key in sorted(_AUTH_REQUIRED[kind]):
         if not isinstance(raw.get(key), str) or not raw[key]:
             what = "missing secret name" if key == "secret" else "missing"
-            problems.append(f"{label}: field 'auth.{key}': {what} (required by auth type {kind!r})")
+            problems.append(f"{label}: field '{at}.{key}': {what} (required by auth type {kind!r})")
     secret = raw.get("secret")
     if isinstance(secret, str) and secret and not SECRET_NAME.fullmatch(secret):
-        problems.append(f"{label}: field 'auth.secret': not a valid Secrets Manager secret name")
+        problems.append(f"{label}: field '{at}.secret': not a valid Secrets Manager secret name")
     header = raw.get("header")
     if isinstance(header, str) and header and not HEADER_NAME.fullmatch(header):
-        problems.append(f"{label}: field 'auth.header': not a valid header name")
+        problems.append(f"{label}: field '{at}.header': not a valid header name")
     if kind == "oauth2_client_credentials" and isinstance(raw.get("token_url"), str):
         url_problem = check_url(raw["token_url"])
         if url_problem:
-            problems.append(f"{label}: field 'auth.token_url': {url_problem}")
+            problems.append(f"{label}: field '{at}.token_url': {url_problem}")
     for key in ("scope", "audience"):
         if key in raw and not isinstance(raw[key], str):
-            problems.append(f"{label}: field 'auth.{key}': must be a string")
+            problems.append(f"{label}: field '{at}.{key}': must be a string")
+    header_auth = None
+    if kind == "mtls" and raw.get("header_auth") is not None:
+        header_auth = _parse_auth(raw["header_auth"], label, problems, f"{at}.header_auth", HEADER_AUTH_TYPES)
     if len(problems) > before:
         return None
     return ClubAuth(
@@ -293,4 +324,5 @@ def _parse_auth(raw: Any, label: str, problems: list[str]) -> ClubAuth | None:
         client_id=raw.get("client_id"),
         scope=raw.get("scope"),
         audience=raw.get("audience"),
+        header_auth=header_auth,
     )

@@ -15,6 +15,7 @@ One module per job:
 - decoding: gzip/deflate decoding under the cap
 - retry_policy: which statuses are retried, and how long to wait
 - auth, credentials, oauth2: the headers per auth type, the secrets behind them, OAuth2 tokens
+- client_cert: an mtls source's client certificate, as private files for the TLS handshake
 - deadline, fetch_run: the time budget and the state of one fetch
 - redaction: secrets out of errors, logs and excerpts
 - errors: FeedFetchError and its codes

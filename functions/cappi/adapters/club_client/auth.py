@@ -34,6 +34,9 @@ class Authenticator:
             return {"Authorization": f"Basic {encoded}"}
         if kind == "oauth2_client_credentials":
             return {"Authorization": f"Bearer {self._tokens.access_token(auth, run)}"}
+        if kind == "mtls":
+            # The certificate goes on the handshake (ClientCertificates); a header credential may come with it.
+            return self.headers(auth.header_auth, run) if auth.header_auth is not None else {}
         raise run.error("secret_missing", f"unsupported auth type {kind!r}")
 
     def can_renew(self, auth: ClubAuth) -> bool:

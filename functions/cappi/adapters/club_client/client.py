@@ -13,6 +13,7 @@ from requests.structures import CaseInsensitiveDict
 
 from cappi.adapters.club_client.auth import Authenticator
 from cappi.adapters.club_client.body import BodyReader
+from cappi.adapters.club_client.client_cert import ClientCertificates
 from cappi.adapters.club_client.credentials import SecretReader
 from cappi.adapters.club_client.deadline import Deadline
 from cappi.adapters.club_client.decoding import ACCEPT_ENCODING
@@ -93,6 +94,7 @@ class ClubFeedClient:
             max_body_bytes=limits.max_body_bytes,
         )
         self._auth = Authenticator(credentials, tokens)
+        self._certificates = ClientCertificates(credentials)
 
     def fetch(self, source: ClubSource) -> FetchResult:
         """GET the source's feed, retrying transient failures; raise FeedFetchError when it cannot be had."""
@@ -101,6 +103,7 @@ class ClubFeedClient:
         problem = check_url(url)
         if problem:
             raise run.error("insecure_url", f"feed URL {loggable_url(url)} {problem}")
+        cert = self._certificates.files(source.auth, run)
 
         # Not urllib3's Retry: it cannot hold all attempts to one deadline or renew an OAuth2 token after a 401.
         budget = self.limits.max_attempts
@@ -112,7 +115,7 @@ class ClubFeedClient:
             headers = self._request_headers(source, run)
             run.attempts += 1
             try:
-                result = self._attempt(url, headers, run)
+                result = self._attempt(url, headers, run, cert)
             except AttemptFailure as failure:
                 self._log_failure(run, url, failure)
                 if failure.status == 401 and self._auth.can_renew(source.auth) and not renewed_token:
@@ -156,11 +159,13 @@ class ClubFeedClient:
         headers.update(self._auth.headers(source.auth, run))
         return headers
 
-    def _attempt(self, url: str, headers: Mapping[str, str], run: FetchRun) -> FetchResult:
-        """One attempt: the GET and any same-origin redirects, each hop with the same headers."""
+    def _attempt(
+        self, url: str, headers: Mapping[str, str], run: FetchRun, cert: tuple[str, str] | None
+    ) -> FetchResult:
+        """One attempt: the GET and any same-origin redirects, each hop with the same headers and certificate."""
         trail = RedirectTrail(url, self.limits.max_redirects)
         while True:
-            resp = self._transport.send("GET", trail.url, headers, run.deadline)
+            resp = self._transport.send("GET", trail.url, headers, run.deadline, cert=cert)
             try:
                 status = resp.status_code
                 if status in REDIRECT_STATUSES:

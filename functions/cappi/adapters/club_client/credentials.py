@@ -15,6 +15,11 @@ from cappi.domain.registry import ClubAuth
 
 # Visible ASCII: what a bearer token or API key may hold (requests' own header check lets inner spaces through).
 HEADER_TOKEN = re.compile(r"[\x21-\x7e]+")
+# One PEM block of each kind; an encrypted key is refused, as nothing could supply its passphrase.
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----\s[A-Za-z0-9+/=\s]+-----END CERTIFICATE-----")
+PEM_PRIVATE_KEY = re.compile(
+    r"-----BEGIN (?P<kind>(?:RSA |EC )?PRIVATE KEY)-----\s[A-Za-z0-9+/=\s]+-----END (?P=kind)-----"
+)
 
 
 class SecretReader:
@@ -77,3 +82,31 @@ class SecretReader:
         if not user or ":" in user or any(c in user + password for c in "\r\n\0"):
             raise unusable
         return user, password
+
+    def certificate_and_key(self, auth: ClubAuth, run: FetchRun) -> tuple[str, str]:
+        """The secret as JSON with a PEM `certificate` (chain) and its unencrypted PEM private `key`."""
+        value = self.secret(auth, run)
+        # Names the fields, never quotes them: the message must not carry any of the PEM text.
+        unusable = run.error(
+            "secret_missing",
+            f"secret {auth.secret!r} is not a JSON object with a PEM 'certificate' and an unencrypted PEM 'key'",
+        )
+        try:
+            parsed = json.loads(value)
+        except ValueError:
+            raise unusable from None
+        certificate = parsed.get("certificate") if isinstance(parsed, dict) else None
+        key = parsed.get("key") if isinstance(parsed, dict) else None
+        for pem in (certificate, key):
+            if isinstance(pem, str) and pem.strip():
+                run.redactor.protect(pem)
+                run.redactor.protect(pem.strip())
+        if not isinstance(certificate, str) or not isinstance(key, str):
+            raise unusable
+        if not PEM_CERTIFICATE.search(certificate) or not PEM_PRIVATE_KEY.search(key):
+            raise unusable
+        # A PEM line alone would escape whole-value redaction; the key's lines are the ones that matter.
+        for line in key.splitlines():
+            if len(line.strip()) >= 16:
+                run.redactor.protect(line.strip())
+        return certificate.strip() + "\n", key.strip() + "\n"

@@ -30,8 +30,13 @@ class Transport:
         headers: Mapping[str, str],
         deadline: Deadline,
         data: Mapping[str, str] | None = None,
+        *,
+        cert: tuple[str, str] | None = None,
     ) -> requests.Response:
-        """The response with its body still unread (stream=True); the caller reads it and closes it."""
+        """The response with its body still unread (stream=True); the caller reads it and closes it.
+
+        `cert`: the client certificate and key files to present on the TLS handshake (mtls sources).
+        """
         problem = check_url(url)
         if problem:  # every request, not only the first: callers hand in redirect and token URLs too
             raise AttemptFailure("insecure_url", f"URL {loggable_url(url)} {problem}")
@@ -54,7 +59,7 @@ class Transport:
                 stream=True,
                 timeout=timeout,
                 verify=settings["verify"],
-                cert=settings["cert"],
+                cert=cert or settings["cert"],
                 proxies=proxies,
             )
         except requests.exceptions.ConnectTimeout:
