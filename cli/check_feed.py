@@ -48,7 +48,9 @@ def read_file(path: str) -> Fetched:
     return Fetched(raw, path)
 
 
-def fetch_url(url: str, *, auth: dict[str, str], secret: str | None, headers: dict[str, str]) -> Fetched:
+def fetch_url(
+    url: str, *, auth: dict[str, str], secret: str | None, headers: dict[str, str], limits: Any = None
+) -> Fetched:
     """Fetch a URL given on the command line, its credential from the environment."""
     from cappi.adapters.secrets import StaticSecrets
     from cappi.domain.registry import ClubAuth, ClubSource
@@ -61,16 +63,16 @@ def fetch_url(url: str, *, auth: dict[str, str], secret: str | None, headers: di
         auth=ClubAuth(**auth, secret=SECRET_NAME) if auth else ClubAuth(),
         headers=headers,
     )
-    return fetch_source(source, StaticSecrets({SECRET_NAME: secret} if secret is not None else {}))
+    return fetch_source(source, StaticSecrets({SECRET_NAME: secret} if secret is not None else {}), limits)
 
 
-def fetch_source(source: ClubSource, secrets: Any) -> Fetched:
+def fetch_source(source: ClubSource, secrets: Any, limits: Any = None) -> Fetched:
     """Fetch with CAPPI's own client: HTTPS (loopback may be HTTP), same-host redirects, deadline, size cap."""
-    from cappi.adapters.club_client import ClubFeedClient, FeedFetchError
+    from cappi.adapters.club_client import ClientLimits, ClubFeedClient, FeedFetchError
 
     started = time.perf_counter()
     try:
-        result = ClubFeedClient(secrets).fetch(source)
+        result = ClubFeedClient(secrets, limits or ClientLimits()).fetch(source)
     except FeedFetchError as exc:
         error = {"code": exc.code, "message": exc.message, "status": exc.status}
         https = source.feed_url.startswith("https:")
@@ -95,13 +97,15 @@ def _ms(started: float) -> float:
 
 def auth_from_env(args: Any) -> tuple[dict[str, str], str | None]:
     """The auth options as a registry entry would give them, and the secret read from the named variable."""
-    chosen = [
-        (kind, var)
-        for kind, var in (("bearer", args.bearer_env), ("basic", args.basic_env), ("api_key", args.api_key_env))
-        if var
-    ]
+    options = (
+        ("bearer", args.bearer_env),
+        ("basic", args.basic_env),
+        ("api_key", args.api_key_env),
+        ("oauth2_client_credentials", args.oauth2_secret_env),
+    )
+    chosen = [(kind, var) for kind, var in options if var]
     if len(chosen) > 1:
-        raise TargetError("give one of --bearer-env, --basic-env, --api-key-env")
+        raise TargetError("give one of --bearer-env, --basic-env, --api-key-env, --oauth2-secret-env")
     if not chosen:
         return {}, None
     kind, var = chosen[0]
@@ -112,6 +116,12 @@ def auth_from_env(args: Any) -> tuple[dict[str, str], str | None]:
         if not args.api_key_header:
             raise TargetError("--api-key-env needs --api-key-header NAME")
         return {"type": kind, "header": args.api_key_header}, value
+    if kind == "oauth2_client_credentials":
+        if not (args.oauth2_token_url and args.oauth2_client_id):
+            raise TargetError("--oauth2-secret-env needs --oauth2-token-url and --oauth2-client-id")
+        extra = {"scope": args.oauth2_scope, "audience": args.oauth2_audience}
+        auth = {"type": kind, "token_url": args.oauth2_token_url, "client_id": args.oauth2_client_id}
+        return auth | {k: v for k, v in extra.items() if v}, value
     return {"type": kind}, value
 
 

@@ -125,7 +125,14 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--basic-env", metavar="VAR", help="send Basic auth; VAR holds user:password")
     check.add_argument("--api-key-header", metavar="NAME", help="the header that carries the API key")
     check.add_argument("--api-key-env", metavar="VAR", help="the API key's variable (with --api-key-header)")
+    check.add_argument("--oauth2-token-url", metavar="URL", help="OAuth2 client credentials: the token endpoint")
+    check.add_argument("--oauth2-client-id", metavar="ID", help="OAuth2 client credentials: the client ID")
+    check.add_argument("--oauth2-secret-env", metavar="VAR", help="OAuth2: the variable holding the client secret")
+    check.add_argument("--oauth2-scope", help="OAuth2 client credentials: scope to ask for")
+    check.add_argument("--oauth2-audience", help="OAuth2 client credentials: audience to ask for")
     check.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="an extra header")
+    check.add_argument("--deadline", type=float, default=120.0, help="seconds for the whole fetch (as ingest: 120)")
+    check.add_argument("--max-mb", type=float, default=50.0, help="body cap in MB after decompression (as ingest: 50)")
     check.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
     check.add_argument("--format", choices=("table", "markdown"), default="table", help="report for people")
     return root
@@ -196,8 +203,15 @@ def _check_feed(args: argparse.Namespace) -> int:
         else:
             auth, secret = auth_from_env(args)
             headers = dict(h.split("=", 1) for h in args.header if "=" in h)
+            from cappi.adapters.club_client import ClientLimits
+
+            limits = ClientLimits(
+                deadline=args.deadline,
+                read_timeout=min(15.0, args.deadline),
+                max_body_bytes=int(args.max_mb * 1024 * 1024),
+            )
             with _progress(f"fetching {args.url}"):
-                fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers)
+                fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers, limits=limits)
     except TargetError as exc:
         print(f"cappi: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.club_servers import LoopbackServer, redirect, respond, serve
+from support.club_servers import LoopbackServer, redirect, respond, serve, stall_after
 
 from cli.main import main
 
@@ -182,3 +182,38 @@ def test_a_sudden_drop_against_what_is_published_would_be_held(tmp_path: Path) -
     assert (report["would"], report["verdict"]) == ("hold", "warn")
     assert "club 212 (2 calls where 400 are published)" in report["reason"]
     assert check(read_file(str(path)), frozenset({212}), {212: 20})["would"] == "publish"
+
+
+def test_oauth2_client_credentials_from_the_environment(
+    club: LoopbackServer, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CLUB_OAUTH_SECRET", TOKEN)
+    token = json.dumps({"access_token": "issued-token-1", "token_type": "Bearer", "expires_in": 3600}).encode()
+    club.route("/oauth/token", respond(body=token), method="POST")
+    club.route(FEED, respond(body=document(*GOOD)))
+    code, report, err = run(
+        capsys,
+        "--url", club.base_url, "--club-ids", "212",
+        "--oauth2-token-url", club.base_url + "/oauth/token", "--oauth2-client-id", "cappi",
+        "--oauth2-secret-env", "CLUB_OAUTH_SECRET",
+    )  # fmt: skip
+    assert (code, report["verdict"]) == (0, "pass")
+    assert club.requests_to(FEED)[0].headers["authorization"] == "Bearer issued-token-1"
+    assert TOKEN not in json.dumps(report) + err
+
+
+@pytest.mark.parametrize(
+    ("responder", "options", "codes"),
+    [
+        (respond(body=document(*GOOD * 40)), ["--max-mb", "0.01"], {"too_large"}),
+        (stall_after(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{"), ["--deadline", "1"], {"timeout", "deadline"}),
+    ],
+    ids=["oversize", "slow"],
+)
+def test_an_oversize_or_slow_feed_fails_as_ingest_would(
+    club: LoopbackServer, capsys: pytest.CaptureFixture[str], responder: Any, options: list[str], codes: set[str]
+) -> None:
+    club.route(FEED, responder)
+    code, report, _ = run(capsys, "--url", club.base_url, *options)
+    assert (code, report["verdict"], report["would"]) == (1, "fail", "reject")
+    assert report["fetch_error"]["code"] in codes
