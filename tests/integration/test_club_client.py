@@ -732,6 +732,11 @@ def test_retry_after_as_http_date():
     assert _retry_after_s(None) is None
 
 
+def test_non_ascii_digits_are_unreadable_not_a_crash():
+    assert _retry_after_s("²") is None
+    assert _retry_after_s("٣٠") is None  # Arabic-Indic digits: isdigit() says yes, float() says no
+
+
 def test_an_html_error_page_becomes_a_short_clean_message(server, client):
     page = (
         b"<!DOCTYPE html><html><head><title>500 Internal Server Error</title>"

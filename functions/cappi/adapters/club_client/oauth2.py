@@ -141,7 +141,7 @@ def _parse_token_response(body: bytes) -> tuple[str | None, float]:
     if not isinstance(token, str) or not HEADER_TOKEN.fullmatch(token):
         return None, 0.0
     expires_in = doc.get("expires_in", _DEFAULT_TOKEN_LIFETIME_S)
-    if isinstance(expires_in, str) and expires_in.strip().isdigit():
+    if isinstance(expires_in, str) and expires_in.strip().isascii() and expires_in.strip().isdigit():
         expires_in = int(expires_in.strip())
     if isinstance(expires_in, bool) or not isinstance(expires_in, int | float) or not math.isfinite(expires_in):
         return None, 0.0

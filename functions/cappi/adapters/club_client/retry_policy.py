@@ -37,7 +37,7 @@ def retry_after_s(value: str | None) -> float | None:
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if value.isascii() and value.isdigit():  # str.isdigit also accepts "²", which float() refuses
         return float(value[:12])  # an absurd number of digits still means "too long to wait"
     try:
         when = email.utils.parsedate_to_datetime(value)
