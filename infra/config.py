@@ -71,6 +71,8 @@ class StageConfig:
     log_retention_days: int = 30
     domain_name: str = ""  # optional custom domain for the API
     certificate_arn: str = ""  # ACM certificate for domain_name, in the stack's region
+    static_egress: bool = False  # ingest calls clubs from fixed addresses (a VPC with NAT gateways and Elastic IPs)
+    egress_addresses: int = 1  # how many (one NAT gateway and address per availability zone)
     # Query Lambda settings (see cappi.settings.QuerySettings).
     required_scope: str = _QUERY_DEFAULTS.required_scope
     club_claim: str = _QUERY_DEFAULTS.club_claim
@@ -236,6 +238,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_retention_days": _retention,
     "domain_name": _pattern(_DOMAIN, "a lowercase domain name"),
     "certificate_arn": _pattern(_CERTIFICATE_ARN, "an ACM certificate ARN"),
+    "static_egress": _bool,
+    "egress_addresses": _number(int, 1, 3),
     "required_scope": _scope,
     "club_claim": _text,
     "require_club_claim": _bool,

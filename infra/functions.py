@@ -7,6 +7,7 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aws_cdk import AssetHashType, Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
@@ -93,6 +94,7 @@ class CappiFunction(Construct):
         config: StageConfig,
         spec: FunctionSpec,
         environment: Mapping[str, str],
+        network: Mapping[str, Any] | None = None,  # vpc, vpc_subnets, security_groups (static egress only)
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
@@ -131,6 +133,7 @@ class CappiFunction(Construct):
                 "CAPPI_CLUBS_FILE": BUNDLED_CLUBS_FILE,
                 **environment,
             },
+            **dict(network or {}),
         )
         runtime_reason = (
             f"Pinned to {RUNTIME.name}: the version the code is tested with and the asset's wheels are built for "

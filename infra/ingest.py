@@ -16,6 +16,7 @@ from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
 from infra.config import StageConfig
+from infra.egress import StaticEgress
 from infra.functions import DISPATCH, INGEST, CappiFunction
 from infra.nag import acknowledge
 from infra.queues import dead_letter_queue
@@ -29,7 +30,15 @@ SCHEDULE_INPUT = {"scheduled_time": "<aws.scheduler.scheduled-time>"}
 
 
 class IngestPipeline(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, storage: Storage) -> None:
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: StageConfig,
+        storage: Storage,
+        egress: StaticEgress | None = None,
+    ) -> None:
         super().__init__(scope, construct_id)
         period = Duration.minutes(config.schedule_minutes)
         self.dispatch_dlq = dead_letter_queue(
@@ -43,7 +52,10 @@ class IngestPipeline(Construct):
             config=config,
             spec=INGEST,
             environment={"CAPPI_TABLE_NAME": storage.table.table_name},
+            network=egress.network if egress is not None else None,
         )
+        if egress is not None:
+            egress.allow_network_interfaces(self.ingest.role)
         self.ingest.allow(TABLE_WRITE_ACTIONS, [storage.table.table_arn])
         if storage.secrets:
             self.ingest.allow(SECRET_READ_ACTIONS, [s.secret_arn for s in storage.secrets.values()])

@@ -9,6 +9,7 @@ from cappi.contracts import stack as outputs
 from cappi.domain.registry import load_registry
 from infra.api import QueryApi
 from infra.config import StageConfig
+from infra.egress import StaticEgress
 from infra.ingest import IngestPipeline
 from infra.monitoring import Monitoring
 from infra.storage import Storage
@@ -29,7 +30,8 @@ class CappiStack(Stack):
         Tags.of(self).add("stage", config.stage)
 
         self.storage = Storage(self, "Storage", config=config, registry=self.registry)
-        self.pipeline = IngestPipeline(self, "Ingest", config=config, storage=self.storage)
+        self.egress = StaticEgress(self, "Egress", config=config) if config.static_egress else None
+        self.pipeline = IngestPipeline(self, "Ingest", config=config, storage=self.storage, egress=self.egress)
         self.api = QueryApi(self, "Api", config=config, storage=self.storage)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config, registry=self.registry, pipeline=self.pipeline, api=self.api
