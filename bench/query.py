@@ -193,7 +193,12 @@ def main() -> None:
         ]
         staleness = None
         with contextlib.redirect_stdout(sink):
-            handler(probe, context)
+            # Worst case: flip right after the warm container has (re)loaded the head, so the new version waits
+            # out the whole cache age. Wait for that reload by watching the reader's own count of head reads.
+            reads = reader.stats.pointer_reads
+            while reader.stats.pointer_reads == reads:
+                handler(probe, context)
+                time.sleep(0.01)
             flipped_at = time.monotonic()
             publish_source(store, "bench-club", new_snapshots, int(time.time() * 1000) + 1)
             while time.monotonic() - flipped_at < POINTER_MAX_AGE_S * 3:
@@ -213,12 +218,16 @@ def main() -> None:
     print(f"  p50 ratio {p50 / getitem_p50:.2f} (target <= 1.5), p99 ratio {p99 / getitem_p50:.2f}")
     print(f"DynamoDB requests: {ddb_requests} over {QUERIES:,} warm queries = {per_1000:.2f} per 1,000 (target < 50)")
     measured = "not seen" if staleness is None else f"{staleness:.1f} s"
-    print(f"new version served {measured} after the pointer flip; bound by design: {POINTER_MAX_AGE_S:.0f} s (<= 30)")
+    staleness_text = "not_seen" if staleness is None else f"{staleness:.1f}"
+    print(
+        f"new version served {measured} after a flip just after a head reload (the worst case); "
+        f"cache age {POINTER_MAX_AGE_S:.0f} s, target <= 30 s"
+    )
     print(f"cold (import+wire) {cold_ours * 1000:.0f} ms vs boto3+client {cold_base * 1000:.0f} ms: {cold_ratio:.2f}")
     print(f"token verification with a warm key cache: {verify:.0f} us per request")
     print(
         f"p50_ratio={p50 / getitem_p50:.2f} p99_ratio={p99 / getitem_p50:.2f} ddb_requests_per_1000={per_1000:.2f} "
-        f"max_staleness_s={POINTER_MAX_AGE_S:.0f} cold_import_ratio={cold_ratio:.2f} verify_us={verify:.0f}"
+        f"max_staleness_s={staleness_text} cold_import_ratio={cold_ratio:.2f} verify_us={verify:.0f}"
     )
 
 
