@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import replace
 from typing import Any
 
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
@@ -42,7 +43,31 @@ def target_options() -> argparse.ArgumentParser:
     return options
 
 
+EXIT_CODES = "exit codes: 0 all good, 1 a problem found, 2 usage or access error"
+
+
+def _subcommand(
+    commands: Any, name: str, *, summary: str, description: str, examples: str, exit_codes: str = EXIT_CODES
+) -> argparse.ArgumentParser:
+    """A subcommand that takes the target options, with its examples and exit codes under --help."""
+    return commands.add_parser(
+        name,
+        parents=[target_options()],
+        help=summary,
+        description=description,
+        epilog=f"{examples}\n\n{exit_codes}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _json_option(command: argparse.ArgumentParser, text: str = "print one JSON document (for scripts)") -> None:
+    command.add_argument("--json", action="store_true", help=text)
+
+
 def parser() -> argparse.ArgumentParser:
+    from cappi.adapters.club_client import ClientLimits
+
+    limits = ClientLimits()  # check-feed fetches under ingest's own limits unless told otherwise
     root = argparse.ArgumentParser(
         prog="cappi",
         description="Operate CAPPI: the state of every club source, against a deployed stage or local mode.",
@@ -50,72 +75,40 @@ def parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     commands = root.add_subparsers(dest="command", metavar="COMMAND")
-    status = commands.add_parser(
+    status = _subcommand(
+        commands,
         "status",
-        parents=[target_options()],
-        help="one row per club source: fresh, stale, failing, held, and why",
+        summary="one row per club source: fresh, stale, failing, held, and why",
         description="One row per club source: last poll, snapshot age, calls, rejected rows, last error. "
         "Stale, failing, rejected, held and never-polled sources stand out, and make the exit code 1.",
-        epilog="example:\n  cappi status --stage prod --json | jq '.sources[] | select(.state != \"ok\")'\n\n"
-        + EPILOG.split("\n\n", maxsplit=1)[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples="example:\n  cappi status --stage prod --json | jq '.sources[] | select(.state != \"ok\")'",
     )
-    status.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    calls = commands.add_parser(
+    _json_option(status)
+    calls = _subcommand(
+        commands,
         "calls",
-        parents=[target_options()],
-        help="the call IDs open for a technician, now or at a past moment",
+        summary="the call IDs open for a technician, now or at a past moment",
         description="The call IDs a technician's app would get, from the list readers see now or from the version "
         "that was current at --at (versions are kept for at least 24 hours).",
-        epilog="example:\n  cappi calls 212 AB12 --at 2026-12-01T10:20Z --stage prod\n\n"
-        + EPILOG.split("\n\n", maxsplit=1)[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        examples="example:\n  cappi calls 212 AB12 --at 2026-12-01T10:20Z --stage prod",
     )
     calls.add_argument("club", metavar="CLUB", help="ClubId, 1 to 3 digits")
     calls.add_argument("tech", metavar="TECH", help="TechId (matched case-insensitively)")
     calls.add_argument("--at", help="an ISO 8601 time, e.g. 2026-12-01T10:20Z (no zone: UTC)")
-    calls.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
-    check = commands.add_parser(
+    _json_option(calls)
+    check = _subcommand(
+        commands,
         "check-feed",
-        parents=[target_options()],
-        help="a club feed's conformance report: every row rule, examples, what CAPPI would do",
+        summary="a club feed's conformance report: every row rule, examples, what CAPPI would do",
         description="Check a club's feed against the integration document with the very rules ingest applies: "
         "HTTP status, latency, size, TLS, document shape, key casing, every row rule with counts and up to five "
         "example rows, warnings, what CAPPI would do with it, and a verdict (pass, warn or fail). Credentials "
         "come from environment variables named by the options, never from the command line.",
-        epilog="examples:\n  cappi check-feed --file feed.json --club-ids 212,213\n"
+        examples="examples:\n  cappi check-feed --file feed.json --club-ids 212,213\n"
         "  CLUB_TOKEN=... cappi check-feed --url https://calls.example-club.org --bearer-env CLUB_TOKEN "
-        "--format markdown > report.md\n\nexit codes: 0 pass or warn, 1 fail, 2 usage or access error",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "--format markdown > report.md",
+        exit_codes="exit codes: 0 pass or warn, 1 fail, 2 usage or access error",
     )
-    poll = commands.add_parser(
-        "poll",
-        parents=[target_options()],
-        help="poll one club source now and show the outcome",
-        description="Poll one club source now, as the schedule would: a deployed stage invokes its ingest function "
-        "and waits for it; local mode runs the same handler here. The outcome says what readers see now, or why "
-        "nothing changed.",
-        epilog="example:\n  cappi poll aaa-example --stage stage\n\nexit codes: 0 the poll was good, 1 it failed, "
-        "was rejected or held, 2 usage or access error",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    poll.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
-    poll.add_argument("--json", action="store_true", help="print the ingest handler's summary as JSON")
-    secrets = commands.add_parser(
-        "secrets", help="store a club's credential (`cappi secrets set SOURCE`)", description="Club credentials."
-    )
-    secret_commands = secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True)
-    secret_set = secret_commands.add_parser(
-        "set",
-        parents=[target_options()],
-        help="store the credential of a source's club in its secret",
-        description="Store a club's credential in the secret its registry entry names. The value is read from a "
-        "prompt that does not echo, or from standard input when piped; never from the command line.",
-        epilog="examples:\n  cappi secrets set aaa-example --stage prod\n"
-        "  pass show clubs/aaa | cappi secrets set aaa-example --stage prod\n\n" + EPILOG.split("\n\n", maxsplit=1)[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    secret_set.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
     given = check.add_mutually_exclusive_group(required=True)
     given.add_argument("--file", help="a saved feed (JSON, or gzip of it)")
     given.add_argument("--url", help="the club's base URL (or the full .../service/calls/status URL)")
@@ -131,46 +124,62 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("--oauth2-scope", help="OAuth2 client credentials: scope to ask for")
     check.add_argument("--oauth2-audience", help="OAuth2 client credentials: audience to ask for")
     check.add_argument("--header", action="append", default=[], metavar="NAME=VALUE", help="an extra header")
-    check.add_argument("--deadline", type=float, default=120.0, help="seconds for the whole fetch (as ingest: 120)")
-    check.add_argument("--max-mb", type=float, default=50.0, help="body cap in MB after decompression (as ingest: 50)")
-    check.add_argument("--json", action="store_true", help="print one JSON document (for scripts)")
+    check.add_argument(
+        "--deadline", type=float, default=limits.deadline, help=f"seconds for the whole fetch ({limits.deadline:g})"
+    )
+    mb = limits.max_body_bytes / 1024 / 1024
+    check.add_argument("--max-mb", type=float, default=mb, help=f"body cap in MB after decompression ({mb:g})")
+    _json_option(check)
     check.add_argument("--format", choices=("table", "markdown"), default="table", help="report for people")
+    poll = _subcommand(
+        commands,
+        "poll",
+        summary="poll one club source now and show the outcome",
+        description="Poll one club source now, as the schedule would: a deployed stage invokes its ingest function "
+        "and waits for it; local mode runs the same handler here. The outcome says what readers see now, or why "
+        "nothing changed.",
+        examples="example:\n  cappi poll aaa-example --stage stage",
+        exit_codes="exit codes: 0 the poll was good, 1 it failed, was rejected or held, 2 usage or access error",
+    )
+    poll.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
+    _json_option(poll, "print the ingest handler's summary as JSON")
+    secrets = commands.add_parser(
+        "secrets", help="store a club's credential (`cappi secrets set SOURCE`)", description="Club credentials."
+    )
+    secret_set = _subcommand(
+        secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True),
+        "set",
+        summary="store the credential of a source's club in its secret",
+        description="Store a club's credential in the secret its registry entry names. The value is read from a "
+        "prompt that does not echo, or from standard input when piped; never from the command line.",
+        examples="examples:\n  cappi secrets set aaa-example --stage prod\n"
+        "  pass show clubs/aaa | cappi secrets set aaa-example --stage prod",
+    )
+    secret_set.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
     return root
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.command is None:
+    run = COMMANDS.get(args.command)
+    if run is None:
         parser().print_help(sys.stderr)
         return EXIT_USAGE
-    if args.command == "check-feed":
-        return _check_feed(args)
     try:
-        target = _target(args)
-        if args.command == "calls":
-            return _calls(target, args)
-        if args.command == "poll":
-            with _progress(f"polling {args.source} at {target.where}"):
-                summary = poll(target, args.source)
-            if args.json:
-                print(json.dumps(summary, indent=2))
-            else:
-                describe(summary)
-            return EXIT_OK if summary.get("status") == "ok" and not _held(summary) else EXIT_PROBLEM
-        if args.command == "secrets":
-            secret = set_secret(target, args.source)
-            print(f"stored a new value in {secret} ({target.where})", file=sys.stderr)
-            return EXIT_OK
-        with _progress(f"reading {target.where}"):
-            rows = registry_status(
-                target.registry, target.store, now_ms=int(time.time() * 1000), stale_after_s=target.stale_after_s
-            )
+        return run(args)
     except TargetError as exc:
         print(f"cappi: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except Exception as exc:  # an unreachable table or denied credentials: say so, without a traceback
+    except Exception as exc:  # an unreachable table or secret, denied credentials: say so, without a traceback
         print(f"cappi: cannot read {args.stage or 'local mode'}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def _status(args: argparse.Namespace) -> int:
+    target = _target(args)
+    with _progress(f"reading {target.where}"):
+        now_ms = int(time.time() * 1000)
+        rows = registry_status(target.registry, target.store, now_ms=now_ms, stale_after_s=target.stale_after_s)
     if args.json:
         print(json.dumps(_status_document(target, rows), indent=2))
     else:
@@ -178,46 +187,61 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_PROBLEM if any(r.problem for r in rows) else EXIT_OK
 
 
-def _check_feed(args: argparse.Namespace) -> int:
+def _poll(args: argparse.Namespace) -> int:
+    target = _target(args)
+    with _progress(f"polling {args.source} at {target.where}"):
+        summary = poll(target, args.source)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        describe(summary)
+    held = any(c.get("outcome") == "held" for c in summary.get("clubs", []))
+    return EXIT_OK if summary.get("status") == "ok" and not held else EXIT_PROBLEM
+
+
+def _secrets(args: argparse.Namespace) -> int:
+    target = _target(args)
+    secret = set_secret(target, args.source)
+    print(f"stored a new value in {secret} ({target.where})", file=sys.stderr)
+    return EXIT_OK
+
+
+def _club_ids(text: str | None) -> frozenset[int] | None:
+    if not text:
+        return None
     try:
-        club_ids = None
-        if args.club_ids:
-            try:
-                club_ids = frozenset(int(c) for c in args.club_ids.split(",") if c.strip())
-            except ValueError:
-                raise TargetError(f"--club-ids wants numbers like 212,213, got {args.club_ids!r}") from None
-        published = None
-        if args.file:
-            fetched = read_file(args.file)
-        elif args.source:
-            target = _target(args)
-            source = source_of(target, args.source)
-            club_ids = frozenset(source.club_ids)
-            head = target.store.head(source.name)
-            published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
-            from cappi.adapters.secrets import SecretsManagerSecrets
+        return frozenset(int(c) for c in text.split(",") if c.strip())
+    except ValueError:
+        raise TargetError(f"--club-ids wants numbers like 212,213, got {text!r}") from None
 
-            secrets = SecretsManagerSecrets(max_age=0, client=target.client("secretsmanager"))
-            with _progress(f"fetching {source.name}"):
-                fetched = fetch_source(source, secrets)
-        else:
-            auth, secret = auth_from_env(args)
-            headers = dict(h.split("=", 1) for h in args.header if "=" in h)
-            from cappi.adapters.club_client import ClientLimits
 
-            limits = ClientLimits(
-                deadline=args.deadline,
-                read_timeout=min(15.0, args.deadline),
-                max_body_bytes=int(args.max_mb * 1024 * 1024),
-            )
-            with _progress(f"fetching {args.url}"):
-                fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers, limits=limits)
-    except TargetError as exc:
-        print(f"cappi: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Exception as exc:  # the stage's table or secret could not be read: an access error, not a verdict
-        print(f"cappi: cannot read {args.source}'s settings: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+def _check_feed(args: argparse.Namespace) -> int:
+    club_ids, published = _club_ids(args.club_ids), None
+    if args.file:
+        fetched = read_file(args.file)
+    elif args.source:
+        from cappi.adapters.secrets import SecretsManagerSecrets
+
+        target = _target(args)
+        source = source_of(target, args.source)
+        club_ids = frozenset(source.club_ids)
+        head = target.store.head(source.name)
+        published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
+        with _progress(f"fetching {source.name}"):
+            fetched = fetch_source(source, SecretsManagerSecrets(max_age=0, client=target.client("secretsmanager")))
+    else:
+        from cappi.adapters.club_client import ClientLimits
+
+        auth, secret = auth_from_env(args)
+        headers = dict(h.split("=", 1) for h in args.header if "=" in h)
+        limits = replace(
+            ClientLimits(),
+            deadline=args.deadline,
+            read_timeout=min(ClientLimits().read_timeout, args.deadline),
+            max_body_bytes=int(args.max_mb * 1024 * 1024),
+        )
+        with _progress(f"fetching {args.url}"):
+            fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers, limits=limits)
     report = check(fetched, club_ids, published)
     if args.json:
         print(json.dumps(report, indent=2))
@@ -256,7 +280,8 @@ def _print_report(report: dict[str, Any]) -> None:
         console.print("  warnings: " + ", ".join(f"{k} ({v})" for k, v in report["warnings"].items()))
 
 
-def _calls(target: Target, args: argparse.Namespace) -> int:
+def _calls(args: argparse.Namespace) -> int:
+    target = _target(args)
     at_ms = parse_time(args.at) if args.at else None
     club_id, tech_id, found = open_calls(target, args.club, args.tech, at_ms)
     document = calls_document(club_id, tech_id, at_ms, found)
@@ -271,10 +296,6 @@ def _calls(target: Target, args: argparse.Namespace) -> int:
             f"club {club_id} tech {tech_id}: version {found.version}, fetched {document['fetched_at']}", file=sys.stderr
         )
     return EXIT_OK if found is not None else EXIT_PROBLEM
-
-
-def _held(summary: dict[str, Any]) -> bool:
-    return any(c.get("outcome") == "held" for c in summary.get("clubs", []))
 
 
 def _target(args: argparse.Namespace) -> Target:
@@ -348,3 +369,6 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
         if problems
         else "every enabled source is fresh"
     )
+
+
+COMMANDS = {"status": _status, "calls": _calls, "check-feed": _check_feed, "poll": _poll, "secrets": _secrets}
