@@ -16,7 +16,7 @@ from cappi.adapters.dynamo.schema import (
     TTL_ATTRIBUTE,
     item_key,
     manifest_sk,
-    source_key,
+    source_item_key,
 )
 from cappi.domain.heads import Head, Pointer, VersionRef
 
@@ -107,8 +107,7 @@ def head_item(source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> 
             entry |= {short: number(getattr(pointer, name) or 0) for name, short in HELD.items()}
         entries[str(club_id)] = {"M": entry}
     return {
-        PK: string(source_key(source)),
-        SK: string(HEAD_SK),
+        **source_item_key(source, HEAD_SK),
         "source": string(source),
         "fetched_at": number(fetched_at_ms),
         "clubs": {"M": entries},
@@ -190,7 +189,7 @@ def _poll_attributes(poll: LastPoll, document: Mapping[str, Any]) -> dict[str, d
 
 
 def _poll_item_size(poll: LastPoll, values: Mapping[str, Any]) -> int:
-    key = {PK: string(source_key(poll.source)), SK: string(POLL_SK)}
+    key = source_item_key(poll.source, POLL_SK)
     # The item may hold an older last_success that this update leaves in place: count it as the widest number.
     return item_size({**key, "last_success": number(MAX_FETCHED_AT_MS), **values})
 

@@ -63,6 +63,11 @@ def part_sk(version: str, shard: int, part: int) -> str:
     return f"{shard_prefix(version, shard)}P#{part:03d}"
 
 
+def source_item_key(source: str, sk: str) -> dict[str, dict[str, str]]:
+    """The key of one of a source's items (its head or its last poll)."""
+    return {PK: {"S": source_key(source)}, SK: {"S": sk}}
+
+
 def item_key(club_id: int, sk: str) -> dict[str, dict[str, str]]:
     return {PK: {"S": club_key(club_id)}, SK: {"S": sk}}
 

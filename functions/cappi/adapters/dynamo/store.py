@@ -59,7 +59,7 @@ from cappi.adapters.dynamo.schema import (
     manifest_sk,
     part_sk,
     shard_prefix,
-    source_key,
+    source_item_key,
     version_name,
 )
 from cappi.domain.heads import Head, OpenCalls, Pointer, VersionRef
@@ -244,7 +244,7 @@ class DynamoSnapshotStore:
         _applied, units = self._conditional_update(
             "recording the poll",
             poll.source,
-            {PK: string(source_key(poll.source)), SK: string(POLL_SK)},
+            source_item_key(poll.source, POLL_SK),
             set_values=values,
             condition="attribute_not_exists(#pk) OR #fetched_at <= :t",
             condition_values={":t": number(poll.fetched_at_ms)},
@@ -253,39 +253,28 @@ class DynamoSnapshotStore:
 
     def last_poll(self, source: str) -> LastPoll | None:
         """The source's last recorded poll, or None when it was never polled."""
+        return self._source_item(source, POLL_SK, "last poll", last_poll_from_item, consistent=True)
+
+    def _source_item(
+        self, source: str, sk: str, what: str, decode: Callable[[Mapping[str, Any]], Any], *, consistent: bool
+    ) -> Any:
+        """One of a source's items, decoded; None when absent. A malformed item is a read error naming it."""
         response = self._read(
-            "get_item",
-            "reading the last poll",
-            source,
-            Key={PK: string(source_key(source)), SK: string(POLL_SK)},
-            ConsistentRead=True,
+            "get_item", f"reading the {what}", source, Key=source_item_key(source, sk), ConsistentRead=consistent
         )
         item = response.get("Item")
         if not item:
             return None
         try:
-            return last_poll_from_item(item)
+            return decode(item)
         except (KeyError, ValueError, TypeError) as exc:
-            raise SnapshotReadError(f"last poll of source {source!r} in table {self.table_name} is malformed") from exc
+            raise SnapshotReadError(f"{what} of source {source!r} in table {self.table_name} is malformed") from exc
 
     # -- heads -------------------------------------------------------------------------------------------------------
 
     def head(self, source: str, *, consistent: bool = True) -> Head | None:
         """The source's head, or None when nothing was ever published for it."""
-        response = self._read(
-            "get_item",
-            "reading the head",
-            source,
-            Key={PK: string(source_key(source)), SK: string(HEAD_SK)},
-            ConsistentRead=consistent,
-        )
-        item = response.get("Item")
-        if not item:
-            return None
-        try:
-            return head_from_item(item)
-        except (KeyError, ValueError) as exc:
-            raise SnapshotReadError(f"head of source {source!r} in table {self.table_name} is malformed") from exc
+        return self._source_item(source, HEAD_SK, "head", head_from_item, consistent=consistent)
 
     def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> tuple[bool, int]:
         """Make `clubs` what readers see for this source, as of the poll fetched at `fetched_at_ms`.
