@@ -67,14 +67,10 @@ class SecretReader:
             f"secret {auth.secret!r} is not 'user:password' or a JSON object with username and password",
         )
         if value.startswith("{"):
-            try:
-                parsed = json.loads(value)
-            except ValueError:
-                raise unusable from None
-            user = parsed.get("username") if isinstance(parsed, dict) else None
-            password = parsed.get("password") if isinstance(parsed, dict) else None
-            if not isinstance(user, str) or not isinstance(password, str):
+            fields = _string_fields(_json_or_none(value), "username", "password")
+            if fields is None:
                 raise unusable
+            user, password = fields
         else:
             user, sep, password = value.partition(":")
             if not sep:
@@ -91,18 +87,15 @@ class SecretReader:
             "secret_missing",
             f"secret {auth.secret!r} is not a JSON object with a PEM 'certificate' and an unencrypted PEM 'key'",
         )
-        try:
-            parsed = json.loads(value)
-        except ValueError:
-            raise unusable from None
-        certificate = parsed.get("certificate") if isinstance(parsed, dict) else None
-        key = parsed.get("key") if isinstance(parsed, dict) else None
-        for pem in (certificate, key):
-            if isinstance(pem, str) and pem.strip():
+        parsed = _json_or_none(value)
+        for pem in parsed.values() if isinstance(parsed, dict) else ():
+            if isinstance(pem, str) and pem.strip():  # protected before any check can fail and quote them
                 run.redactor.protect(pem)
                 run.redactor.protect(pem.strip())
-        if not isinstance(certificate, str) or not isinstance(key, str):
+        fields = _string_fields(parsed, "certificate", "key")
+        if fields is None:
             raise unusable
+        certificate, key = fields
         if not PEM_CERTIFICATE.search(certificate) or not PEM_PRIVATE_KEY.search(key):
             raise unusable
         # A PEM line alone would escape whole-value redaction; the key's lines are the ones that matter.
@@ -110,3 +103,18 @@ class SecretReader:
             if len(line.strip()) >= 16:
                 run.redactor.protect(line.strip())
         return certificate.strip() + "\n", key.strip() + "\n"
+
+
+def _json_or_none(value: str) -> object:
+    try:
+        return json.loads(value)
+    except ValueError:
+        return None
+
+
+def _string_fields(parsed: object, *names: str) -> tuple[str, ...] | None:
+    """The named string fields of a parsed JSON-object secret, or None when it is not one or lacks any of them."""
+    if not isinstance(parsed, dict):
+        return None
+    fields = [field for name in names if isinstance(field := parsed.get(name), str)]
+    return tuple(fields) if len(fields) == len(names) else None
