@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 
 import jsii
-from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import CfnOutput
 from aws_cdk import aws_apigateway as apigateway_v1
 from aws_cdk import aws_apigatewayv2 as apigateway
 from aws_cdk import aws_certificatemanager as acm
@@ -20,7 +20,7 @@ from constructs import Construct
 
 from cappi.contracts import api as api_contract
 from infra.config import StageConfig
-from infra.functions import QUERY, CappiFunction, retention
+from infra.functions import QUERY, CappiFunction, stage_log_group
 from infra.nag import acknowledge
 from infra.storage import TABLE_READ_ACTIONS, Storage
 
@@ -119,12 +119,8 @@ class QueryApi(Construct):
             authorization_scopes=[config.required_scope],
         )
 
-        self.access_logs = logs.LogGroup(
-            self,
-            "AccessLogs",
-            log_group_name=f"/aws/apigateway/{config.resource_name('api')}/access",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+        self.access_logs = stage_log_group(
+            self, "AccessLogs", config, f"/aws/apigateway/{config.resource_name('api')}/access"
         )
         self.domain: apigateway.DomainName | None = None
         if config.custom_domain:

@@ -8,14 +8,13 @@ instead, which is free, so only club and Secrets Manager traffic crosses the NAT
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Fn, RemovalPolicy
+from aws_cdk import CfnOutput, Fn
 from aws_cdk import aws_ec2 as ec2
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import StageConfig
-from infra.functions import retention
+from infra.functions import stage_log_group
 from infra.nag import acknowledge
 
 EGRESS_OUTPUT = "EgressAddresses"
@@ -51,13 +50,7 @@ class StaticEgress(Construct):
                 "DynamoDb": ec2.GatewayVpcEndpointOptions(service=ec2.GatewayVpcEndpointAwsService.DYNAMODB)
             },
         )
-        flow_logs = logs.LogGroup(
-            self,
-            "FlowLogs",
-            log_group_name=f"/cappi/{config.stage}/egress-flow-logs",
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
-        )
+        flow_logs = stage_log_group(self, "FlowLogs", config, f"/cappi/{config.stage}/egress-flow-logs")
         self.vpc.add_flow_log("FlowLog", destination=ec2.FlowLogDestination.to_cloud_watch_logs(flow_logs))
         self.security_group = ec2.SecurityGroup(
             self,

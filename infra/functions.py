@@ -98,13 +98,7 @@ class CappiFunction(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
-        self.log_group = logs.LogGroup(
-            self,
-            "Logs",
-            log_group_name=config.function_log_group_name(spec.role),
-            retention=retention(config.log_retention_days),
-            removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
-        )
+        self.log_group = stage_log_group(self, "Logs", config, config.function_log_group_name(spec.role))
         # A role of its own, without AWSLambdaBasicExecutionRole: that managed policy may write to every log group.
         self.role = iam.Role(
             self,
@@ -152,6 +146,12 @@ class CappiFunction(Construct):
         self.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=list(resources)))
 
 
-def retention(days: int) -> logs.RetentionDays:
-    """CDK's retention for `days`, one of `LOG_RETENTION_DAYS` (the stage config has checked that)."""
-    return LOG_RETENTION[days]
+def stage_log_group(scope: Construct, construct_id: str, config: StageConfig, name: str) -> logs.LogGroup:
+    """A log group with the stage's retention, kept with the stack's data when the stage retains it."""
+    return logs.LogGroup(
+        scope,
+        construct_id,
+        log_group_name=name,
+        retention=LOG_RETENTION[config.log_retention_days],  # one of LOG_RETENTION_DAYS: the config checked it
+        removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
+    )
