@@ -84,6 +84,7 @@ class QueryApi(Construct):
                 "CAPPI_NESTED_SINGLE_RESULT": _flag(config.nested_single_result),
                 "CAPPI_POINTER_MAX_AGE_S": f"{config.pointer_max_age_s:g}",
                 "CAPPI_CACHE_MAX_AGE_S": str(config.cache_max_age_s),
+                "CAPPI_POLL_INTERVAL_S": str(config.schedule_minutes * 60),
             },
         )
         self.query.allow(TABLE_READ_ACTIONS, [storage.table.table_arn])

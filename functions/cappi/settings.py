@@ -93,6 +93,7 @@ class QuerySettings:
     nested_single_result: bool  # answer one call as [["8679"]], as the integration document's example shows
     pointer_max_age_s: float  # how long a warm Lambda trusts its cached snapshot pointer (staleness bound)
     cache_max_age_s: int  # Cache-Control max-age for clients
+    poll_interval_s: float = 600.0  # the ingest schedule's period: a 503's Retry-After counts down to the next poll
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> QuerySettings:
@@ -105,4 +106,5 @@ class QuerySettings:
             nested_single_result=_bool(env, "CAPPI_NESTED_SINGLE_RESULT", False),
             pointer_max_age_s=_float(env, "CAPPI_POINTER_MAX_AGE_S", 10.0),
             cache_max_age_s=int(_float(env, "CAPPI_CACHE_MAX_AGE_S", 30.0)),
+            poll_interval_s=_float(env, "CAPPI_POLL_INTERVAL_S", 600.0),
         )

@@ -241,6 +241,7 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         "CAPPI_NESTED_SINGLE_RESULT": "false",
         "CAPPI_POINTER_MAX_AGE_S": "10",
         "CAPPI_CACHE_MAX_AGE_S": "30",
+        "CAPPI_POLL_INTERVAL_S": "600",  # the schedule's 10 minutes: a 503's Retry-After counts down to the next poll
     }
 
 

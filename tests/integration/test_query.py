@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import replace
 from email.utils import parsedate_to_datetime
 
@@ -10,7 +11,9 @@ import pytest
 from support.query_support import ALPHA_212, DEFAULT_CLAIMS, FETCHED_AT_MS, Allow, query_api
 
 from cappi.adapters.dynamo.store import SnapshotReadError
+from cappi.domain.last_poll import FAILED, LastPoll
 from cappi.domain.publish import publish_source
+from cappi.domain.query import NO_POLL_YET_RETRY_S
 from cappi.domain.snapshot import build_club_snapshot
 from cappi.handlers import query
 
@@ -56,7 +59,47 @@ def test_unknown_club_is_404_and_a_club_not_polled_yet_is_503() -> None:
         pending = api.get(f"{BASE}/300/AB12/ids")
     assert (unknown.status, unknown.json()["error"]) == (404, "unknown_club")
     assert (pending.status, pending.json()["error"]) == (503, "no_snapshot_yet")
-    assert pending.header("Retry-After") == "60"
+    assert pending.header("Retry-After") == str(NO_POLL_YET_RETRY_S)  # no poll recorded: its first is pending
+
+
+@pytest.mark.parametrize(("ago_s", "interval_s", "expected"), [(100, 600, 502), (0, 60, 62), (590, 600, 12)])
+def test_retry_after_counts_down_to_the_sources_next_poll(ago_s: int, interval_s: int, expected: int) -> None:
+    with query_api(poll_interval_s=float(interval_s)) as api:
+        now_ms = int(time.time() * 1000)
+        api.store.record_poll(LastPoll("beta", FAILED, now_ms - ago_s * 1000, 2.0, error_code="timeout"))
+        pending = api.get(f"{BASE}/300/AB12/ids")
+    assert pending.status == 503
+    assert expected - 1 <= int(pending.header("Retry-After")) <= expected  # a second may pass mid-test
+
+
+def test_a_poll_that_is_due_already_gets_a_short_retry() -> None:
+    with query_api() as api:
+        api.store.record_poll(LastPoll("beta", FAILED, int(time.time() * 1000) - 3_600_000, 2.0))
+        assert api.get(f"{BASE}/300/AB12/ids").header("Retry-After") == str(NO_POLL_YET_RETRY_S)
+
+
+def test_absence_is_looked_up_again_within_a_second_presence_is_cached() -> None:
+    with query_api() as api:
+        assert api.get(f"{BASE}/300/AB12/ids").status == 503
+        publish_source(api.store, "beta", [build_club_snapshot(300, {"AB12": [5]})], FETCHED_AT_MS)
+        reads = api.reader.stats.pointer_reads
+        assert api.get(f"{BASE}/300/AB12/ids").status == 503  # within the second: the absence is still cached
+        assert api.reader.stats.pointer_reads == reads
+        api.clock.now += 1.0
+        assert api.get(f"{BASE}/300/AB12/ids").json() == ["5"]  # found the moment it was published
+        reads = api.reader.stats.pointer_reads
+        api.clock.now += 5.0
+        assert api.get(f"{BASE}/300/AB12/ids").json() == ["5"]
+        assert api.reader.stats.pointer_reads == reads  # a present pointer keeps its own, longer, age
+
+
+def test_a_flood_of_queries_for_a_pending_club_reads_at_most_once_a_second() -> None:
+    with query_api() as api:
+        for step in range(100):
+            api.clock.now = step * 0.1
+            assert api.get(f"{BASE}/300/AB12/ids").status == 503
+        assert api.reader.stats.pointer_reads == 10
+        assert api.reader.stats.dynamodb_requests <= 20  # head plus last poll, once a second each
 
 
 def test_validators_and_caching_headers() -> None:

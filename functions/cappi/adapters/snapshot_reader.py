@@ -14,6 +14,7 @@ from typing import Protocol
 
 from cappi.adapters.dynamo.store import shard_address
 from cappi.domain.heads import Head, OpenCalls, Pointer, open_calls_from
+from cappi.domain.last_poll import LastPoll
 
 
 class ShardSource(Protocol):
@@ -27,6 +28,8 @@ class ShardSource(Protocol):
     def read_shard(
         self, club_id: int, version: str, shard: int, *, expected_parts: int | None = None
     ) -> dict[str, tuple[str, ...]]: ...
+
+    def last_poll(self, source: str) -> LastPoll | None: ...
 
 
 class SnapshotReader:
@@ -50,6 +53,11 @@ class SnapshotReader:
         techs = self._store.read_shard(*shard_address(pointer, tech_id, self._store.table_name))
         return open_calls_from(pointer, tech_id, techs)
 
+    def last_poll(self, club_id: int) -> LastPoll | None:
+        """The last poll of the source serving the club (when the next list is due), or None."""
+        source = self.sources_by_club.get(club_id)
+        return self._store.last_poll(source) if source else None
+
 
 @dataclass(slots=True)
 class ReaderStats:
@@ -68,6 +76,12 @@ class _CachedHead:
     loaded_at: float
 
 
+@dataclass(slots=True)
+class _CachedPoll:
+    poll: LastPoll | None
+    loaded_at: float
+
+
 class CachedSnapshotReader:
     """`open_calls` for a warm Lambda: pointers cached briefly, decoded shards kept in an LRU.
 
@@ -75,8 +89,12 @@ class CachedSnapshotReader:
     becomes visible within that age plus DynamoDB's replication lag (normally well under a second), inside the 30
     seconds DESIGN.md allows. A head read that comes back older than the cached one (a lagging replica) is ignored,
     so one reader never goes backwards. Shards are keyed by (club, version, shard); versions are immutable, so a
-    cached shard is never stale, only unused once the pointer moves on (then it is dropped). Not thread-safe:
-    one Lambda execution environment serves one request at a time.
+    cached shard is never stale, only unused once the pointer moves on (then it is dropped).
+
+    Absence is not cached like presence: a head that does not name the club (nothing published for it yet) is
+    read again after `absent_max_age` seconds, so the first list a club publishes is served within about a second
+    of its poll, while a flood of queries for a club still pending costs at most one read a second per source.
+    Not thread-safe: one Lambda execution environment serves one request at a time.
     """
 
     def __init__(
@@ -85,6 +103,7 @@ class CachedSnapshotReader:
         sources_by_club: Mapping[int, str],
         *,
         pointer_max_age: float = 10.0,
+        absent_max_age: float = 1.0,
         max_shards: int = 256,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -93,9 +112,11 @@ class CachedSnapshotReader:
         self._store = store
         self.sources_by_club: dict[int, str] = dict(sources_by_club)
         self._pointer_max_age = pointer_max_age
+        self._absent_max_age = min(absent_max_age, pointer_max_age)
         self._max_shards = max_shards
         self._clock = clock
         self._heads: dict[str, _CachedHead] = {}
+        self._polls: dict[str, _CachedPoll] = {}
         self._shards: OrderedDict[tuple[int, str, int], dict[str, tuple[str, ...]]] = OrderedDict()
         self.stats = ReaderStats()
 
@@ -120,6 +141,20 @@ class CachedSnapshotReader:
             self._shards.move_to_end(key)
         return open_calls_from(pointer, tech_id, techs)
 
+    def last_poll(self, club_id: int) -> LastPoll | None:
+        """The serving source's last poll, read at most once per `absent_max_age` (asked only while a club has
+        no snapshot, to say when to retry)."""
+        source = self.sources_by_club.get(club_id)
+        if source is None:
+            return None
+        now = self._clock()
+        cached = self._polls.get(source)
+        if cached is None or now - cached.loaded_at >= self._absent_max_age:
+            before = self._store.requests
+            cached = self._polls[source] = _CachedPoll(self._store.last_poll(source), now)
+            self.stats.dynamodb_requests += self._store.requests - before
+        return cached.poll
+
     @property
     def cached_shards(self) -> int:
         return len(self._shards)
@@ -130,8 +165,11 @@ class CachedSnapshotReader:
             return None
         now = self._clock()
         cached = self._heads.get(source)
-        if cached is not None and now - cached.loaded_at < self._pointer_max_age:
-            return cached.head.clubs.get(club_id) if cached.head else None
+        if cached is not None:
+            pointer = cached.head.clubs.get(club_id) if cached.head else None
+            max_age = self._pointer_max_age if pointer is not None else self._absent_max_age
+            if now - cached.loaded_at < max_age:
+                return pointer
         before = self._store.requests
         fresh = self._store.head(source, consistent=False)
         self.stats.dynamodb_requests += self._store.requests - before

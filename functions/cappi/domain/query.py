@@ -9,16 +9,22 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cappi.domain.heads import OpenCalls
 from cappi.domain.ids import MAX_TECH_ID_LEN, parse_path_club_id
 
+if TYPE_CHECKING:
+    from cappi.domain.last_poll import LastPoll
+
 _CLAIM_ITEM = re.compile(r"[\s,\[\]\"]+")
-NO_SNAPSHOT_RETRY_S = 60  # polls run every 10 minutes; a minute is a fair first wait
+NO_POLL_YET_RETRY_S = 10  # no poll recorded, or one is due now: its list is likely seconds away
+DEFAULT_POLL_INTERVAL_S = 600.0  # the stages poll every 10 minutes
 
 
 class Refused(Exception):
@@ -55,13 +61,30 @@ class UnknownClub(Refused):
 
 
 class NoSnapshotYet(Refused):
-    """A served club whose list has not been received yet: worth retrying after `retry_after_s`."""
+    """A served club whose list has not been received yet: worth retrying after `retry_after_s` seconds."""
 
-    retry_after_s = NO_SNAPSHOT_RETRY_S
+    def __init__(self, code: str, message: str, retry_after_s: int = NO_POLL_YET_RETRY_S) -> None:
+        super().__init__(code, message)
+        self.retry_after_s = retry_after_s
+
+
+def retry_after_s(last: LastPoll | None, now_ms: int, interval_s: float) -> int:
+    """Whole seconds until a club's list is next due: its source's next poll (the last one's start plus the
+    schedule's period) plus as long as the last poll took. With no poll recorded, or one due already (running
+    now, or late), a short wait; never more than one period and one poll's length (a skewed clock)."""
+    if last is None:
+        return NO_POLL_YET_RETRY_S
+    cycle_s = interval_s + last.duration_s
+    remaining = math.ceil((last.fetched_at_ms + cycle_s * 1000 - now_ms) / 1000)
+    if remaining <= 0:
+        return NO_POLL_YET_RETRY_S
+    return min(remaining, math.ceil(cycle_s))
 
 
 class OpenCallsReader(Protocol):
     def open_calls(self, club_id: int, tech_id: str) -> OpenCalls | None: ...
+
+    def last_poll(self, club_id: int) -> LastPoll | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +190,10 @@ def _ignore(**_context: Any) -> None:
     return None
 
 
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
 def open_call_ids(
     claims: Mapping[str, str] | None,
     club_raw: str,
@@ -177,6 +204,8 @@ def open_call_ids(
     nested_single: bool = False,
     if_none_match: str | None = None,
     note: Callable[..., None] = _ignore,
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S,
+    now_ms: Callable[[], int] = _now_ms,
 ) -> Answer:
     """The answer to one query, in the order the checks are made: token, scope, path, club access, snapshot.
 
@@ -192,7 +221,8 @@ def open_call_ids(
     authorize(claims, club_id, policy)
     found = reader.open_calls(club_id, tech_id)
     if found is None:
-        raise NoSnapshotYet("no_snapshot_yet", f"no open-call list has been received from club {club_id} yet")
+        wait = retry_after_s(reader.last_poll(club_id), now_ms(), poll_interval_s)
+        raise NoSnapshotYet("no_snapshot_yet", f"no open-call list has been received from club {club_id} yet", wait)
     note(snapshot_version=found.version)
     body = response_body(found.call_ids, nested_single=nested_single)
     etag = etag_for(body)

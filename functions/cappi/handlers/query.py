@@ -116,6 +116,7 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
         nested_single=settings.nested_single_result,
         if_none_match=app.current_event.headers.get("if-none-match"),
         note=logger.append_keys,
+        poll_interval_s=settings.poll_interval_s,
     )
     if answer.checked_at_ms is not None:
         emit([m.Datapoint(m.SNAPSHOT_AGE_SERVED, round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1))])
