@@ -29,7 +29,8 @@ class LocalConfig:
     audience: str | None  # None: the local base URL
     clients_file: Path | None  # None: one demo client
     host: str = "127.0.0.1"
-    state_dir: Path = DEFAULT_STATE_DIR  # logs and the generated demo registry
+    state_dir: Path = DEFAULT_STATE_DIR  # logs, the generated demo registry and the kept state (local/state.py)
+    fresh: bool = False  # discard the kept state (signing key, snapshots) before starting
 
     @property
     def base_url(self) -> str:
@@ -71,6 +72,9 @@ class LocalConfig:
         issuer = env.get("CAPPI_ISSUER", "").strip() or None
         if issuer and not issuer.endswith("/"):
             raise LocalConfigError(f"CAPPI_ISSUER must end with '/' as Auth0 issuers do, got {issuer!r}")
+        fresh_raw = env.get("CAPPI_FRESH", "").strip().lower()
+        if fresh_raw not in ("", "0", "1", "true", "false", "yes", "no"):
+            raise LocalConfigError(f"CAPPI_FRESH must be 1 or 0, got {fresh_raw!r}")
         return cls(
             port=int(port_raw),
             clubs_file=path("CAPPI_CLUBS_FILE"),
@@ -80,6 +84,7 @@ class LocalConfig:
             audience=env.get("CAPPI_AUDIENCE", "").strip() or None,
             clients_file=path("CAPPI_CLIENTS_FILE"),
             state_dir=Path(env.get("CAPPI_STATE_DIR", "").strip() or DEFAULT_STATE_DIR),
+            fresh=fresh_raw in ("1", "true", "yes"),
         )
 
 

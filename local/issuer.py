@@ -17,7 +17,8 @@ Deliberate departures, for a friendlier local loop:
   default audience only under some tenant settings and otherwise refuses; tester apps should still send it.
 - A JSON object posted as `application/x-www-form-urlencoded` (what `curl -d '{...}'` does without `-H`) is read
   as JSON rather than refused.
-- The signing key is generated at start, so tokens do not survive a restart.
+- The signing key is kept in CAPPI_STATE_DIR (local/state.py), so tokens survive a restart on the same port;
+  `--fresh` makes a new one.
 
 Nothing here logs or echoes a secret or a token.
 """
@@ -69,6 +70,7 @@ class TokenIssuer:
         club_claim: str = CLUB_CLAIM,
         lifetime_s: int = DEFAULT_LIFETIME_S,
         clock: Callable[[], float] = time.time,
+        signing_key: rsa.RSAPrivateKey | None = None,
     ) -> None:
         if not issuer.endswith("/"):
             raise ValueError(f"issuer {issuer!r} must end with '/' (Auth0 issuers do, and verifiers compare exactly)")
@@ -86,7 +88,7 @@ class TokenIssuer:
         self.lifetime_s = lifetime_s
         self._clock = clock
         self._by_id = {c.client_id: c for c in self.clients}
-        self._private_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        self._private_key = signing_key or rsa.generate_private_key(public_exponent=65537, key_size=2048)
         public = jwt.algorithms.RSAAlgorithm.to_jwk(self._private_key.public_key(), as_dict=True)
         self._jwk = {name: public[name] for name in ("kty", "n", "e")}  # as Auth0 publishes keys: no key_ops
         self.kid = _jwk_thumbprint(self._jwk)
@@ -224,7 +226,7 @@ def routes(issuer: TokenIssuer) -> dict[tuple[str, str], Handler]:
         return status, {**_JSON, "Cache-Control": "no-store", "Pragma": "no-cache"}, _dump(payload)
 
     def jwks(_body: bytes, _headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:
-        # A new key at every start: a verifier caching the old set for long would refuse fresh tokens.
+        # The key changes with `--fresh`: a verifier caching the old set for long would refuse fresh tokens.
         return 200, {**_JSON, "Cache-Control": "public, max-age=60"}, _dump(issuer.jwks())
 
     def discovery(_body: bytes, _headers: Mapping[str, str]) -> tuple[int, dict[str, str], bytes]:

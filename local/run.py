@@ -1,6 +1,7 @@
 """Start local mode: every CAPPI component on loopback, wired to the deployed handlers.
 
     make run            # or: .venv/bin/python -m local
+    python -m local --fresh    # or CAPPI_FRESH=1: forget the kept signing key and snapshots first
 
 What runs, all in this process unless noted:
 - moto's server for DynamoDB and Secrets Manager (the table created as the stack defines it, club secrets loaded);
@@ -10,10 +11,12 @@ What runs, all in this process unless noted:
 - ingest: the ingest handler in worker processes, one invocation per club source, as Lambda's async invoke does;
 - the simulated demo clubs, unless CAPPI_CLUBS_FILE names a registry of real (or your own) club feeds.
 Handler logs and metrics go to .local/logs/ as they would to CloudWatch; the console gets one line per event.
+The issuer's signing key and the snapshot table are kept in CAPPI_STATE_DIR across restarts (local/state.py).
 """
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -38,6 +41,7 @@ from local.http_api import HttpApi, Route
 from local.issuer import TokenIssuer, routes
 from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
 from local.scheduler import Scheduler
+from local.state import KeptTable, discard, signing_key
 
 INGEST_HANDLER = "cappi.handlers.ingest.handler"
 
@@ -60,13 +64,26 @@ def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
     return None
 
 
-def main() -> int:
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m local", description="Run the whole of CAPPI on this machine.")
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="forget the kept signing key and snapshots (CAPPI_STATE_DIR) and start clean; same as CAPPI_FRESH=1",
+    )
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
     console = Console(sys.stdout)
     try:
         config = LocalConfig.from_env()
     except LocalConfigError as exc:
         console.say(f"cappi local: {exc}")
         return 2
+    if args.fresh:
+        config = dataclasses.replace(config, fresh=True)
 
     try:
         gateway = Gateway(HttpApi([]), {}, config.host, config.port)
@@ -77,6 +94,11 @@ def main() -> int:
 
     state = config.state_dir
     (state / "logs").mkdir(parents=True, exist_ok=True)
+    if config.fresh:
+        removed = discard(state)
+        console.say(
+            f"cappi local: --fresh: {'removed ' + ', '.join(p.name for p in removed) if removed else 'no kept state'}"
+        )
     log_file = open(state / "logs" / "cappi.log", "a", buffering=1, encoding="utf-8")  # noqa: SIM115
     sys.stdout = log_file  # the handlers' JSON logs and metrics; must happen before they are imported
 
@@ -84,6 +106,13 @@ def main() -> int:
     aws.start()
     os.environ.update(aws.environment())
     aws.create_table()
+    import boto3
+
+    def warn(text: str) -> None:
+        console.say(f"cappi local: warning: {text}")
+
+    kept = KeptTable(boto3.client("dynamodb", endpoint_url=aws.endpoint_url), TABLE_NAME, state, warn)
+    restored = kept.restore()
 
     club_server = None
     secrets: dict[str, str] = {}
@@ -121,6 +150,8 @@ def main() -> int:
             "CAPPI_TABLE_NAME": TABLE_NAME,
             "CAPPI_CLUBS_FILE": str(clubs_file),
             "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+            # The query side counts a pending club's Retry-After down to the next poll of this schedule.
+            "CAPPI_POLL_INTERVAL_S": f"{config.interval_s:g}",
         }
     )
 
@@ -135,7 +166,8 @@ def main() -> int:
     issuer = None
     if config.issuer is None:
         clients = load_clients(config.clients_file) if config.clients_file else demo_clients()
-        issuer = TokenIssuer(config.local_issuer, config.effective_audience, clients)
+        key, reused = signing_key(state, warn)
+        issuer = TokenIssuer(config.local_issuer, config.effective_audience, clients, signing_key=key)
         extra_routes = routes(issuer)
         jwks = JwksCache(
             config.local_issuer + ".well-known/jwks.json", fetch=lambda _uri: json.dumps(issuer.jwks()).encode()
@@ -164,6 +196,7 @@ def main() -> int:
 
     def on_result(payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> None:
         console.event(describe_poll(payload, result, error))
+        kept.save_soon()
         done = first_polls.get(payload.get("source", ""))
         if done is not None:
             done.set()
@@ -208,6 +241,11 @@ def main() -> int:
         aws_url=aws.endpoint_url,
         club_server=club_server,
     )
+    if restored:
+        console.say(f"Kept from the last run: {restored} snapshot items (answering at once), until the first poll.")
+    if issuer is not None and reused:
+        console.say("Kept from the last run: the issuer's signing key (tokens obtained before still work).")
+    kept.start()
     scheduler.start()
     try:
         if issuer is not None:
@@ -223,6 +261,7 @@ def main() -> int:
         endpoints.unlink(missing_ok=True)
         scheduler.stopping.set()
         invoker.close()
+        kept.close()
         gateway.stop()
         if club_server is not None:
             club_server.stop()
@@ -234,4 +273,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

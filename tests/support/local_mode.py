@@ -118,8 +118,10 @@ class Starter:
         self.tmp_path = tmp_path
         self.started: list[LocalMode] = []
 
-    def __call__(self, state_dir: Path | None = None, wait: bool = True, **env: str) -> LocalMode:
-        port = free_port()
+    def __call__(
+        self, state_dir: Path | None = None, wait: bool = True, port: int | None = None, **env: str
+    ) -> LocalMode:
+        port = port or free_port()
         state = state_dir or self.tmp_path / f"state-{port}"
         process = subprocess.Popen(
             [sys.executable, "-m", "local"],

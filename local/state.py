@@ -1,0 +1,198 @@
+"""What local mode keeps across restarts, under CAPPI_STATE_DIR: the issuer's signing key and the snapshot table.
+
+- `issuer-key.pem`: the local token issuer's RSA key (owner-only), so a token obtained before a restart still
+  verifies after it (same `kid`), as long as the issuer URL (the port) stays the same.
+- `snapshots.json`: every item of the local snapshot table (heads, versions, last polls), saved after each poll
+  and at shutdown, and put back before the first poll of the next start, so queries answer 200 from the kept
+  snapshots at once instead of 503 until the clubs have been polled again. Items whose TTL has passed are
+  dropped, as DynamoDB's TTL would drop them.
+
+`--fresh` (or CAPPI_FRESH=1) discards both before starting. A file that cannot be read is set aside with a
+warning and local mode starts clean: the state is a convenience, never a reason not to start.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from cappi.adapters.dynamo.schema import TTL_ATTRIBUTE
+
+KEY_FILE = "issuer-key.pem"
+TABLE_FILE = "snapshots.json"
+TABLE_FORMAT = 1
+BATCH = 25  # BatchWriteItem's limit
+
+
+def discard(state_dir: Path) -> list[Path]:
+    """Remove the kept state (`--fresh`); returns what was removed."""
+    removed = []
+    for name in (KEY_FILE, TABLE_FILE):
+        path = state_dir / name
+        if path.exists():
+            path.unlink()
+            removed.append(path)
+    return removed
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write `data` to `path` atomically, readable by the owner only from the first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp creates it 0600
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _set_aside(path: Path, warn: Callable[[str], None], why: str) -> None:
+    aside = path.with_name(path.name + ".unreadable")
+    os.replace(path, aside)
+    warn(f"{path} {why}: set aside as {aside.name}, starting without it")
+
+
+def signing_key(state_dir: Path, warn: Callable[[str], None]) -> tuple[rsa.RSAPrivateKey, bool]:
+    """The issuer's key kept in `state_dir`, or a new one saved there; True when an existing key was reused."""
+    path = state_dir / KEY_FILE
+    if path.exists():
+        try:
+            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:
+            _set_aside(path, warn, f"is not a readable private key ({type(exc).__name__})")
+        else:
+            if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
+                return key, True
+            _set_aside(path, warn, "is not an RSA key of 2048 bits or more")
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    write_private(path, pem)
+    return key, False
+
+
+def _encode(value: Any) -> Any:
+    """DynamoDB JSON as boto3's low-level client returns it, with binary values as base64 text."""
+    if isinstance(value, (bytes, bytearray)):
+        return {"$b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, dict):
+        return {k: _encode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    return value
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$b64"}:
+            return base64.b64decode(value["$b64"])
+        return {k: _decode(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    return value
+
+
+def _expired(item: dict[str, Any], now_s: float) -> bool:
+    ttl = item.get(TTL_ATTRIBUTE, {}).get("N")
+    return ttl is not None and float(ttl) < now_s
+
+
+class KeptTable:
+    """The local snapshot table, kept in `<state>/snapshots.json` between starts.
+
+    `save_soon()` (after every poll) wakes one background thread that saves the table; saves never overlap and a
+    burst of polls costs one save. `close()` makes the last save, after the last poll has ended.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        table: str,
+        state_dir: Path,
+        warn: Callable[[str], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._client = client
+        self._table = table
+        self.path = state_dir / TABLE_FILE
+        self._warn = warn
+        self._clock = clock
+        self._wake = threading.Event()
+        self._closing = False
+        self._lock = threading.Lock()  # one save at a time
+        self._thread = threading.Thread(target=self._run, name="kept-table", daemon=True)
+
+    def restore(self) -> int:
+        """Put the kept items back into the (new, empty) table; returns how many. Call before the first poll."""
+        if not self.path.exists():
+            return 0
+        try:
+            data = json.loads(self.path.read_text(encoding="utf-8"))
+            if (
+                not isinstance(data, dict)
+                or data.get("format") != TABLE_FORMAT
+                or not isinstance(data.get("items"), list)
+            ):
+                raise ValueError("not a snapshot table file of this version")
+            items = [_decode(item) for item in data["items"]]
+        except (OSError, ValueError) as exc:
+            _set_aside(self.path, self._warn, f"could not be read ({exc})")
+            return 0
+        now = self._clock()
+        live = [item for item in items if isinstance(item, dict) and not _expired(item, now)]
+        for start in range(0, len(live), BATCH):
+            requests = [{"PutRequest": {"Item": item}} for item in live[start : start + BATCH]]
+            pending: dict[str, Any] = {self._table: requests}
+            while pending:
+                pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        return len(live)
+
+    def save(self) -> int:
+        """Write every live item of the table to the file (atomically); returns how many."""
+        with self._lock:
+            items: list[dict[str, Any]] = []
+            now = self._clock()
+            for page in self._client.get_paginator("scan").paginate(TableName=self._table, ConsistentRead=True):
+                items.extend(item for item in page.get("Items", []) if not _expired(item, now))
+            document = {"format": TABLE_FORMAT, "table": self._table, "saved_at": int(now), "items": _encode(items)}
+            write_private(self.path, json.dumps(document, separators=(",", ":")).encode())
+            return len(items)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def save_soon(self) -> None:
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the background saver and save one last time (call after the last poll has ended)."""
+        self._closing = True
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=30)
+        self._save_or_warn()
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait()
+            if self._closing:
+                return
+            self._wake.clear()
+            self._save_or_warn()
+
+    def _save_or_warn(self) -> None:
+        try:
+            self.save()
+        except Exception as exc:  # a failed save must never stop local mode; the next poll tries again
+            self._warn(f"could not save the snapshot table to {self.path} ({type(exc).__name__}: {exc})")
