@@ -3,8 +3,10 @@ issuer's endpoints, on one loopback port."""
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Mapping
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -68,7 +70,46 @@ class Gateway:
                 )
                 self._write(gateway.api.handle(request))
 
-            do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = do_OPTIONS = do_HEAD = _serve
+            def __getattr__(self, name: str) -> Any:
+                """`do_<METHOD>` for every method, as API Gateway routes them all: http.server answers a method
+                it has no `do_` for (TRACE, PROPFIND, FOO...) with an HTML 501, where API Gateway's HTTP API
+                says 404 `{"message":"Not Found"}` unless a route matches. TRACE is never echoed."""
+                if name.startswith("do_"):
+                    return self._serve
+                raise AttributeError(name)
+
+            def parse_request(self) -> bool:
+                """http.server's parsing, minus HTTP/0.9 (`GET /path` with no version), which API Gateway does
+                not speak: such a request gets a JSON 400, not a bare body."""
+                if not super().parse_request():
+                    return False
+                if self.request_version == "HTTP/0.9":
+                    self.send_error(HTTPStatus.BAD_REQUEST)
+                    return False
+                return True
+
+            def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+                """http.server's own refusals (bad request line or version, header lines too long or too many)
+                as API Gateway words its own: `{"message": <reason phrase>}` in JSON, never an HTML page, and
+                never the request's text echoed back (its `message` argument quotes the request line)."""
+                self.log_error("code %d, message %s", code, message)
+                try:
+                    phrase = HTTPStatus(code).phrase
+                except ValueError:
+                    phrase = "Error"
+                if self.request_version == "HTTP/0.9":
+                    self.request_version = self.protocol_version  # a status line and headers, not a bare body
+                self.send_response(code, phrase)
+                self.send_header("Connection", "close")
+                if code < 200 or code in (204, 304):
+                    self.end_headers()
+                    return
+                body = json.dumps({"message": phrase}, separators=(",", ":")).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
 
             def _write(self, response: HttpResponse) -> None:
                 self.send_response(response.status)

@@ -128,7 +128,12 @@ def _message(status: int, message: str, headers: Iterable[tuple[str, str]] = ())
 
 
 class HttpApi:
-    """Routes requests like one HTTP API with a `$default` stage."""
+    """Routes requests like one HTTP API with a `$default` stage.
+
+    A request no route matches gets 404 `{"message":"Not Found"}` whatever its method, as API Gateway answers
+    it: a known path with another method too (no 405, no HEAD for a GET route, no OPTIONS without a CORS
+    configuration), and TRACE or an unknown method alike.
+    """
 
     def __init__(self, routes: Iterable[Route], *, domain_name: str = "localhost", api_id: str = "local") -> None:
         self.routes = list(routes)

@@ -3,19 +3,30 @@
     python -m tools.openapi            # rewrite docs/openapi.json
     python -m tools.openapi --check    # exit 1 if docs/openapi.json is out of date
 
-Pydantic (which Powertools needs to build the document) is a development dependency only.
+Pydantic (which Powertools needs to build the document) is a development dependency only. Powertools gives every
+declared response the route's return schema when it has no content of its own (a 304 would "return" an array),
+so the responses, their schemas and the error codes are written here from `cappi.contracts.api`, and the codes
+from the code that raises them.
 """
 
 from __future__ import annotations
 
+import ast
+import copy
+import inspect
 import json
 import sys
+import textwrap
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
+from cappi.contracts import api
 from cappi.contracts.api import ENVIRONMENTS, SCOPE, SCOPE_DESCRIPTION
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCUMENT = ROOT / "docs" / "openapi.json"
+PACKAGE = ROOT / "functions" / "cappi"  # where the query Lambda's refusals and errors are raised
 
 
 def build() -> str:
@@ -28,7 +39,8 @@ def build() -> str:
 
     from cappi.handlers.query import app
 
-    production, development = ENVIRONMENTS["prod"], ENVIRONMENTS["stage"]
+    production = ENVIRONMENTS["prod"]
+    token_urls = "; ".join(f"{env.title} ({env.base_url}): {env.token_url}" for env in _servers())
     schema = app.get_openapi_json_schema(
         title="CAPPI: Club Assist API for open call IDs",
         version="1.0.0",
@@ -36,10 +48,18 @@ def build() -> str:
             "Tester apps ask which call IDs are open for the technician logged in. Get a token from the "
             "environment's Auth0 tenant with the client-credentials grant (audience: the environment's base URL, "
             f"scope `{SCOPE}`), then call the one endpoint with `Authorization: Bearer <token>`. "
-            'Errors from CAPPI are JSON objects `{"error": code, "message": text}`; API Gateway\'s own refusals '
-            '(unknown route, bad token) are `{"message": text}`.'
+            'Errors from CAPPI are JSON objects `{"error": code, "message": text}` (schema `Error`); API Gateway\'s '
+            'own refusals (bad token, throttling, unknown route) are `{"message": text}` (schema `GatewayError`). '
+            f'Any other method or path gets 404 `{{"message":"Not Found"}}` (`components/responses/'
+            f"{api.ROUTE_NOT_FOUND}`)."
         ),
-        servers=[Server(url=env.base_url, description=env.title) for env in ENVIRONMENTS.values()],
+        servers=[
+            Server(
+                url=env.base_url,
+                description=f"{env.title} (stage `{env.stage}`): tokens from {env.token_url}, audience {env.audience}",
+            )
+            for env in _servers()
+        ],
         security_schemes={
             "auth0": OAuth2(
                 flows=OAuthFlows(
@@ -47,15 +67,25 @@ def build() -> str:
                         tokenUrl=production.token_url, scopes={SCOPE: SCOPE_DESCRIPTION}
                     )
                 ),
-                description=f"Auth0 client credentials; the {development.title} tenant's token URL is "
-                + development.token_url,
+                description=(
+                    "Auth0 client credentials. Each server has its own tenant, and OpenAPI allows one token URL "
+                    f"per flow (this one is {production.title}'s): {token_urls}. Send `audience` = the server's "
+                    "URL in the token request."
+                ),
             )
         },
         security=[{"auth0": [SCOPE]}],
     )
     document = json.loads(schema)
     _describe_path_rules(document)
+    _describe_responses(document, error_codes())
+    _check_references(document)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def _servers() -> list[api.Environment]:
+    """Production first: the flow's one token URL is production's, and generated clients default to the first."""
+    return sorted(ENVIRONMENTS.values(), key=lambda env: env.stage != "prod")
 
 
 def _describe_path_rules(document: dict) -> None:
@@ -78,6 +108,154 @@ def _describe_path_rules(document: dict) -> None:
                 parameter["description"] = description
                 parameter["example"] = example
                 parameter["schema"] = {"type": "string", "pattern": pattern}
+
+
+def _describe_responses(document: dict, codes: dict[str, set[int]]) -> None:
+    """The contract's responses and schemas in place of Powertools' (its validation-error models are unused:
+    the handler validates the path itself), with the `Error` codes and each status's codes in its description."""
+    undeclared = sorted({status for statuses in codes.values() for status in statuses} - set(api.RESPONSES))
+    if undeclared:
+        raise ValueError(f"error codes are answered with statuses {undeclared}, which api.RESPONSES does not declare")
+    schemas = copy.deepcopy(api.SCHEMAS)
+    schemas[api.ERROR_SCHEMA]["properties"]["error"]["enum"] = sorted(codes)
+    document["components"]["schemas"] = schemas
+    document["components"]["responses"] = copy.deepcopy(api.SHARED_RESPONSES)
+    for path in document["paths"].values():
+        for operation in path.values():
+            responses = {}
+            for status, declared in sorted(api.RESPONSES.items()):
+                response = copy.deepcopy(declared)
+                own = sorted(code for code, statuses in codes.items() if status in statuses)
+                if own:
+                    response["description"] += " `error` codes: " + ", ".join(f"`{c}`" for c in own) + "."
+                responses[str(status)] = response
+            operation["responses"] = responses
+
+
+def _check_references(document: dict) -> None:
+    """Every local `$ref` points at something: a renamed schema fails the build, not a client."""
+    for ref in _references(document):
+        target: Any = document
+        for token in ref.removeprefix("#/").split("/"):
+            key = token.replace("~1", "/").replace("~0", "~")
+            if not isinstance(target, dict) or key not in target:
+                raise ValueError(f"dangling $ref {ref}")
+            target = target[key]
+
+
+def _references(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            yield ref
+        for value in node.values():
+            yield from _references(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _references(value)
+
+
+# --- the error codes, read from the code that raises them ---
+
+
+def error_codes(files: Iterable[Path] | None = None) -> dict[str, set[int]]:
+    """Every `error` code the query API can answer, and with which statuses.
+
+    Read from the source, so a new code reaches the document (and the response tests) without a list to keep:
+    each `Refused` subclass called with a literal code (status from `cappi.handlers.http.STATUS`), each such class
+    that supplies its own code to `Refused.__init__`, and each `http.error(status, code, ...)` call. A code the
+    scan cannot read (not a literal) is an error, never silently left out.
+    """
+    from cappi.domain import query as rules
+    from cappi.handlers import http
+
+    refusals = {cls.__name__: cls for cls in _subclasses(rules.Refused)}
+    found: dict[str, set[int]] = {}
+    for cls in refusals.values():
+        if "code" not in inspect.signature(cls).parameters:  # the class passes a fixed code itself
+            found.setdefault(_own_code(cls), set()).add(_status(cls, http.STATUS))
+    for path in sorted(files if files is not None else PACKAGE.rglob("*.py")):
+        for code, status in codes_in(path.read_text(), str(path), refusals, http.STATUS):
+            found.setdefault(code, set()).add(status)
+    return found
+
+
+def codes_in(
+    source: str, filename: str, refusals: dict[str, type], statuses: dict[Any, int]
+) -> Iterator[tuple[str, int]]:
+    """(code, status) for each refusal and `error(...)` call in one module's source."""
+    for node in ast.walk(ast.parse(source, filename)):
+        if not isinstance(node, ast.Call):
+            continue
+        where = f"{filename}:{node.lineno}"
+        name = _called_name(node)
+        cls = refusals.get(name) if name else None
+        if cls is not None and "code" in inspect.signature(cls).parameters:
+            code = _argument(node, inspect.signature(cls), "code")
+            yield _literal(code, where), _status(cls, statuses)
+        elif _is_error_call(node):
+            status, code = _argument_at(node, 0, "status"), _argument_at(node, 1, "code")
+            if isinstance(code, ast.Attribute) and code.attr == "code":
+                continue  # a refusal's own code (`exc.code`), found where the refusal is raised
+            if not (isinstance(status, ast.Constant) and type(status.value) is int):
+                raise ValueError(f"{where}: error(...) needs a literal status for the OpenAPI document")
+            yield _literal(code, where), status.value
+
+
+def _subclasses(cls: type) -> Iterator[type]:
+    yield cls
+    for sub in cls.__subclasses__():
+        yield from _subclasses(sub)
+
+
+def _status(cls: type, statuses: dict[Any, int]) -> int:
+    for base in cls.__mro__:
+        if base in statuses:
+            return statuses[base]
+    raise ValueError(f"{cls.__name__} has no status in cappi.handlers.http.STATUS")
+
+
+def _own_code(cls: type) -> str:
+    """The literal code a refusal class passes to `super().__init__` (the nearest `__init__` of its own)."""
+    owner = next(base for base in cls.__mro__ if "__init__" in vars(base))
+    tree = ast.parse(textwrap.dedent(inspect.getsource(owner)))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "__init__":
+            return _literal(_argument_at(node, 0, "code"), f"{owner.__qualname__}.__init__")
+    raise ValueError(f"{owner.__qualname__}.__init__ sets no error code")
+
+
+def _called_name(node: ast.Call) -> str | None:
+    if isinstance(node.func, ast.Name):
+        return node.func.id
+    if isinstance(node.func, ast.Attribute):
+        return node.func.attr
+    return None
+
+
+def _is_error_call(node: ast.Call) -> bool:
+    """`http.error(...)`, or `error(...)` as `cappi.handlers.http` calls itself (not `logger.error(...)`)."""
+    func = node.func
+    if isinstance(func, ast.Attribute):
+        return func.attr == "error" and isinstance(func.value, ast.Name) and func.value.id == "http"
+    return isinstance(func, ast.Name) and func.id == "error"
+
+
+def _argument(node: ast.Call, signature: inspect.Signature, name: str) -> ast.expr | None:
+    position = list(signature.parameters).index(name)
+    return _argument_at(node, position, name)
+
+
+def _argument_at(node: ast.Call, position: int, name: str) -> ast.expr | None:
+    if len(node.args) > position and not any(isinstance(a, ast.Starred) for a in node.args[: position + 1]):
+        return node.args[position]
+    return next((k.value for k in node.keywords if k.arg == name), None)
+
+
+def _literal(node: ast.expr | None, where: str) -> str:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    raise ValueError(f"{where}: the error code is not a string literal, so the OpenAPI document cannot list it")
 
 
 def main(argv: list[str]) -> int:
