@@ -1,0 +1,139 @@
+"""cappi-client against real local mode (`python -m local`): its token issuer, JWT authorizer and query handler.
+
+One local mode serves the whole module (a start costs several seconds): the `start` fixture's `Starter`, module
+scoped. Requests are observed through the client's `session_factory`, so the counts are of real HTTP requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from support.local_mode import LocalMode, Starter
+
+from cappi_client import CappiClient, NotFound, local
+
+pytestmark = pytest.mark.timeout(240)
+
+DEMO_ID, DEMO_SECRET = "cappi-demo-tester", "cappi-demo-secret"
+
+
+@pytest.fixture(scope="module")
+def local_mode(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalMode]:
+    starter = Starter(tmp_path_factory.mktemp("cappi-client-local"))
+    try:
+        running = starter()
+        running.wait_for(r"/api/CallData/OpenCalls/212/DEMO1/ids")  # the printed example: first polls are done
+        yield running
+    finally:
+        starter.stop_all()
+
+
+class Recorder:
+    """Every request the client's sessions send: method, URL, headers sent, status received."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str, dict[str, str], int]] = []
+        self._lock = threading.Lock()
+
+    def session(self) -> requests.Session:
+        recorder = self
+
+        class Recording(requests.Session):
+            def send(self, request: requests.PreparedRequest, **kwargs: Any) -> requests.Response:
+                response = super().send(request, **kwargs)
+                with recorder._lock:
+                    recorder.seen.append(
+                        (request.method or "", request.url or "", dict(request.headers), response.status_code)
+                    )
+                return response
+
+        return Recording()
+
+    def to(self, method: str, url_end: str) -> list[tuple[str, str, dict[str, str], int]]:
+        return [s for s in self.seen if s[0] == method and s[1].endswith(url_end)]
+
+
+def expected_calls(local_mode: LocalMode, tech: str = "DEMO1") -> list[str]:
+    status, calls = local_mode.calls(212, tech, local_mode.token())
+    assert status == 200
+    return calls
+
+
+def client_for(local_mode: LocalMode, recorder: Recorder) -> CappiClient:
+    return CappiClient(
+        local(local_mode.port), client_id=DEMO_ID, client_secret=DEMO_SECRET, session_factory=recorder.session
+    )
+
+
+def run_cli(local_mode: LocalMode, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "CAPPI_PORT": str(local_mode.port),
+        "CAPPI_CLIENT_ID": DEMO_ID,
+        "CAPPI_CLIENT_SECRET": DEMO_SECRET,
+    }
+    command = [sys.executable, "-m", "cappi_client", "open-calls", *args, "--env", "local"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=60, check=False)
+
+
+def test_the_cli_prints_a_demo_technicians_calls_from_local_mode(local_mode: LocalMode, tmp_path: Path) -> None:
+    cache = tmp_path / "tokens" / "tokens.json"
+    done = run_cli(local_mode, "212", "demo1", "--token-cache", str(cache))
+    assert (done.returncode, done.stderr) == (0, "")
+    calls = json.loads(done.stdout)
+    assert calls  # DEMO1 always has open calls
+    assert calls == expected_calls(local_mode)
+
+    # The next run takes the token from the file instead of asking for one (asking would rewrite the file).
+    inode = cache.stat().st_ino
+    again = run_cli(local_mode, "212", "DEMO1", "--token-cache", str(cache))
+    assert (again.returncode, json.loads(again.stdout)) == (0, calls)
+    assert cache.stat().st_ino == inode
+
+    refused = run_cli(local_mode, "999", "DEMO1", "--no-token-cache")
+    assert (refused.returncode, refused.stdout) == (1, "")
+    assert "404 unknown_club: CAPPI does not serve club 999" in refused.stderr
+
+    bad = run_cli(local_mode, "212", "DEMO-1", "--no-token-cache")
+    assert bad.returncode == 2
+    assert "invalid_tech_id" in bad.stderr
+
+
+def test_one_token_request_for_1000_calls_across_8_threads(local_mode: LocalMode) -> None:
+    expected = expected_calls(local_mode)
+    recorder = Recorder()
+    client = client_for(local_mode, recorder)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(pool.map(lambda _i: client.open_calls(212, "DEMO1"), range(1000)))
+    client.close()
+    assert results == [expected] * 1000
+    assert [s[3] for s in recorder.to("POST", "/oauth/token")] == [200]
+    queries = recorder.to("GET", "/api/CallData/OpenCalls/212/DEMO1/ids")
+    assert len(queries) == 1000
+    assert len({s[2]["Authorization"] for s in queries}) == 1
+    assert {s[3] for s in queries} <= {200, 304}
+
+
+def test_an_unchanged_answer_comes_back_as_304_and_from_the_cache(local_mode: LocalMode) -> None:
+    expected = expected_calls(local_mode)
+    recorder = Recorder()
+    with client_for(local_mode, recorder) as client:
+        assert client.open_calls(212, "DEMO1") == expected
+        assert client.open_calls("212", "demo1") == expected
+        with pytest.raises(NotFound) as refused:
+            client.open_calls(999, "DEMO1")
+    assert refused.value.code == "unknown_club"
+    first, second = recorder.to("GET", "/api/CallData/OpenCalls/212/DEMO1/ids")
+    assert (first[3], second[3]) == (200, 304)
+    assert "If-None-Match" not in first[2]
+    assert second[2]["If-None-Match"].startswith('"')

@@ -1,0 +1,140 @@
+"""cappi-client (clients/python) keeps its own copy of CAPPI's contract, since it may not import CAPPI: these tests
+fail the day the two drift apart (a new environment URL, a changed ID rule, another body shape), and the day the
+package starts importing something from this repository or depending on more than `requests`."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+import cappi_client
+from cappi.contracts import api
+from cappi.domain import ids as server_ids
+from cappi.domain import query
+from cappi_client import environments, ids
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "clients" / "python"
+REPO_TOP_LEVEL = {"cappi", "local", "tools", "cli", "infra", "app", "bench", "support", "tests"}
+
+
+def test_deployed_environments_equal_the_servers() -> None:
+    assert set(environments.ENVIRONMENTS) == set(api.ENVIRONMENTS)
+    for name, server in api.ENVIRONMENTS.items():
+        client = environments.ENVIRONMENTS[name]
+        assert (client.base_url, client.token_url, client.audience) == (
+            server.base_url,
+            server.token_url,
+            server.audience,
+        )
+
+
+def test_local_environment_follows_cappi_port() -> None:
+    assert environments.local(env={}).base_url == "http://127.0.0.1:3000"
+    local = environments.local(env={"CAPPI_PORT": "4123"})
+    assert (local.base_url, local.token_url, local.audience) == (
+        "http://127.0.0.1:4123",
+        "http://127.0.0.1:4123/oauth/token",
+        "http://127.0.0.1:4123",
+    )
+
+
+def test_the_route_equals_the_servers() -> None:
+    assert environments.ROUTE == api.ROUTE
+    env = environments.ENVIRONMENTS["prod"]
+    assert env.url_for(212, "AB12") == env.base_url + api.path_for(212, "AB12")
+
+
+def test_id_limits_equal_the_servers() -> None:
+    assert ids.MAX_CLUB_ID == server_ids.MAX_CLUB_ID
+    assert ids.MAX_TECH_ID_LEN == server_ids.MAX_TECH_ID_LEN
+
+
+SAMPLES = [
+    "", "0", "4", "004", "212", "999", "1000", "1234", "a1", "12a", " 12", "12 ", "-1", "+1", "1.0", "١٢", "１２",
+    "AB12", "ab12", "aB1", "A" * 32, "A" * 33, "AB 12", " AB12", "AB12 ", "AB-12", "AB_12", "ÅB12", "ß", "AB\n",
+    "AB12/..", "%41", "\x00",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("raw", SAMPLES)
+def test_club_id_rule_equals_the_servers_path_rule(raw: str) -> None:
+    expected = server_ids.parse_path_club_id(raw)
+    try:
+        got: int | None = ids.club_id(raw)
+    except cappi_client.InvalidClubId:
+        got = None
+    assert got == expected
+
+
+@pytest.mark.parametrize("raw", SAMPLES)
+def test_tech_id_rule_equals_the_servers_path_rule(raw: str) -> None:
+    try:
+        expected: str | None = query.parse_path("1", raw)[1]
+    except query.MalformedRequest as refused:
+        assert refused.code == "invalid_tech_id"
+        expected = None
+    try:
+        got: str | None = ids.tech_id(raw)
+    except cappi_client.InvalidTechId as refused:
+        assert refused.code == "invalid_tech_id"
+        got = None
+    assert got == expected
+
+
+@pytest.mark.parametrize("calls", [[], ["8679"], ["8655R", "8679", "9999"]])
+@pytest.mark.parametrize("nested", [False, True])
+def test_every_body_the_server_sends_parses(calls: list[str], nested: bool) -> None:
+    body = query.response_body(calls, nested_single=nested)
+    assert list(cappi_client.parse_call_ids(body)) == calls
+
+
+def validate(club: str, tech: str) -> tuple[int, str]:
+    return ids.club_id(club), ids.tech_id(tech)
+
+
+@pytest.mark.parametrize(("club", "tech"), [("1234", "AB12"), ("1", "AB 12"), ("x", "")])
+def test_error_codes_of_invalid_ids_equal_the_servers(club: str, tech: str) -> None:
+    with pytest.raises(query.MalformedRequest) as server:
+        query.parse_path(club, tech)
+    with pytest.raises(cappi_client.InvalidId) as client:
+        validate(club, tech)
+    assert client.value.code == server.value.code
+
+
+def test_the_package_imports_nothing_from_the_repository(tmp_path: Path) -> None:
+    code = (
+        "import sys, cappi_client, cappi_client.cli\n"
+        f"repo = {sorted(REPO_TOP_LEVEL)!r}\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in repo))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_the_package_source_imports_only_the_standard_library_and_requests() -> None:
+    allowed = set(sys.stdlib_module_names) | {"requests", "cappi_client"}
+    found = set()
+    for path in (PACKAGE / "cappi_client").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Import):
+                found.update(alias.name.split(".")[0] for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                found.add(node.module.split(".")[0])
+    assert found - allowed == set()
+    assert "requests" in found
+
+
+def test_requests_is_the_only_runtime_dependency() -> None:
+    project = tomllib.loads((PACKAGE / "pyproject.toml").read_text())["project"]
+    assert project["name"] == "cappi-client"
+    assert project["requires-python"] == ">=3.11"
+    assert [d.split(">")[0].split("=")[0].split("<")[0].strip() for d in project["dependencies"]] == ["requests"]
+    assert project["scripts"] == {"cappi-client": "cappi_client.cli:main"}
