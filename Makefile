@@ -8,22 +8,36 @@ STAMP := $(VENV)/.installed
 .PHONY: help setup run test lint typecheck format bench clean synth diff deploy bootstrap check-stage
 
 help:
-	@echo "make run     set up and run CAPPI locally (local mode)"
+	@echo "make run     set up and run CAPPI locally (local mode); make run ARGS=--fresh starts clean"
 	@echo "make test    set up the virtualenv and run lint plus every test"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lint    ruff check and format check"
-	@echo "make typecheck   mypy over functions/ (what Lambda runs)"
+	@echo "make typecheck   mypy over functions/ (what Lambda runs) and clients/python/ (cappi-client)"
 	@echo "make format  ruff format and autofix"
 	@echo "make synth   write both stages' CloudFormation templates to cdk.out/ (offline, no AWS account)"
 	@echo "make diff STAGE=stage|prod     compare a stage's stack with what is deployed (AWS credentials)"
 	@echo "make deploy STAGE=stage|prod   deploy a stage's stack (AWS credentials)"
 	@echo "make bootstrap [ENV=aws://ACCOUNT/REGION]   one-time CDK bootstrap of an account and region"
 
-# The virtualenv is rebuilt whenever a requirements file changes.
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml functions/pyproject.toml
+# Two layers in one virtualenv: local mode's (runtime requirements and moto: what `make run` needs) and the
+# development layer on top (the CDK, linters, test tools: `make test`, `make synth`). Each is reinstalled whenever
+# one of its requirements files changes.
+LOCAL_STAMP := $(VENV)/.installed-local
+LOCAL_REQUIREMENTS := requirements.txt requirements-local.txt pyproject.toml functions/pyproject.toml \
+	clients/python/pyproject.toml
+
+$(LOCAL_STAMP): $(LOCAL_REQUIREMENTS)
+	@echo "Setting up local mode in $(VENV)/: CAPPI's runtime libraries (boto3, Powertools, requests, PyJWT) and moto."
+	@echo "The first run downloads about 60 MB and takes a minute or so; later runs start at once."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-local.txt
+	touch $(LOCAL_STAMP)
+
+$(STAMP): $(LOCAL_STAMP) requirements-dev.txt
+	@echo "Setting up the development tools in $(VENV)/: the AWS CDK, cdk-nag, cfn-lint, pytest, ruff, mypy."
+	@echo "The first time downloads about 500 MB (the CDK is most of it) and takes a few minutes."
+	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-dev.txt
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -43,8 +57,8 @@ test: lint typecheck
 	$(BIN)/python -m pytest
 
 # Local mode: the whole of CAPPI on loopback (see README "Local mode" for the CAPPI_* variables).
-run: $(STAMP)
-	$(BIN)/python -m local
+run: $(LOCAL_STAMP)
+	$(BIN)/python -m local $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
