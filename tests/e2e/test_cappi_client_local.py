@@ -137,3 +137,68 @@ def test_an_unchanged_answer_comes_back_as_304_and_from_the_cache(local_mode: Lo
     assert (first[3], second[3]) == (200, 304)
     assert "If-None-Match" not in first[2]
     assert second[2]["If-None-Match"].startswith('"')
+
+
+def test_503_backoff_nested_shape_and_a_401_after_a_fresh_restart(tmp_path: Path) -> None:
+    """Against a local mode with a club of its own: the client waits out `no_snapshot_yet` as its Retry-After
+    says, reads the document's nested one-result form, and survives the issuer's key changing under its cache."""
+    from support.club_servers import respond, serve
+
+    from cappi_client import Unavailable
+
+    feed = "/feed/service/calls/status"
+    good = json.dumps({"Result": {"Calls": [{"CallId": 1234567, "ClubID": 42, "TechID": "TECH9"}]}}).encode()
+    starter = Starter(tmp_path)
+    with serve() as club:
+        club.route(feed, respond(503, b"warming up"))
+        registry = tmp_path / "clubs.json"
+        source = {"name": "club-42", "club_ids": [42], "base_url": club.base_url + "/feed"}
+        registry.write_text(json.dumps({"sources": [source]}))
+        env = {"CAPPI_CLUBS_FILE": str(registry), "CAPPI_INGEST_INTERVAL": "4", "CAPPI_NESTED_SINGLE_RESULT": "true"}
+        try:
+            first = starter(state_dir=tmp_path / "state", **env)
+            first.wait_for(r"ingest club-42: failed")
+            cache = tmp_path / "tokens.json"
+            recorder = Recorder()
+            client = CappiClient(
+                local(first.port),
+                client_id=DEMO_ID,
+                client_secret=DEMO_SECRET,
+                token_cache=cache,
+                session_factory=recorder.session,
+            )
+            with pytest.raises(Unavailable) as pending:
+                client.open_calls(42, "TECH9", deadline_s=1.0)
+            assert pending.value.code == "no_snapshot_yet"
+            assert pending.value.retry_after is not None
+            assert 0 < pending.value.retry_after <= 6  # the next poll of a 4 s schedule, not a fixed minute
+
+            club.route(feed, respond(body=good))
+            assert client.open_calls(42, "TECH9", deadline_s=30.0) == ["1234567"]  # served as [["1234567"]]
+            statuses = [s[3] for s in recorder.to("GET", "/api/CallData/OpenCalls/42/TECH9/ids")]
+            assert statuses[-1] == 200
+            assert set(statuses[:-1]) == {503}
+            body = first.http(
+                "GET", "/api/CallData/OpenCalls/42/TECH9/ids", None, {"Authorization": f"Bearer {first.token()}"}
+            )[2]
+            assert body == [["1234567"]]
+            first.process.send_signal(2)
+            assert first.process.wait(timeout=60) == 0
+
+            # A fresh start makes a new signing key: the cached token now gets a 401, and the client fetches
+            # one new token and carries on.
+            second = starter(state_dir=tmp_path / "state", port=first.port, CAPPI_FRESH="1", **env)
+            second.wait_for(r"ingest club-42: club 42 published")
+            again = CappiClient(
+                local(second.port),
+                client_id=DEMO_ID,
+                client_secret=DEMO_SECRET,
+                token_cache=cache,
+                session_factory=recorder.session,
+            )
+            before = len(recorder.to("POST", "/oauth/token"))
+            assert again.open_calls(42, "TECH9") == ["1234567"]
+            assert len(recorder.to("POST", "/oauth/token")) == before + 1
+            assert [s[3] for s in recorder.to("GET", "/api/CallData/OpenCalls/42/TECH9/ids")][-2:] == [401, 200]
+        finally:
+            starter.stop_all()
