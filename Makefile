@@ -28,7 +28,7 @@ LOCAL_REQUIREMENTS := requirements.txt requirements-local.txt pyproject.toml fun
 
 $(LOCAL_STAMP): $(LOCAL_REQUIREMENTS)
 	@echo "Setting up local mode in $(VENV)/: CAPPI's runtime libraries (boto3, Powertools, requests, PyJWT) and moto."
-	@echo "The first run downloads about 60 MB and takes a minute or so; later runs start at once."
+	@echo "The first run installs about 160 MB and takes under a minute; later runs start at once."
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-local.txt
@@ -36,7 +36,7 @@ $(LOCAL_STAMP): $(LOCAL_REQUIREMENTS)
 
 $(STAMP): $(LOCAL_STAMP) requirements-dev.txt
 	@echo "Setting up the development tools in $(VENV)/: the AWS CDK, cdk-nag, cfn-lint, pytest, ruff, mypy."
-	@echo "The first time downloads about 500 MB (the CDK is most of it) and takes a few minutes."
+	@echo "The first time adds about 500 MB (the CDK is most of it) and takes a few minutes."
 	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-dev.txt
 	touch $(STAMP)
 
