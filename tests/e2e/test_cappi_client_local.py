@@ -158,15 +158,18 @@ def test_503_backoff_nested_shape_and_a_401_after_a_fresh_restart(tmp_path: Path
         try:
             first = starter(state_dir=tmp_path / "state", **env)
             first.wait_for(r"ingest club-42: failed")
-            cache = tmp_path / "tokens.json"
             recorder = Recorder()
-            client = CappiClient(
-                local(first.port),
-                client_id=DEMO_ID,
-                client_secret=DEMO_SECRET,
-                token_cache=cache,
-                session_factory=recorder.session,
-            )
+
+            def cached_client(port: int) -> CappiClient:  # both share one token file
+                return CappiClient(
+                    local(port),
+                    client_id=DEMO_ID,
+                    client_secret=DEMO_SECRET,
+                    token_cache=tmp_path / "tokens.json",
+                    session_factory=recorder.session,
+                )
+
+            client = cached_client(first.port)
             with pytest.raises(Unavailable) as pending:
                 client.open_calls(42, "TECH9", deadline_s=1.0)
             assert pending.value.code == "no_snapshot_yet"
@@ -189,13 +192,7 @@ def test_503_backoff_nested_shape_and_a_401_after_a_fresh_restart(tmp_path: Path
             # one new token and carries on.
             second = starter(state_dir=tmp_path / "state", port=first.port, CAPPI_FRESH="1", **env)
             second.wait_for(r"ingest club-42: club 42 published")
-            again = CappiClient(
-                local(second.port),
-                client_id=DEMO_ID,
-                client_secret=DEMO_SECRET,
-                token_cache=cache,
-                session_factory=recorder.session,
-            )
+            again = cached_client(second.port)
             before = len(recorder.to("POST", "/oauth/token"))
             assert again.open_calls(42, "TECH9") == ["1234567"]
             assert len(recorder.to("POST", "/oauth/token")) == before + 1
