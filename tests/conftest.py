@@ -1,5 +1,5 @@
-"""Test-wide safety (fake AWS credentials, no network beyond loopback) and the fixtures tests share: moto-backed
-DynamoDB with the snapshot table, Secrets Manager, and a Lambda context."""
+"""Test-wide safety (fake AWS credentials, no network beyond loopback, no registered secret in any log of the run)
+and the fixtures tests share: moto-backed DynamoDB with the snapshot table, Secrets Manager, and a Lambda context."""
 
 from __future__ import annotations
 
@@ -50,6 +50,15 @@ def _guarded_connect(self: socket.socket, address: object) -> None:
 def _guarded_connect_ex(self: socket.socket, address: object) -> int:
     _check_loopback(address)
     return _real_connect_ex(self, address)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The session-wide secret-leak check (support/log_leak_check.py): a test during which a secret of
+    support/secrets_registry.py reaches any log fails, naming the secret, never printing it."""
+    from support.log_leak_check import register
+
+    if not config.pluginmanager.has_plugin("cappi-secret-leak-check"):
+        register(config)
 
 
 @pytest.fixture(autouse=True, scope="session")

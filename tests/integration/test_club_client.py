@@ -1264,6 +1264,80 @@ def test_no_secret_in_errors_or_logs(server, caplog, auth_kind, feed, token):
     assert_nothing_leaks(" ".join(str(r.__dict__) for r in caplog.records))
 
 
+def secret_path_redirect(secret: str) -> Responder:
+    """A club that moves its feed to a same-origin path holding the caller's own bearer secret (a careless
+    "personalised" URL): the client follows it, since the origin is the same, and must not log it."""
+    return redirect(f"/feeds/{secret}/calls", status=302)
+
+
+def test_a_redirect_to_a_path_holding_the_secret_is_never_logged_or_reported(server, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    server.route(FEED, secret_path_redirect(BEARER_SECRET))
+    server.route(f"/feeds/{BEARER_SECRET}/calls", respond(200, b"[1]"))
+
+    result = client.fetch(club(server.base_url, ClubAuth(type="bearer", secret="clubs/bearer")))
+
+    assert result.body == b"[1]"
+    assert result.url == server.url("/feeds/[redacted]/calls")  # the secret's place shown
+    success = [r for r in caplog.records if r.name == "cappi.club_client" and "->" in r.getMessage()]
+    assert success, "the client logs its successful GET"
+    assert "/feeds/[redacted]/calls" in success[-1].getMessage()
+    assert success[-1].url == result.url  # the structured field, too
+    assert_nothing_leaks(caplog.text)
+    assert_nothing_leaks(" ".join(str(r.__dict__) for r in caplog.records))  # urllib3's request lines included
+    assert_nothing_leaks(repr(result))
+
+
+def test_a_failure_after_a_redirect_to_the_secret_path_is_redacted(server, client, caplog):
+    caplog.set_level(logging.DEBUG)
+    server.route(FEED, secret_path_redirect(BEARER_SECRET))
+    server.route(f"/feeds/{BEARER_SECRET}/calls", respond(404, f"no feed at /feeds/{BEARER_SECRET}".encode()))
+
+    error = fetch_error(client, club(server.base_url, ClubAuth(type="bearer", secret="clubs/bearer")))
+
+    assert error.code == "http_status"
+    assert "/feeds/[redacted]/calls" in error.message
+    assert_nothing_leaks(str(error) + repr(error) + caplog.text + " ".join(str(r.__dict__) for r in caplog.records))
+
+
+def test_the_fetch_is_stamped_with_its_first_request_not_with_the_answer(server):
+    """Retries and redirects come later and slower; the list is as of when the club was first asked."""
+    wall = Clock(1_700_000_000.0)
+    first = [True]
+
+    def slow_503_then_redirect(h) -> None:
+        wall.advance(4.0)  # the club takes its time
+        if first[0]:
+            first[0] = False
+            respond(503, b"busy", headers={"Retry-After": "0"})(h)
+        else:
+            redirect("/v2")(h)
+
+    def feed_v2(h) -> None:
+        wall.advance(4.0)
+        respond(200, b"[1]")(h)
+
+    server.route(FEED, slow_503_then_redirect)
+    server.route("/v2", feed_v2)
+    result = ClubFeedClient(SECRETS, FAST, wall_clock=wall).fetch(club(server.base_url))
+
+    assert result.attempts == 2
+    assert result.sent_at_ms == 1_700_000_000_000
+    assert wall.now_ms == 1_700_000_012_000
+
+
+def test_a_failed_fetch_reports_when_it_first_asked_and_none_when_it_never_did(server):
+    wall = Clock(1_700_000_000.0)
+    server.route(FEED, respond(500, b"down"))
+    error = fetch_error(ClubFeedClient(SECRETS, FAST, wall_clock=wall), club(server.base_url))
+    assert error.sent_at_ms == 1_700_000_000_000
+    never = fetch_error(
+        ClubFeedClient(StaticSecrets({}), FAST), club(server.base_url, ClubAuth(type="bearer", secret="x"))
+    )
+    assert (never.code, never.sent_at_ms) == ("secret_missing", None)
+
+
 def test_fetch_result_repr_leaves_out_the_body():
     result = FetchResult(
         body=b"x" * 1000, status=200, attempts=1, elapsed_s=0.1, url="https://a", content_type=None, bytes_on_wire=9

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from support.aws import SNAPSHOT_TABLE
-from support.club_servers import LoopbackServer, in_turn, respond, serve
+from support.club_servers import Handler, LoopbackServer, in_turn, redirect, respond, serve
 
 from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.snapshot_reader import SnapshotReader
@@ -290,3 +292,62 @@ def test_a_held_drop_is_recorded_as_held(
     recorded = last_poll(dynamodb)
     assert (recorded.status, recorded.held_clubs) == ("held", (212,))
     assert recorded.last_success_ms == held["fetched_at_ms"]
+
+
+# --- overlapping polls: the one that asked later wins ----------------------------------------------------------
+
+
+def test_of_two_overlapping_polls_the_later_sent_wins_though_the_earlier_answers_last(
+    aws: SnapshotReader, club: LoopbackServer, dynamodb: Any, run: Callable[..., dict[str, Any]]
+) -> None:
+    """Poll 1 asks first and the club answers it slowly with list X; poll 2 asks later and gets list Y at once.
+    Y is the newer list: readers must keep it when X finally arrives (stamped by arrival, X won the head)."""
+    run()  # a first good poll: the container is warm and readers have a list
+    old_x = feed((1111, 212, "ab12"), (8655, 213, "cd34"))
+    new_y = feed((2222, 212, "ab12"), (8655, 213, "cd34"))
+
+    def slow_x(h: Handler) -> None:
+        h.wait(1.5)
+        respond(body=old_x)(h)
+
+    club.route(FEED, in_turn(slow_x, respond(body=new_y)))
+    results: list[dict[str, Any]] = []
+    first = threading.Thread(target=lambda: results.append(run()))
+    first.start()
+    while len(club.requests_to(FEED)) < 2:  # the warm-up's request, then poll 1's
+        time.sleep(0.005)
+    time.sleep(0.02)
+    second = run()
+    assert aws.open_calls(212, "AB12").call_ids == ("2222",)
+    first.join(10)
+    (earlier,) = results
+
+    assert earlier["fetched_at_ms"] < second["fetched_at_ms"]
+    assert [c["outcome"] for c in earlier["clubs"]] == ["superseded", "superseded"]
+    assert aws.open_calls(212, "AB12").call_ids == ("2222",)
+    assert last_poll(dynamodb).fetched_at_ms == second["fetched_at_ms"]  # the last poll is the later-sent one
+
+
+def test_a_redirect_to_a_path_holding_the_secret_stays_out_of_logs_results_and_last_poll(
+    aws: SnapshotReader,
+    club: LoopbackServer,
+    dynamodb: Any,
+    capsys: pytest.CaptureFixture[str],
+    log_lines: io.StringIO,
+    run: Callable[..., dict[str, Any]],
+) -> None:
+    moved = f"/v2/{SECRET_VALUE}/status"
+    club.route(FEED, redirect(moved))
+    club.route(moved, respond(body=GOOD))
+
+    good = run()
+    club.route(moved, respond(500, f"<h1>error at {moved}</h1>".encode(), content_type="text/html"))
+    failed = run()
+
+    assert (good["status"], failed["status"], failed["error_code"]) == ("ok", "failed", "http_status")
+    logs = log_lines.getvalue()
+    assert "/v2/[redacted]/status" in logs
+    recorded = last_poll(dynamodb)
+    assert "[redacted]" in (recorded.error or "")
+    everything = logs + capsys.readouterr().out + json.dumps(good) + json.dumps(failed) + repr(recorded)
+    assert SECRET_VALUE not in everything

@@ -3,6 +3,12 @@
 A club-side problem (unreachable, slow, non-200, bad document, too many bad rows) is a result, not an exception:
 the published snapshots stay as they are and the caller records metrics. Our own faults (the store failing) raise,
 so the platform's retries apply to them.
+
+A poll is stamped (`fetched_at_ms`) with the moment it first asked the club for its list, as the fetcher reports it
+(`sent_at_ms`), not with the moment the answer arrived: the head keeps the poll with the later stamp, so of two
+overlapping polls the one that asked later wins, however slow, retried or redirected the other one was (DESIGN.md
+section 3). A fetcher that does not report it, or a fetch that failed before sending anything, is stamped with the
+moment the poll began, which is no later than any request it sent.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ class FeedUnavailable(Exception):
     code: str = "unavailable"
     status: int | None = None
     attempts: int = 0
+    sent_at_ms: int | None = None  # wall-clock ms of the first request to the club, if one went out
 
 
 class FetchedFeed(Protocol):
@@ -32,6 +39,8 @@ class FetchedFeed(Protocol):
 
     @property
     def attempts(self) -> int: ...
+
+    # Optional: `sent_at_ms: int | None`, when the fetch first asked the club (read with `asked_at_ms`).
 
 
 class FeedFetcher(Protocol):
@@ -44,7 +53,7 @@ class PollResult:
 
     source: str
     status: str  # "ok", "failed" (feed unavailable) or "rejected" (feed unusable)
-    fetched_at_ms: int
+    fetched_at_ms: int  # when the poll first asked the club (see the module docstring), not when it answered
     fetch_seconds: float
     attempts: int = 0
     error_code: str | None = None
@@ -113,13 +122,14 @@ def poll_source(
     timer: Callable[[], float] = time.perf_counter,
 ) -> PollResult:
     started = timer()
+    began_ms = int(clock() * 1000)
     try:
         fetched = fetcher.fetch(source)
     except FeedUnavailable as exc:
         result = PollResult(
             source=source.name,
             status="failed",
-            fetched_at_ms=int(clock() * 1000),
+            fetched_at_ms=asked_at_ms(exc, began_ms),
             fetch_seconds=timer() - started,
             attempts=exc.attempts,
             error_code=exc.code,
@@ -129,7 +139,7 @@ def poll_source(
         _record_ages(result, store, source, clock)
         return result
 
-    fetched_at_ms = int(clock() * 1000)
+    fetched_at_ms = asked_at_ms(fetched, began_ms)
     result = PollResult(
         source=source.name,
         status="ok",
@@ -169,6 +179,14 @@ def poll_source(
         if club.checked_at_ms is not None:
             result.snapshot_age_s[club.club_id] = max(0.0, (now_ms - club.checked_at_ms) / 1000)
     return result
+
+
+def asked_at_ms(report: object, began_ms: int) -> int:
+    """When a poll asked the club: the `sent_at_ms` its fetch (or fetch error) reports, else when it began."""
+    sent = getattr(report, "sent_at_ms", None)
+    if isinstance(sent, int) and not isinstance(sent, bool):
+        return sent
+    return began_ms
 
 
 def _record_ages(result: PollResult, store: SnapshotStore, source: ClubSource, clock: Callable[[], float]) -> None:

@@ -20,7 +20,7 @@ from cappi.adapters.club_client.decoding import ACCEPT_ENCODING
 from cappi.adapters.club_client.errors import AttemptFailure
 from cappi.adapters.club_client.fetch_run import FetchRun
 from cappi.adapters.club_client.oauth2 import ClientCredentialsTokens
-from cappi.adapters.club_client.redaction import loggable_url
+from cappi.adapters.club_client.redaction import install_log_redaction, loggable_url
 from cappi.adapters.club_client.redirects import REDIRECT_STATUSES, RedirectTrail
 from cappi.adapters.club_client.retry_policy import backoff_s, status_failure
 from cappi.adapters.club_client.transport import Transport
@@ -28,6 +28,7 @@ from cappi.adapters.secrets import SecretSource
 from cappi.domain.registry import ClubSource, check_url
 
 log = logging.getLogger("cappi.club_client")  # the name the ingest handler routes into its structured log
+install_log_redaction()  # every record of this logger and urllib3's goes through the running fetch's redactor
 
 
 @dataclass(frozen=True)
@@ -57,9 +58,10 @@ class FetchResult:
     status: int
     attempts: int
     elapsed_s: float
-    url: str
+    url: str  # where the body came from, as FetchRun.where shows it (redacted: it is for reports and logs)
     content_type: str | None
     bytes_on_wire: int
+    sent_at_ms: int | None = None  # wall-clock ms when the fetch first asked the club (FetchRun.mark_sent)
 
 
 class ClubFeedClient:
@@ -74,9 +76,11 @@ class ClubFeedClient:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
         user_agent: str = "CAPPI/1.0",
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self.limits = limits
         self._clock = clock
+        self._wall_clock = wall_clock  # for `sent_at_ms`, which orders overlapping polls; `clock` runs deadlines
         self._sleep = sleep
         self._user_agent = user_agent
         self._transport = Transport(
@@ -98,7 +102,11 @@ class ClubFeedClient:
 
     def fetch(self, source: ClubSource) -> FetchResult:
         """GET the source's feed, retrying transient failures; raise FeedFetchError when it cannot be had."""
-        run = FetchRun(source=source, deadline=Deadline(self._clock, self.limits.deadline))
+        run = FetchRun(source=source, deadline=Deadline(self._clock, self.limits.deadline), wall_clock=self._wall_clock)
+        with run.redactor.active():
+            return self._fetch(source, run)
+
+    def _fetch(self, source: ClubSource, run: FetchRun) -> FetchResult:
         url = source.feed_url
         problem = check_url(url)
         if problem:
@@ -141,7 +149,7 @@ class ClubFeedClient:
             log.info(
                 "club feed %s: GET %s -> %s on attempt %d after %.3fs (%d bytes on the wire)",
                 source.name,
-                loggable_url(result.url),
+                result.url,  # already FetchRun.where's rendering
                 result.status,
                 run.attempts,
                 result.elapsed_s,
@@ -165,6 +173,7 @@ class ClubFeedClient:
         """One attempt: the GET and any same-origin redirects, each hop with the same headers and certificate."""
         trail = RedirectTrail(url, self.limits.max_redirects)
         while True:
+            run.mark_sent()
             resp = self._transport.send("GET", trail.url, headers, run.deadline, cert=cert)
             try:
                 status = resp.status_code
@@ -181,9 +190,10 @@ class ClubFeedClient:
                         status=status,
                         attempts=run.attempts,
                         elapsed_s=run.deadline.elapsed(),
-                        url=trail.url,
+                        url=run.where(trail.url),
                         content_type=resp.headers.get("Content-Type"),
                         bytes_on_wire=wire,
+                        sent_at_ms=run.sent_at_ms,
                     )
                 excerpt = self._body.error_excerpt(resp, run.deadline, run.redactor)
                 raise status_failure(trail.url, status, excerpt, resp.headers.get("Retry-After"))
@@ -194,7 +204,7 @@ class ClubFeedClient:
         log.warning(
             "club feed %s: GET %s failed on attempt %d after %.3fs: %s (%s)",
             run.source.name,
-            loggable_url(url),
+            run.where(url),
             run.attempts,
             run.deadline.elapsed(),
             failure.code,

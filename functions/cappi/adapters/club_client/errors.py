@@ -28,7 +28,9 @@ FETCH_ERROR_CODES = frozenset(
 class FeedFetchError(FeedUnavailable):
     """A fetch failed; `code` is one of FETCH_ERROR_CODES, for metrics and alarms."""
 
-    def __init__(self, code: str, message: str, *, status: int | None = None, attempts: int = 0) -> None:
+    def __init__(
+        self, code: str, message: str, *, status: int | None = None, attempts: int = 0, sent_at_ms: int | None = None
+    ) -> None:
         if code not in FETCH_ERROR_CODES:
             raise ValueError(f"unknown fetch error code {code!r}")
         super().__init__(message)
@@ -36,6 +38,7 @@ class FeedFetchError(FeedUnavailable):
         self.message = message
         self.status = status
         self.attempts = attempts
+        self.sent_at_ms = sent_at_ms  # when the first feed request went out (None: the fetch failed before it)
 
     def __repr__(self) -> str:
         return (

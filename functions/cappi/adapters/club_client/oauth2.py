@@ -91,7 +91,7 @@ class ClientCredentialsTokens:
         if auth.audience:
             form["audience"] = auth.audience
         headers = {"User-Agent": self._user_agent, "Accept": "application/json", "Accept-Encoding": ACCEPT_ENCODING}
-        where = loggable_url(token_url)
+        where = run.where(token_url)
         try:
             resp = self._transport.send("POST", token_url, headers, run.deadline, data=form)
             try:

@@ -1,14 +1,22 @@
 """Keeping secrets out of what the client emits: error messages, log lines, excerpts of server answers.
 
-A `Redactor` lives for one fetch and learns each secret value the fetch handles; everything else here is
-stateless and strips the places where credentials hide (URL user info and query, exception messages).
+A `Redactor` lives for one fetch and learns each secret value the fetch handles. It is the one redaction path:
+URLs leave the client only as `Redactor.url` renders them (user info, query and fragment dropped, then every known
+secret replaced: a club may redirect to a path that holds the bearer secret), and messages and excerpts only as
+`clean`/`excerpt` leave them. As a backstop that holds whatever a call site forgets, `RedactingFilter` sits on the
+club client's logger and on urllib3's: while a fetch runs (`Redactor.active`), every record those loggers emit,
+its message, arguments and extra fields, goes through the fetch's redactor before any handler sees it.
 """
 
 from __future__ import annotations
 
 import html
+import logging
 import re
-from urllib.parse import quote_plus, urlsplit
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from urllib.parse import quote, quote_plus, urlsplit
 
 _EXCERPT_CHARS = 200
 _TAG = re.compile(r"<[^>]{0,1000}>")
@@ -25,8 +33,24 @@ class Redactor:
 
     def protect(self, value: str) -> None:
         self._values.add(value)
-        # The same value may come back percent-encoded (a form echo) or base64'd elsewhere.
+        # The same value may come back percent-encoded: in a form echo, or in a URL path as requests or urllib3
+        # quote it before sending (and logging) it.
         self._values.add(quote_plus(value))
+        self._values.add(quote(value, safe=""))
+        self._values.add(quote(value))
+
+    def url(self, raw: str) -> str:
+        """The only form in which the client lets a URL out (log lines, errors, results)."""
+        return self.clean(loggable_url(raw))
+
+    @contextmanager
+    def active(self) -> Iterator[None]:
+        """While the block runs, RedactingFilter cleans this thread's club client and urllib3 log records."""
+        token = _ACTIVE.set((*_ACTIVE.get(), self))
+        try:
+            yield
+        finally:
+            _ACTIVE.reset(token)
 
     def clean(self, text: str) -> str:
         # Longest first, so a secret that contains another secret is removed whole.
@@ -80,3 +104,44 @@ def root_cause(exc: BaseException) -> str:
     if isinstance(innermost, OSError) and innermost.strerror:
         return f"{type(innermost).__name__}: {innermost.strerror}"
     return type(innermost).__name__
+
+
+# The redactors of the fetches running in this context (one, unless fetches nest).
+_ACTIVE: ContextVar[tuple[Redactor, ...]] = ContextVar("cappi_club_client_redactors", default=())
+# The attributes every LogRecord has; anything else on a record is an `extra` field and is cleaned too.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Where a fetch's URLs and headers can reach a log record: the client's own lines, and urllib3's request lines
+# (urllib3.connectionpool logs each request's path at DEBUG). Filters on a logger do not apply to its children.
+REDACTED_LOGGERS = ("cappi.club_client", "urllib3.connectionpool", "urllib3.connection", "urllib3.util.retry")
+
+
+class RedactingFilter(logging.Filter):
+    """Cleans every record with the redactors of the fetches active in the emitting context."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        redactors = _ACTIVE.get()
+        if not redactors:
+            return True
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            message = str(record.msg)
+        record.msg, record.args = _scrub(message, redactors), None
+        for name, value in list(vars(record).items()):
+            if name not in _RECORD_ATTRIBUTES and isinstance(value, str):
+                setattr(record, name, _scrub(value, redactors))
+        return True
+
+
+def _scrub(text: str, redactors: tuple[Redactor, ...]) -> str:
+    for redactor in redactors:
+        text = redactor.clean(text)
+    return text
+
+
+def install_log_redaction() -> None:
+    """Put RedactingFilter on every logger of REDACTED_LOGGERS (once; called when the client is imported)."""
+    for name in REDACTED_LOGGERS:
+        target = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in target.filters):
+            target.addFilter(RedactingFilter())
