@@ -27,6 +27,11 @@ MAX_REQUEST_HEAD_BYTES = 10_240
 Handler = Callable[[dict[str, Any], Any], Any]
 
 
+def head_size(method: str, target: str, protocol: str, headers: Iterable[tuple[str, str]]) -> int:
+    """What API Gateway counts against `MAX_REQUEST_HEAD_BYTES`: the request line, header names and values."""
+    return len(f"{method} {target} {protocol}") + sum(len(k) + len(v) for k, v in headers)
+
+
 class AuthorizerDecision(Protocol):
     allowed: bool
     status: int
@@ -144,10 +149,7 @@ class HttpApi:
     def handle(self, request: HttpRequest) -> HttpResponse:
         request_id = f"{uuid.uuid4().hex[:8]}-{next(self._ids)}"
         extra = [("apigw-requestid", request_id)]
-        head_size = len(f"{request.method} {request.target} {request.protocol}") + sum(
-            len(k) + len(v) for k, v in request.headers
-        )
-        if head_size > MAX_REQUEST_HEAD_BYTES:
+        if head_size(request.method, request.target, request.protocol, request.headers) > MAX_REQUEST_HEAD_BYTES:
             return _message(431, "Request Header Fields Too Large", extra)
         raw_path, _, query = request.target.partition("?")
         for route in self.routes:

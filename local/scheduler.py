@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -22,6 +23,8 @@ class Scheduler(threading.Thread):
         self.stopping = threading.Event()
 
     def run(self) -> None:
+        """Ticks at a fixed rate, as a `rate(...)` schedule fires: a slow tick does not push the later ones back."""
+        next_tick = time.monotonic()
         while not self.stopping.is_set():
             tick = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             try:
@@ -31,4 +34,8 @@ class Scheduler(threading.Thread):
                     self._console.event(f"dispatch: could not start {sorted(result['failed'])}")
             except Exception as exc:  # the next tick tries again, as the schedule would
                 self._console.event(f"dispatch failed: {type(exc).__name__}: {exc}")
-            self.stopping.wait(self._interval_s)
+            next_tick += self._interval_s
+            now = time.monotonic()
+            if next_tick < now:  # a tick longer than the interval: skip the missed ones, as the scheduler would
+                next_tick = now + self._interval_s - (now - next_tick) % self._interval_s
+            self.stopping.wait(next_tick - now)

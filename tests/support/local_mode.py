@@ -30,11 +30,18 @@ class LocalMode:
     port: int
     state_dir: Path
     lines: list[str] = field(default_factory=list)
+    stamps: list[float] = field(default_factory=list)  # time.monotonic() when each of `lines` was read
 
     def read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
+            self.stamps.append(time.monotonic())
             self.lines.append(line)
+
+    def stamped(self, pattern: str, after: int = 0) -> list[float]:
+        """When the lines matching `pattern` (from line `after` on) were printed."""
+        regex = re.compile(pattern)
+        return [t for t, line in zip(self.stamps[after:], self.lines[after:], strict=False) if regex.search(line)]
 
     def output(self) -> str:
         return "".join(self.lines)
