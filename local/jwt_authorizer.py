@@ -27,7 +27,9 @@ captures above show `scope=""`, apparently on routes without scopes); `Bearer` m
 lower-case `bearer ` is then part of the token and fails as malformed); `scope` and `scp` read together.
 
 Deliberately stricter than API Gateway: RS256 only (DESIGN.md section 2; AWS accepts "RSA-based" algorithms),
-`exp` required, JWKS keys with another `alg` or `use` ignored.
+`exp` required, JWKS keys with another `alg` or `use` ignored, and `exp`, `nbf` and `iat` must be NumericDates
+(RFC 7519 section 2: JSON numbers, here between 1970 and the end of year 9999) or the token is malformed. PyJWT's
+own time checks are off because they take whatever `int()` takes: `"exp": "1999999999"` or `"nbf": true`.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import binascii
 import json
 import logging
 import math
+import re
 import threading
 import time
 import urllib.error
@@ -73,6 +76,10 @@ DEFAULT_JWKS_COOLDOWN_S: Final = 30.0
 DEFAULT_JWKS_MAX_AGE_S: Final = 3600.0
 DEFAULT_FETCH_TIMEOUT_S: Final = 3.0
 DEFAULT_JWKS_MAX_BYTES: Final = 256 * 1024
+# The last second of year 9999. A later "date" is no issuer's intent, and golang-jwt (which API Gateway's wording
+# follows) overflows converting it; an earlier one than 1970 neither. Both are refused as malformed.
+MAX_NUMERIC_DATE: Final = 253_402_300_799
+TIME_CLAIMS: Final = ("exp", "nbf", "iat")
 
 # Reasons (machine codes for logs and tests).
 OK = "ok"
@@ -377,6 +384,22 @@ def token_scopes(payload: Mapping[str, Any]) -> list[str]:
 
 # --- the authorizer ---
 
+# Three base64url segments without padding (RFC 7515 sections 2 and 7.1). PyJWT also decodes `=` padding, so
+# `<token>==` would pass as a second spelling of a valid token; golang-jwt's default raw decoding refuses it.
+_COMPACT_JWS: Final = re.compile(r"[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*")
+
+
+def numeric_date(value: Any) -> int | float | None:
+    """`value` when it is a NumericDate (RFC 7519 section 2) CAPPI accepts, else None.
+
+    A JSON number only: not a string of digits, not a boolean (`bool` is an `int` in Python), null, array or
+    object. NaN and infinities (which Python's JSON parser lets through) and values outside 0..MAX_NUMERIC_DATE
+    fail the range test; it compares without converting, so a 400-digit integer costs nothing either.
+    """
+    if type(value) not in (int, float):
+        return None
+    return value if 0 <= value <= MAX_NUMERIC_DATE else None
+
 
 def _peek_header(token: str) -> dict[str, Any] | None:
     """The unverified JOSE header, only to pick the key; None when unreadable.
@@ -414,14 +437,15 @@ class JwtAuthorizer:
         self._audiences = frozenset(config.audiences)
         self._scope_param = " ".join(config.required_scopes)
         self._expected_scopes = "expected scopes: [" + " ".join(config.required_scopes) + "]"
-        # Time and signature checks are PyJWT's; issuer, audience (with API Gateway's client_id rule) and scopes
-        # are checked below. `sub`/`jti` type checks are off: API Gateway does not make them.
+        # The signature check and `exp`'s presence are PyJWT's; time claims (`_time_reason`), issuer, audience
+        # (with API Gateway's client_id rule) and scopes are checked below. `sub`/`jti` type checks are off: API
+        # Gateway does not make them.
         self._jwt = jwt.PyJWT(
             options={
                 "verify_signature": True,
-                "verify_exp": True,
-                "verify_nbf": True,
-                "verify_iat": True,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
                 "verify_aud": False,
                 "verify_iss": False,
                 "verify_sub": False,
@@ -465,6 +489,8 @@ class JwtAuthorizer:
             return self._unauthorized(MALFORMED, SEGMENTS_DESCRIPTION)
         if len(token) > MAX_TOKEN_CHARS:
             return self._unauthorized(MALFORMED)
+        if not _COMPACT_JWS.fullmatch(token):
+            return self._unauthorized(MALFORMED)
 
         header_fields = _peek_header(token)
         if header_fields is None:
@@ -478,22 +504,20 @@ class JwtAuthorizer:
         if key is None:
             return self._unauthorized(UNKNOWN_KEY)
 
-        leeway = self.config.leeway_s
         try:
-            payload = self._jwt.decode_complete(token, key=key, algorithms=ALGORITHMS, leeway=leeway)["payload"]
+            payload = self._jwt.decode_complete(token, key=key, algorithms=ALGORITHMS)["payload"]
         except jwt.InvalidSignatureError:
             return self._unauthorized(BAD_SIGNATURE)
-        except jwt.ExpiredSignatureError:
-            return self._unauthorized(EXPIRED)
-        except jwt.ImmatureSignatureError:
-            return self._unauthorized(self._immature_reason(token))
         except jwt.MissingRequiredClaimError:
             return self._unauthorized(MISSING_CLAIM)
         except jwt.InvalidAlgorithmError:
             return self._unauthorized(BAD_ALGORITHM)
-        except (jwt.PyJWTError, ValueError, TypeError):
-            # Payload not JSON, a time claim not a number, an unsupported `crit` header...
+        except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
+            # Payload not JSON (or nested past the parser's limit), an unsupported `crit` header...
             return self._unauthorized(MALFORMED)
+        time_reason = self._time_reason(payload)
+        if time_reason is not None:
+            return self._unauthorized(time_reason)
 
         iss = payload.get("iss")
         if not isinstance(iss, str) or iss != self.config.issuer:
@@ -527,15 +551,26 @@ class JwtAuthorizer:
         client_id = payload.get("client_id")
         return isinstance(client_id, str) and client_id in self._audiences
 
-    def _immature_reason(self, token: str) -> str:
-        # PyJWT raises one error for a future `nbf` and a future `iat`; the signature is already verified here,
-        # so reading the payload again tells them apart.
-        payload = self._jwt.decode_complete(token, options={"verify_signature": False})["payload"]
-        nbf = payload.get("nbf")
-        now = time.time()
-        if isinstance(nbf, int | float) and not isinstance(nbf, bool) and nbf > now + self.config.leeway_s:
+    def _time_reason(self, payload: Mapping[str, Any]) -> str | None:
+        """Why the time claims refuse the token (None: they do not), in PyJWT's order: a claim that is not a
+        NumericDate, then not yet valid (`nbf` before `iat`), then expired."""
+        dates = {}
+        for name in TIME_CLAIMS:
+            if name in payload:
+                dates[name] = numeric_date(payload[name])
+                if dates[name] is None:
+                    return MALFORMED
+        now, leeway = time.time(), self.config.leeway_s
+        nbf, iat, exp = dates.get("nbf"), dates.get("iat"), dates.get("exp")
+        if nbf is not None and nbf > now + leeway:
             return NOT_YET_VALID
-        return ISSUED_IN_FUTURE
+        if iat is not None and iat > now + leeway:
+            return ISSUED_IN_FUTURE
+        if exp is None:  # PyJWT's `require` has refused a missing or null `exp` already
+            return MISSING_CLAIM
+        if exp <= now - leeway:
+            return EXPIRED
+        return None
 
     def _unauthorized(self, reason: str, description: str | None = None) -> AuthorizerDecision:
         text = description if description is not None else DESCRIPTIONS[reason]

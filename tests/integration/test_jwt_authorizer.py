@@ -294,6 +294,54 @@ def test_a_time_claim_that_is_not_a_number_is_malformed(env: Env, claim: str) ->
     assert_refused(env.authorize(env.bearer(**{claim: "soon"})), "malformed", "token is malformed")
 
 
+# "soon" above fails PyJWT's int() by luck; these passed it. RFC 7519 section 2: a NumericDate is a JSON number.
+NOT_NUMERIC_DATES = [
+    pytest.param(lambda now: str(now + 3600), id="digits-string"),
+    pytest.param(lambda now: f"{now + 3600}.0", id="decimal-string"),
+    pytest.param(lambda _now: True, id="true"),
+    pytest.param(lambda _now: False, id="false"),
+    pytest.param(lambda now: [now + 3600], id="list"),
+    pytest.param(lambda now: {"at": now + 3600}, id="object"),
+    pytest.param(lambda _now: -1, id="negative"),
+    pytest.param(lambda _now: 10**30, id="huge-int"),
+    pytest.param(lambda _now: 1e308, id="huge-float"),
+]
+
+
+@pytest.mark.parametrize("make", NOT_NUMERIC_DATES)
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+def test_a_time_claim_that_is_not_a_numeric_date_is_malformed(env: Env, claim: str, make: Any) -> None:
+    now = int(time.time())
+    token = env.keys.k1.sign_raw(K.claims(**{claim: make(now)}))
+    assert_refused(env.authorize("Bearer " + token), "malformed", "token is malformed")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "null"])
+@pytest.mark.parametrize("claim", ["nbf", "iat"])
+def test_a_time_claim_of_nan_infinity_or_null_is_malformed(env: Env, claim: str, literal: str) -> None:
+    # Python's JSON parser (PyJWT's) reads NaN and Infinity; a forger writes them as bytes.
+    body = json.dumps(K.claims(**{claim: 0})).replace(f'"{claim}": 0', f'"{claim}": {literal}').encode()
+    assert_refused(env.authorize("Bearer " + env.keys.k1.sign_raw(body)), "malformed", "token is malformed")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity"])
+def test_an_exp_of_nan_or_infinity_is_malformed(env: Env, literal: str) -> None:
+    body = json.dumps(K.claims(exp=0)).replace('"exp": 0', f'"exp": {literal}').encode()
+    assert_refused(env.authorize("Bearer " + env.keys.k1.sign_raw(body)), "malformed", "token is malformed")
+
+
+def test_a_null_exp_is_a_missing_claim(env: Env) -> None:
+    body = json.dumps(K.claims(exp=0)).replace('"exp": 0', '"exp": null').encode()
+    decision = env.authorize("Bearer " + env.keys.k1.sign_raw(body))
+    assert_refused(decision, "missing_claim", "token is missing required claim: exp")
+
+
+def test_fractional_numeric_dates_are_numeric_dates(env: Env) -> None:
+    now = time.time()
+    assert env.authorize(env.bearer(iat=now - 0.5, nbf=now - 0.25, exp=now + 3600.5)).allowed
+    assert env.authorize(env.bearer(iat=now - 7200.5, exp=now - 3600.5)).reason == "expired"
+
+
 def test_leeway_boundaries(env: Env) -> None:
     # 3 s either side of the leeway: enough margin for a slow machine between signing and checking.
     now = int(time.time())

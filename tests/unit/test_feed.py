@@ -251,7 +251,7 @@ valid_row = st.fixed_dictionaries(
     {"CallId": st.integers(0, 9_999_999), "ClubId": st.sampled_from([212, 213]), "TechId": valid_tech}
 )
 junk = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=40),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=40),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
     max_leaves=8,
 )
@@ -302,7 +302,7 @@ def test_property_arbitrary_bytes_never_crash(body: bytes) -> None:
     try:
         parse_feed(body, {212})
     except FeedRejected as exc:
-        assert exc.code in {"not_json", "bad_shape", "too_many_rejected"}
+        assert exc.code in feed.DOCUMENT_REASON_TEXT
 
 
 def test_rejected_rows_come_with_examples_naming_row_and_value() -> None:
@@ -347,3 +347,238 @@ def test_examples_stop_at_the_limit_while_counts_go_on() -> None:
 def test_every_rule_and_warning_has_words_for_people() -> None:
     assert set(feed.REASON_TEXT) == set(feed.REJECT_REASONS)
     assert set(feed.WARNING_TEXT) == {feed.QUOTED_CALL_ID_WARNING}
+    assert set(feed.DOCUMENT_REASON_TEXT) == {"not_json", "too_deep", "bad_shape", "too_many_rejected"}
+
+
+# --- strict decoding: nesting, NaN/Infinity, repeated keys, encodings ---------------------------------------------
+
+
+def rejection(body: bytes | str) -> FeedRejected:
+    with pytest.raises(FeedRejected) as caught:
+        parse_feed(body, {212})
+    return caught.value
+
+
+def nested_in_a_row(depth: int, kind: str = "[") -> bytes:
+    """A valid feed whose one row carries an ignored field nested so the document is `depth` deep."""
+    inner = depth - 4  # document, Result, Calls and the row itself
+    value = "[" * inner + "]" * inner if kind == "[" else '{"x":' * inner + "1" + "}" * inner
+    return ('{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12", "Extra": ' + value + "}]}}").encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Result": {"Calls": ' + b"[" * 100_000 + b"]" * 100_000 + b"}}",
+        b'{"Result": {"Calls": [' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_000 + b"]}}",
+        b"[" * 100_000,  # never closed
+        b'{"Result": {"Calls": [' + b'{"a": [' * 50_000,
+    ],
+    ids=["arrays", "objects", "unclosed-arrays", "unclosed-mixed"],
+)
+def test_a_deeply_nested_document_is_rejected_whole_not_a_crash(body: bytes) -> None:
+    assert rejection(body).code == "too_deep"
+
+
+@pytest.mark.parametrize("kind", ["[", "{"])
+def test_nesting_up_to_the_limit_is_read_and_one_level_more_is_too_deep(kind: str) -> None:
+    assert parse_feed(nested_in_a_row(feed.MAX_DEPTH, kind), {212}).accepted == 1
+    too_deep = rejection(nested_in_a_row(feed.MAX_DEPTH + 1, kind))
+    assert too_deep.code == "too_deep"
+    assert str(feed.MAX_DEPTH) in str(too_deep)
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+    brackets = "[" * 500 + '\\"' + "{" * 500  # an escaped backslash and an escaped quote among them
+    body = json.dumps({"Result": {"Calls": [{**row(1), "Note": brackets}]}}).encode()
+    assert parse_feed(body, {212}).accepted == 1
+
+
+def test_a_truncated_body_is_still_not_json() -> None:
+    assert rejection(doc(row(1), row(2))[:-7]).code == "not_json"
+    assert rejection(b'{"Result": {"Calls": [{"CallId": 1, "TechId": "a[[[').code == "not_json"
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize(
+    "template",
+    [
+        '{"Result": {"Calls": [{"CallId": %s, "ClubId": 212, "TechId": "AB12"}]}}',
+        '{"Result": {"Calls": [{"CallId": 1, "ClubId": %s, "TechId": "AB12"}]}}',
+        '{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12", "Score": %s}]}}',
+        '{"Result": {"Calls": [], "Generated": %s}}',
+        '{"Result": {"Calls": [%s]}}',
+    ],
+    ids=["CallId", "ClubId", "ignored-field", "envelope", "row"],
+)
+def test_nan_and_infinity_are_not_json(constant: str, template: str) -> None:
+    refused = rejection((template % constant).encode())
+    assert refused.code == "not_json"
+    assert constant in str(refused)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        '"CallId": 1111, "CallId": 2222, "ClubId": 212, "TechId": "AB12"',
+        '"CallId": 1111, "ClubId": 212, "ClubId": 213, "TechId": "AB12"',
+        '"CallId": 1111, "ClubId": 212, "TechId": "AB12", "TechId": "CD34"',
+        '"CallId": 1111, "callid": 2222, "CallId": 3333, "ClubId": 212, "TechId": "AB12"',
+        '"CallId": 1111, "Call\\u0049d": 2222, "ClubId": 212, "TechId": "AB12"',  # the same name, escaped
+        '"CallId": 1111, "CallId": 1111, "ClubId": 212, "TechId": "AB12"',  # even with the same value
+    ],
+    ids=["CallId", "ClubId", "TechId", "exact-and-case", "escaped", "same-value"],
+)
+def test_a_field_given_twice_exactly_is_ambiguous(fields: str) -> None:
+    rows = ",".join([json.dumps(row(n)) for n in range(1, 40)] + ["{" + fields + "}"])
+    body = ('{"Result": {"Calls": [' + rows + "]}}").encode()
+    parsed = parse_feed(body, {212, 213}, max_rejected_ratio=0.5)
+    assert parsed.rejected == {feed.AMBIGUOUS_FIELD: 1}
+    assert 1111 not in calls_of(parsed, 212, "AB12") | calls_of(parsed, 213, "AB12")
+    assert 2222 not in calls_of(parsed, 212, "AB12")
+    (example,) = parsed.examples[feed.AMBIGUOUS_FIELD]
+    assert example.index == 39
+
+
+def test_an_exact_repeat_is_found_among_colons_in_strings_and_nested_objects() -> None:
+    # Both defeat the cheap check (a ':' in a string, members of nested objects), so the careful one runs.
+    rows = [{**row(n), "At": "10:20", "Where": {"lat": 1, "lng": 2}} for n in range(1, 40)]
+    text = json.dumps({"Result": {"Calls": rows}})
+    body = text.replace('{"CallId": 1,', '{"CallId": 1, "CallId": 7777777,', 1).encode()
+    parsed = parse_feed(body, {212}, max_rejected_ratio=0.5)
+    assert parsed.rejected == {feed.AMBIGUOUS_FIELD: 1}
+    assert calls_of(parsed, 212, "AB12") == set(range(2, 40))
+    assert parsed.examples[feed.AMBIGUOUS_FIELD][0].value == '["At", "CallId", "CallId", "ClubId", "TechId", "Where"]'
+
+
+def test_an_ignored_field_given_twice_leaves_the_row_valid() -> None:
+    body = b'{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12", "Note": "a", "Note": "b"}]}}'
+    parsed = parse_feed(body, {212})
+    assert (parsed.accepted, parsed.rejected) == (1, {})
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"Result": {"Calls": []}, "Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12"}]}}',
+        b'{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12"}]}, "Result": {"Calls": []}}',
+        b'{"Result": {"Calls": [], "Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12"}]}}',
+        b'{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12"}], "calls": []}}',
+    ],
+    ids=["Result-twice", "Result-twice-last-empty", "Calls-twice", "Calls-and-calls"],
+)
+def test_result_or_calls_given_twice_make_the_document_ambiguous(body: bytes) -> None:
+    refused = rejection(body)
+    assert refused.code == "bad_shape"
+    assert "more than one" in str(refused) or "more than once" in str(refused)
+
+
+def test_an_ignored_envelope_field_given_twice_is_harmless() -> None:
+    body = b'{"Meta": 1, "Meta": 2, "Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12"}]}}'
+    assert parse_feed(body, {212}).accepted == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        doc(row(1)).decode().encode("utf-16"),
+        doc(row(1)).decode().encode("utf-16-le"),
+        doc(row(1)).decode().encode("utf-32"),
+        doc(row(1)).replace(b'"AB12"', b'"AB\xed\xa0\x8012"'),  # an encoded surrogate: not UTF-8
+        doc(row(1)).replace(b'"AB12"', b'"AB\xff12"'),
+    ],
+    ids=["utf-16-bom", "utf-16-le", "utf-32", "encoded-surrogate", "invalid-byte"],
+)
+def test_only_utf8_is_read(body: bytes) -> None:
+    assert rejection(body).code == "not_json"
+
+
+def test_a_number_too_long_for_python_is_not_json_with_a_clear_message() -> None:
+    refused = rejection(b'{"Result": {"Calls": [{"CallId": 1' + b"0" * 5000 + b', "ClubId": 212, "TechId": "A"}]}}')
+    assert refused.code == "not_json"
+    assert "number too long" in str(refused)
+
+
+def test_a_number_beyond_float_range_is_an_invalid_call_id() -> None:
+    rows = [row(n) for n in range(1, 40)]
+    body = doc(*rows)[:-3] + b', {"CallId": 1e400, "ClubId": 212, "TechId": "AB12"}]}}'
+    assert parse_feed(body, {212}, max_rejected_ratio=0.5).rejected == {feed.CALL_ID_INVALID: 1}
+
+
+def test_an_example_of_a_lone_surrogate_is_storable_text() -> None:
+    body = doc(*[row(n) for n in range(1, 40)])[:-3] + b', {"CallId": 5, "ClubId": 212, "TechId": "\\ud800"}]}}'
+    parsed = parse_feed(body, {212}, max_rejected_ratio=0.5)
+    (example,) = parsed.examples[feed.TECH_ID_INVALID]
+    assert example.value == '"\\ud800"'
+    example.value.encode("utf-8")  # would raise for the raw surrogate
+
+
+def test_str_bodies_are_read_like_bytes() -> None:
+    assert parse_feed("\ufeff" + doc(row(5)).decode(), {212}).accepted == 1
+    assert rejection('{"Result": {"Calls": [NaN]}}').code == "not_json"
+    assert rejection('{"Result": {"Calls": ' + "[" * 70 + "]" * 70 + "}}").code == "too_deep"
+
+
+# Hypothesis: nesting measured on the bytes agrees with the parsed document, whatever strings hold.
+tricky_text = st.text(alphabet='[]{}":\\,ab \n', max_size=6)
+
+
+def _depth(value: object) -> int:
+    if isinstance(value, dict):
+        return 1 + max((_depth(v) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((_depth(v) for v in value), default=0)
+    return 0
+
+
+@st.composite
+def nested_values(draw: st.DrawFn) -> object:
+    depth = draw(st.integers(feed.MAX_DEPTH - 8, feed.MAX_DEPTH + 2))
+    value: object = draw(tricky_text)
+    for _ in range(depth):
+        siblings = draw(st.lists(tricky_text, max_size=2))
+        if draw(st.booleans()):
+            value = [*siblings, value] if draw(st.booleans()) else [value, *siblings]
+        else:
+            value = {**{f"{s}{n}": s for n, s in enumerate(siblings)}, draw(tricky_text): value}
+    return value
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(nested_values(), st.booleans())
+def test_property_too_deep_exactly_when_the_document_nests_past_the_limit(extra: object, compact: bool) -> None:
+    document = {"Result": {"Calls": [{**row(1), "Extra": extra}]}}
+    body = json.dumps(document, separators=(",", ":") if compact else None).encode()
+    if _depth(document) > feed.MAX_DEPTH:
+        assert rejection(body).code == "too_deep"
+    else:
+        assert parse_feed(body, {212}).accepted == 1
+
+
+# Hypothesis: rows written as raw JSON text, so they can repeat names; ambiguous exactly when a row gives one of
+# the three fields twice (in any casing), whatever else the rows and their strings hold.
+field_names = st.sampled_from(["CallId", "callid", "CALLID", "ClubId", "clubID", "TechId", "techid", "Note", "a:b"])
+field_values = st.sampled_from(["1", "212", '"AB12"', '"x:y"', "[1, {}]", '{"k": 1, "k": 2}', "null"])
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(st.tuples(field_names, field_values), max_size=6), min_size=1, max_size=8))
+def test_property_rows_repeating_a_field_are_ambiguous_and_only_those(rows: list[list[tuple[str, str]]]) -> None:
+    texts = ["{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in members) + "}" for members in rows]
+    body = ('{"Result": {"Calls": [' + ", ".join(texts) + "]}}").encode()
+    parsed = parse_feed(body, {212}, max_rejected_ratio=1.0)
+    ambiguous = []
+    for index, members in enumerate(rows):
+        named = [k.lower() for k, _ in members if k.lower() in ("callid", "clubid", "techid")]
+        if len(named) != len(set(named)):
+            ambiguous.append(index)
+    assert parsed.rejected.get(feed.AMBIGUOUS_FIELD, 0) == len(ambiguous)
+    assert [e.index for e in parsed.examples.get(feed.AMBIGUOUS_FIELD, [])] == ambiguous[: feed.MAX_EXAMPLES]
+
+
+def test_clubs_guide_lists_every_rejection_code() -> None:
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "clubs.md").read_text()
+    for code in [*feed.DOCUMENT_REASON_TEXT, *feed.REJECT_REASONS]:
+        assert f"`{code}`" in guide, code
