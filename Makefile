@@ -64,6 +64,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/local_load.py
+	$(BIN)/python bench/cost.py
 
 clean:
 	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis build node_modules

@@ -30,26 +30,23 @@ ROUTE_PATH = api_contract.ROUTE
 ROUTE_METHOD = apigateway.HttpMethod[api_contract.METHOD]
 IDENTITY_SOURCE = "$request.header.Authorization"
 
-# One JSON line per request. `authorizerError` says why a token was refused (expired, wrong audience, missing
-# scope), which is what a tester-app developer asks about first; the token itself is never logged.
+# One JSON line per request: the only line most requests leave (the query function logs errors and a sample,
+# cappi.handlers.query), so it keeps what support and ops ask about and nothing CloudWatch already has: the event's
+# own timestamp replaces `requestTime`, the route is the one route, the method is GET or a 404. `authorizerError`
+# says why a token was refused (expired, wrong audience, missing scope), which is what a tester-app developer asks
+# first; `client` names the app (the token's `azp`); the token itself is never logged. Every byte here is paid
+# ~36 million times a month at the planned load (bench/cost.py).
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
-    "requestTime": "$context.requestTime",
     "ip": "$context.identity.sourceIp",
-    "userAgent": "$context.identity.userAgent",
     "method": "$context.httpMethod",
-    "routeKey": "$context.routeKey",
     "path": "$context.path",
     "status": "$context.status",
-    "responseLength": "$context.responseLength",
     "responseLatency": "$context.responseLatency",
-    "integrationLatency": "$context.integrationLatency",
-    "integrationStatus": "$context.integrationStatus",
     "integrationError": "$context.integrationErrorMessage",
     "errorMessage": "$context.error.message",
     "authorizerError": "$context.authorizer.error",
-    "clientId": "$context.authorizer.claims.azp",
-    "subject": "$context.authorizer.claims.sub",
+    "client": "$context.authorizer.claims.azp",
 }
 
 
@@ -76,6 +73,7 @@ class QueryApi(Construct):
             "Query",
             config=config,
             spec=QUERY,
+            reserved_concurrency=query_concurrency(config),
             environment={
                 "CAPPI_TABLE_NAME": storage.table.table_name,
                 "CAPPI_REQUIRED_SCOPE": config.required_scope,
@@ -85,6 +83,7 @@ class QueryApi(Construct):
                 "CAPPI_POINTER_MAX_AGE_S": f"{config.pointer_max_age_s:g}",
                 "CAPPI_CACHE_MAX_AGE_S": str(config.cache_max_age_s),
                 "CAPPI_POLL_INTERVAL_S": str(config.schedule_minutes * 60),
+                "CAPPI_REQUEST_LOG_SAMPLE_RATE": f"{config.request_log_sample_rate:g}",
             },
         )
         self.query.allow(TABLE_READ_ACTIONS, [storage.table.table_arn])
@@ -154,6 +153,13 @@ class QueryApi(Construct):
                 value=self.domain.regional_domain_name,
                 description=f"Point a CNAME (or alias) for {config.domain_name} at this name",
             ).override_logical_id("ApiDomainTarget")
+
+
+def query_concurrency(config: StageConfig) -> int:
+    """The query function's reserved concurrency: the stage's throttle burst, the most requests API Gateway lets
+    in at once. A burst the API admits can all run; anything beyond the throttle is refused with 429 before it
+    reaches Lambda; and the rest of the account (ingest above all, infra/ingest.py) keeps its share."""
+    return config.throttle_burst
 
 
 def _flag(value: bool) -> str:

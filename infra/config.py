@@ -80,9 +80,14 @@ class StageConfig:
     nested_single_result: bool = _QUERY_DEFAULTS.nested_single_result
     pointer_max_age_s: float = _QUERY_DEFAULTS.pointer_max_age_s
     cache_max_age_s: int = _QUERY_DEFAULTS.cache_max_age_s
+    # Share of the query function's answers below 500 it logs a line for (every 5xx is logged; API Gateway's
+    # access log records every request): cappi.handlers.query.REQUEST_LOG_SAMPLE_RATE.
+    request_log_sample_rate: float = 0.01
+    # Concurrency of the account and region the stage deploys to (Lambda's default quota), against which the
+    # stack's reservations are checked: AWS keeps at least 100 unreserved.
+    account_concurrency: int = 1000
     # Alarm thresholds.
     stale_after_s: int = 1800
-    failed_polls_to_alarm: int = 3
     rejected_ratio_alarm_percent: float = 1.0  # below the 5% at which a whole poll is rejected: warns first
     api_5xx_alarm_percent: float = 5.0
     api_p99_alarm_ms: int = 2000
@@ -246,8 +251,9 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "nested_single_result": _bool,
     "pointer_max_age_s": _number(float, 0.1, 300),
     "cache_max_age_s": _number(int, 1, 3600),
+    "request_log_sample_rate": _number(float, 0, 1),
+    "account_concurrency": _number(int, 100, 1_000_000),
     "stale_after_s": _number(int, 600, 86_400),
-    "failed_polls_to_alarm": _number(int, 1, 24),
     "rejected_ratio_alarm_percent": _number(float, 0.01, 100),
     "api_5xx_alarm_percent": _number(float, 0.1, 100),
     "api_p99_alarm_ms": _number(int, 50, 30_000),

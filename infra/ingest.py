@@ -15,6 +15,7 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
+from cappi.domain.registry import ClubRegistry
 from infra.config import StageConfig
 from infra.egress import StaticEgress
 from infra.functions import DISPATCH, INGEST, CappiFunction
@@ -22,6 +23,11 @@ from infra.nag import acknowledge
 from infra.queues import dead_letter_queue
 from infra.storage import SECRET_READ_ACTIONS, TABLE_WRITE_ACTIONS, Storage
 
+# Reserved for ingest, per club source: a slow poll (up to the 180 s timeout) may still run when the next tick starts
+# it again, and asynchronous retries come on top; plus a few for `cappi poll`. Reserved concurrency is a floor no
+# burst of queries can take away, and a cap: a throttled asynchronous invoke is retried by Lambda, not lost.
+INGEST_CONCURRENCY_PER_SOURCE = 2
+INGEST_CONCURRENCY_SPARE = 2
 # Retrying a stale tick is pointless: the next one polls again. So nothing older than one period is retried.
 ASYNC_RETRIES = 2
 SCHEDULE_RETRIES = 2
@@ -37,6 +43,7 @@ class IngestPipeline(Construct):
         *,
         config: StageConfig,
         storage: Storage,
+        registry: ClubRegistry,
         egress: StaticEgress | None = None,
     ) -> None:
         super().__init__(scope, construct_id)
@@ -53,6 +60,7 @@ class IngestPipeline(Construct):
             spec=INGEST,
             environment={"CAPPI_TABLE_NAME": storage.table.table_name},
             network=egress.network if egress is not None else None,
+            reserved_concurrency=ingest_concurrency(registry),
         )
         if egress is not None:
             egress.allow_network_interfaces(self.ingest.role)
@@ -125,3 +133,8 @@ class IngestPipeline(Construct):
         policy = self.schedule_role.node.try_find_child("DefaultPolicy")
         if policy is not None:
             self.schedule.node.add_dependency(policy)
+
+
+def ingest_concurrency(registry: ClubRegistry) -> int:
+    """Reserved concurrency of the ingest function: enough for every source's poll to overlap its next one."""
+    return INGEST_CONCURRENCY_PER_SOURCE * len(registry.sources) + INGEST_CONCURRENCY_SPARE

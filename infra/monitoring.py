@@ -1,13 +1,19 @@
-"""Alarms and the dashboard: one alarm set and one dashboard row per club source, plus the API and the plumbing.
+"""Alarms and the dashboard: one health alarm and one dashboard line per club source, stage-wide ingest alarms,
+then the API and the plumbing, all in the stage's own metric namespace (`CAPPI/<stage>`).
 
-Every alarm notifies one SNS topic (and says so again when it recovers). Alarms of a disabled source exist but
-do not notify: nobody polls it, so it would be permanently stale; enabling the source in the registry arms them.
+Per source there is one metric series and one alarm, `SnapshotAge` > `stale_after_s` (missing data counts): it
+fires whether fetches fail, feeds are rejected or nobody polls, and `cappi status` (the poll-status item) says
+which. A series costs $0.30 a month and an alarm $0.10, so four of each per source bought nothing the poll-status
+item does not say better. Sudden drops and rejected rows alarm once for the stage, from metrics without a source
+dimension; the source is in the same EMF log line (Logs Insights, docs/operations.md) and in `cappi status`.
+
+Every alarm notifies one SNS topic (and says so again when it recovers). The alarm of a disabled source exists but
+does not notify: nobody polls it, so it would be permanently stale; enabling the source in the registry arms it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
 from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -30,38 +36,33 @@ from infra.queues import dead_letter_queue
 
 GT = cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD
 GE = cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD
-LT = cloudwatch.ComparisonOperator.LESS_THAN_THRESHOLD
 NOT_BREACHING = cloudwatch.TreatMissingData.NOT_BREACHING
 BREACHING = cloudwatch.TreatMissingData.BREACHING
 SYSTEM_PERIOD = Duration.minutes(5)
 API_MIN_REQUESTS = 20  # below this many requests in a period, a 5xx *rate* says nothing
 STALE_WINDOW = 4  # stale: 3 breaching of the last 4 half-schedule periods (see _stale_alarm)
 STALE_BREACHING = 3
-
-
-@dataclass(frozen=True, slots=True)
-class SourceAlarms:
-    poll_failures: cloudwatch.Alarm
-    stale: cloudwatch.Alarm
-    drop_guard: cloudwatch.Alarm
-    rejected_rows: cloudwatch.Alarm
-
-    def all(self) -> tuple[cloudwatch.Alarm, ...]:
-        return (self.poll_failures, self.stale, self.drop_guard, self.rejected_rows)
+SOURCES_PER_WIDGET = 25  # sources per snapshot-age graph and alarm-status widget, so each stays legible
 
 
 def custom_metric(
-    metric: Metric, statistic: str, period: Duration, dimensions: Mapping[str, str] | None = None
+    metric: Metric,
+    statistic: str,
+    period: Duration,
+    namespace: str,
+    dimensions: Mapping[str, str] | None = None,
 ) -> cloudwatch.Metric:
-    """One series of a contract metric, in the contract's namespace, as the functions emit it: `dimensions` must
-    give a value for each of the metric's dimensions and for nothing else."""
+    """One series of a stored contract metric in `namespace`, as the functions emit it: `dimensions` must give a
+    value for each of the metric's dimensions and for nothing else, and a log field is no series at all."""
     dimensions = dict(dimensions or {})
+    if not metric.stored:
+        raise ValueError(f"{metric.name} is a log field, not a metric series: query it with Logs Insights")
     if set(dimensions) != set(metric.dimensions):
         raise ValueError(
             f"metric {metric.name} has dimensions {list(metric.dimensions)}, got values for {sorted(dimensions)}"
         )
     return cloudwatch.Metric(
-        namespace=metrics.NAMESPACE,
+        namespace=namespace,
         metric_name=metric.name,
         dimensions_map=dimensions or None,
         statistic=statistic,
@@ -69,10 +70,8 @@ def custom_metric(
     )
 
 
-def source_metric(metric: Metric, source: str, statistic: str, period: Duration) -> cloudwatch.Metric:
-    """A per-source metric as the ingest function emits it: the contract's namespace, the single dimension
-    `metrics.SOURCE`."""
-    return custom_metric(metric, statistic, period, {metrics.SOURCE: source})
+def chunks(items: Sequence[ClubSource], size: int) -> list[Sequence[ClubSource]]:
+    return [items[start : start + size] for start in range(0, len(items), size)]
 
 
 class Monitoring(Construct):
@@ -88,6 +87,7 @@ class Monitoring(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self.config = config
+        self.namespace = metrics.namespace_for(config.stage)  # what infra/functions.py gives the functions
         self.schedule_period = Duration.minutes(config.schedule_minutes)
         self.delivery_dlq = dead_letter_queue(
             self, config, "alarm-delivery-dlq", holds="alarm notifications SNS could not deliver"
@@ -95,7 +95,8 @@ class Monitoring(Construct):
         self.topic = self._topic(config, self.delivery_dlq)
         self._action = actions.SnsAction(self.topic)
 
-        self.source_alarms = {source.name: self._source_alarms(source) for source in registry.sources}
+        self.source_alarms = {source.name: self._stale_alarm(source) for source in registry.sources}
+        self.ingest_alarms = self._ingest_alarms()
         functions = (pipeline.dispatch, pipeline.ingest, api.query)
         self.api_alarms = self._api_alarms(api)
         self.system_alarms = [
@@ -112,7 +113,7 @@ class Monitoring(Construct):
                 "DispatchFailures",
                 subject="dispatch",
                 condition="invoke-failures",
-                metric=custom_metric(metrics.INGEST_DISPATCH_FAILURES, "Sum", self.schedule_period),
+                metric=self.metric(metrics.INGEST_DISPATCH_FAILURES, "Sum", self.schedule_period),
                 threshold=1,
                 comparison=GE,
                 description="Dispatch could not start the ingest of at least one club source (see its log).",
@@ -122,6 +123,11 @@ class Monitoring(Construct):
         CfnOutput(
             self, "AlarmTopicArn", value=self.topic.topic_arn, description="SNS topic every CAPPI alarm notifies"
         ).override_logical_id("AlarmTopicArn")
+
+    def metric(self, metric: Metric, statistic: str, period: Duration, source: str | None = None) -> cloudwatch.Metric:
+        """A stored contract metric in this stage's namespace; `source` for the per-source one."""
+        dimensions = {metrics.SOURCE: source} if source is not None else None
+        return custom_metric(metric, statistic, period, self.namespace, dimensions)
 
     # -- notification -------------------------------------------------------------------------------------------
 
@@ -189,76 +195,64 @@ class Monitoring(Construct):
 
     # -- per club source ----------------------------------------------------------------------------------------
 
-    def _source_alarms(self, source: ClubSource) -> SourceAlarms:
-        config, name, period = self.config, source.name, self.schedule_period
-        note = "" if source.enabled else " (source disabled in the registry: this alarm does not notify)"
-        prefix = f"Club source {name} (clubs {', '.join(map(str, sorted(source.club_ids)))})"
-        base = f"Source-{name}"
-        polls = config.failed_polls_to_alarm
-        return SourceAlarms(
-            # PollSuccess is 0 for a failed fetch *and* for a rejected feed: either way readers get nothing new.
-            poll_failures=self._alarm(
-                f"{base}-PollFailures",
-                subject=name,
-                condition="poll-failures",
-                metric=source_metric(metrics.POLL_SUCCESS, name, "Sum", period),
-                threshold=1,
-                comparison=LT,
-                evaluation_periods=polls,
-                description=f"{prefix}: no successful poll in {polls} consecutive schedule periods "
-                f"({polls * config.schedule_minutes} min); fetches fail or feeds are rejected{note}.",
-                notify=source.enabled,
-            ),
-            stale=self._stale_alarm(base, source, prefix, note),
-            drop_guard=self._alarm(
-                f"{base}-DropGuard",
-                subject=name,
-                condition="drop-guard",
-                metric=source_metric(metrics.DROP_GUARD_HOLDS, name, "Sum", period),
-                threshold=1,
-                comparison=GE,
-                description=f"{prefix}: the feed suddenly shrank below 10% of a published snapshot; CAPPI keeps the "
-                f"old snapshot until the next poll confirms the drop{note}.",
-                notify=source.enabled,
-            ),
-            rejected_rows=self._alarm(
-                f"{base}-RejectedRows",
-                subject=name,
-                condition="rejected-rows",
-                metric=source_metric(metrics.REJECTED_ROW_RATIO, name, "Maximum", period),
-                threshold=config.rejected_ratio_alarm_percent,
-                comparison=GT,
-                description=f"{prefix}: more than {config.rejected_ratio_alarm_percent:g}% of a feed's rows were "
-                f"invalid (a feed with more than 5% is rejected whole); see "
-                f"{metrics.REJECTED_ROWS_BY_REASON.name}{note}.",
-                notify=source.enabled,
-            ),
-        )
+    def _stale_alarm(self, source: ClubSource) -> cloudwatch.Alarm:
+        """The source's one alarm: snapshot age beyond `stale_after_s`, where a missing datapoint counts as stale.
 
-    def _stale_alarm(self, base: str, source: ClubSource, prefix: str, note: str) -> cloudwatch.Alarm:
-        """Snapshot age beyond `stale_after_s`, where a missing datapoint counts as stale.
+        It covers every way readers stop getting new lists: fetches failing and feeds rejected (the age keeps
+        growing from the last poll that confirmed the list) and polls not happening (no datapoint at all).
 
         Half-schedule periods: a healthy source reports in every other period, so at most 2 of the last 4 are
         empty (breaching). 3 of 4 breach once a reported age crosses the threshold (at the first such poll), or
         when no poll has reported for about one and a half schedule intervals. Whole-schedule periods would
         instead raise a false alarm whenever a slow fetch pushes one report into the next period.
         """
-        config = self.config
+        config, name = self.config, source.name
+        note = "" if source.enabled else " (source disabled in the registry: this alarm does not notify)"
+        clubs = ", ".join(map(str, sorted(source.club_ids)))
         half = max(60, (config.schedule_minutes * 60 // 2) // 60 * 60)
         return self._alarm(
-            f"{base}-Stale",
-            subject=source.name,
+            f"Source-{name}-Stale",
+            subject=name,
             condition="stale",
-            metric=source_metric(metrics.SNAPSHOT_AGE, source.name, "Maximum", Duration.seconds(half)),
+            metric=self.metric(metrics.SNAPSHOT_AGE, "Maximum", Duration.seconds(half), source=name),
             threshold=config.stale_after_s,
             comparison=GT,
             evaluation_periods=STALE_WINDOW,
             datapoints_to_alarm=STALE_BREACHING,
             missing=BREACHING,
-            description=f"{prefix}: the snapshot testers read is older than {config.stale_after_s // 60} min, or "
-            f"no poll has reported at all (a club nobody polls is a stale club){note}.",
+            description=f"Club source {name} (clubs {clubs}): the list testers read is older than "
+            f"{config.stale_after_s // 60} min, or no poll has reported: fetches fail, feeds are rejected, or "
+            f"nobody polls. `cappi status --stage {config.stage}` says which{note}.",
             notify=source.enabled,
         )
+
+    # -- ingest, stage-wide -------------------------------------------------------------------------------------
+
+    def _ingest_alarms(self) -> list[cloudwatch.Alarm]:
+        config, period = self.config, self.schedule_period
+        status = f"`cappi status --stage {config.stage}` names the source"
+        return [
+            self._alarm(
+                "IngestDropGuard",
+                subject="ingest",
+                condition="drop-guard",
+                metric=self.metric(metrics.DROP_GUARD_HOLDS, "Sum", period),
+                threshold=1,
+                comparison=GE,
+                description="A club feed suddenly shrank below 10% of a published snapshot; CAPPI keeps the old "
+                f"snapshot until the next poll confirms the drop. {status} (state held).",
+            ),
+            self._alarm(
+                "IngestRejectedRows",
+                subject="ingest",
+                condition="rejected-rows",
+                metric=self.metric(metrics.REJECTED_ROW_RATIO, "Maximum", period),
+                threshold=config.rejected_ratio_alarm_percent,
+                comparison=GT,
+                description=f"More than {config.rejected_ratio_alarm_percent:g}% of a club feed's rows were "
+                f"invalid (a feed with more than 5% is rejected whole). {status} and the counts per reason.",
+            ),
+        ]
 
     # -- API and system -----------------------------------------------------------------------------------------
 
@@ -328,7 +322,12 @@ class Monitoring(Construct):
                 metric=fn.function.metric_throttles(statistic="Sum", period=SYSTEM_PERIOD),
                 threshold=1,
                 comparison=GE,
-                description=f"Lambda throttled the {role} function: the account's concurrency is exhausted.",
+                description=f"Lambda throttled the {role} function: "
+                + (
+                    f"it reached its reserved concurrency ({fn.reserved_concurrency})."
+                    if fn.reserved_concurrency
+                    else "the account's unreserved concurrency is exhausted."
+                ),
             ),
         ]
 
@@ -350,41 +349,73 @@ class Monitoring(Construct):
         )
         dashboard.add_widgets(
             cloudwatch.TextWidget(
-                markdown=f"# CAPPI {config.stage}\nOne row per club source: calls and technicians in the current "
-                "snapshot, its age, and failed or held polls. Then the API and the plumbing.",
+                markdown=f"# CAPPI {config.stage}\nEach club source's snapshot age against the stale bound and its "
+                "alarm; its last poll (from the ingest log); the stage's polls; then the API and the plumbing. "
+                f"Why a source is unhealthy: `cappi status --stage {config.stage}`.",
                 width=24,
                 height=2,
             )
         )
-        for source in registry.sources:
-            name = source.name
-            state = "" if source.enabled else " (disabled)"
-            alarms = self.source_alarms[name]
+        sources = list(registry.sources)
+        for group in chunks(sources, SOURCES_PER_WIDGET):
+            first, last = group[0].name, group[-1].name
+            span = first if first == last else f"{first} .. {last}"
             dashboard.add_widgets(
                 cloudwatch.GraphWidget(
-                    title=f"{name}{state}: calls, techs",
-                    left=[source_metric(metrics.CALLS, name, "Maximum", period)],
-                    right=[source_metric(metrics.TECHS, name, "Maximum", period)],
-                    width=6,
-                ),
-                cloudwatch.GraphWidget(
-                    title=f"{name}: snapshot age (s)",
-                    left=[source_metric(metrics.SNAPSHOT_AGE, name, "Maximum", period)],
-                    left_annotations=[cloudwatch.HorizontalAnnotation(value=config.stale_after_s, label="stale")],
-                    width=6,
-                ),
-                cloudwatch.GraphWidget(
-                    title=f"{name}: failures",
+                    title=f"Snapshot age (s): {span}",
                     left=[
-                        source_metric(metrics.FETCH_FAILURE, name, "Sum", period),
-                        source_metric(metrics.FEED_REJECTED, name, "Sum", period),
-                        source_metric(metrics.DROP_GUARD_HOLDS, name, "Sum", period),
+                        self.metric(metrics.SNAPSHOT_AGE, "Maximum", period, source=s.name).with_(
+                            label=s.name if s.enabled else f"{s.name} (disabled)"
+                        )
+                        for s in group
                     ],
-                    right=[source_metric(metrics.REJECTED_ROW_RATIO, name, "Maximum", period)],
-                    width=6,
+                    left_annotations=[cloudwatch.HorizontalAnnotation(value=config.stale_after_s, label="stale")],
+                    width=16,
                 ),
-                cloudwatch.AlarmStatusWidget(title=f"{name}: alarms", alarms=list(alarms.all()), width=6),
+                cloudwatch.AlarmStatusWidget(
+                    title=f"Source alarms: {span}", alarms=[self.source_alarms[s.name] for s in group], width=8
+                ),
             )
+        dashboard.add_widgets(
+            cloudwatch.LogQueryWidget(
+                title="Last poll per source (ingest log)",
+                log_group_names=[pipeline.ingest.log_group.log_group_name],
+                query_lines=LAST_POLL_QUERY,
+                view=cloudwatch.LogQueryVisualizationType.TABLE,
+                width=24,
+                height=max(4, min(18, 2 + len(sources) // 2)),
+            )
+        )
+        dashboard.add_widgets(
+            cloudwatch.GraphWidget(
+                title="Polls: failed, rejected, held",
+                left=[
+                    self.metric(metrics.FETCH_FAILURE, "Sum", period),
+                    self.metric(metrics.FEED_REJECTED, "Sum", period),
+                    self.metric(metrics.DROP_GUARD_HOLDS, "Sum", period),
+                ],
+                right=[self.metric(metrics.REJECTED_ROW_RATIO, "Maximum", period)],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Fetch latency (ms)",
+                left=[
+                    self.metric(metrics.FETCH_LATENCY, "p50", period),
+                    self.metric(metrics.FETCH_LATENCY, "Maximum", period),
+                ],
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Dispatch and write units",
+                left=[
+                    self.metric(metrics.INGESTS_DISPATCHED, "Sum", period),
+                    self.metric(metrics.INGEST_DISPATCH_FAILURES, "Sum", period),
+                ],
+                right=[self.metric(metrics.SNAPSHOT_WRITE_UNITS, "Sum", period)],
+                width=6,
+            ),
+            cloudwatch.AlarmStatusWidget(title="Ingest alarms", alarms=self.ingest_alarms, width=6),
+        )
         dashboard.add_widgets(
             cloudwatch.GraphWidget(
                 title="API requests",
@@ -412,12 +443,20 @@ class Monitoring(Construct):
                 title="Lambda errors and throttles",
                 left=[fn.function.metric_errors(statistic="Sum", period=SYSTEM_PERIOD) for fn in functions],
                 right=[fn.function.metric_throttles(statistic="Sum", period=SYSTEM_PERIOD) for fn in functions],
-                width=8,
+                width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Lambda duration p99 (ms)",
                 left=[fn.function.metric_duration(statistic="p99", period=SYSTEM_PERIOD) for fn in functions],
-                width=8,
+                width=6,
+            ),
+            cloudwatch.GraphWidget(
+                title="Lambda concurrency (max)",
+                left=[
+                    fn.function.metric("ConcurrentExecutions", statistic="Maximum", period=SYSTEM_PERIOD)
+                    for fn in functions
+                ],
+                width=6,
             ),
             cloudwatch.GraphWidget(
                 title="Dead-letter queues",
@@ -425,7 +464,19 @@ class Monitoring(Construct):
                     q.metric_approximate_number_of_messages_visible(statistic="Maximum", period=SYSTEM_PERIOD)
                     for q in (pipeline.dispatch_dlq, pipeline.ingest_dlq, self.delivery_dlq)
                 ],
-                width=8,
+                width=6,
             ),
         )
         return dashboard
+
+
+# Logs Insights over the ingest log group: each source's latest poll from its EMF line, which carries the source's
+# figures as plain fields (cappi.contracts.metrics). docs/operations.md has this and the other queries ops use.
+LAST_POLL_QUERY = [
+    "fields @timestamp, Source, PollSuccess, FetchFailure, FeedRejected, Calls, Techs, SnapshotAge, RejectedRows",
+    "filter ispresent(Source) and ispresent(FetchSuccess)",
+    "stats latest(PollSuccess) as ok, latest(FetchFailure) as failed, latest(FeedRejected) as rejected_feed, "
+    "latest(Calls) as calls, latest(Techs) as techs, latest(SnapshotAge) as age_s, "
+    "latest(RejectedRows) as rejected_rows, max(@timestamp) as last_poll by Source",
+    "sort Source asc",
+]

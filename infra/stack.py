@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, Stack, Tags
+from aws_cdk import Annotations, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from cappi.contracts import stack as outputs
@@ -10,9 +10,11 @@ from cappi.domain.registry import load_registry
 from infra.api import QueryApi
 from infra.config import StageConfig
 from infra.egress import StaticEgress
-from infra.ingest import IngestPipeline
+from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE, IngestPipeline
 from infra.monitoring import Monitoring
 from infra.storage import Storage
+
+UNRESERVED_MINIMUM = 100  # Lambda keeps this many of an account's concurrent executions unreserved
 
 
 class CappiStack(Stack):
@@ -31,8 +33,11 @@ class CappiStack(Stack):
 
         self.storage = Storage(self, "Storage", config=config, registry=self.registry)
         self.egress = StaticEgress(self, "Egress", config=config) if config.static_egress else None
-        self.pipeline = IngestPipeline(self, "Ingest", config=config, storage=self.storage, egress=self.egress)
+        self.pipeline = IngestPipeline(
+            self, "Ingest", config=config, storage=self.storage, registry=self.registry, egress=self.egress
+        )
         self.api = QueryApi(self, "Api", config=config, storage=self.storage)
+        self._check_concurrency(config)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config, registry=self.registry, pipeline=self.pipeline, api=self.api
         )
@@ -43,3 +48,17 @@ class CappiStack(Stack):
             (outputs.STALE_AFTER_OUTPUT, str(config.stale_after_s), "Seconds after which a club's list is stale"),
         ):
             CfnOutput(self, name, value=value, description=description).override_logical_id(name)
+
+    def _check_concurrency(self, config: StageConfig) -> None:
+        """Lambda refuses a reservation that leaves fewer than 100 of the account's executions unreserved: say so
+        at synth, with the figures, rather than halfway through a deploy."""
+        reserved = sum(
+            fn.reserved_concurrency or 0 for fn in (self.pipeline.ingest, self.pipeline.dispatch, self.api.query)
+        )
+        if config.account_concurrency - reserved < UNRESERVED_MINIMUM:
+            Annotations.of(self).add_error(
+                f"Stage {config.stage} reserves {reserved} concurrent executions (query: throttle_burst, ingest: "
+                f"{INGEST_CONCURRENCY_PER_SOURCE} per club source + {INGEST_CONCURRENCY_SPARE}), which leaves fewer "
+                f"than {UNRESERVED_MINIMUM} of account_concurrency={config.account_concurrency} unreserved. Lower "
+                f"throttle_burst, or raise the account's Lambda quota and set account_concurrency."
+            )

@@ -1,46 +1,102 @@
-"""Logger and Metrics, created once and shared by every module of a function.
+"""Logger and metrics, created once and shared by every module of a function.
 
 Tracer is left out on purpose: importing it costs ~0.4 s of cold start, and X-Ray adds little to a function that
 makes one outbound call and a handful of DynamoDB requests.
+
+Metrics are written as CloudWatch embedded metric format (EMF) lines by `emit` itself rather than through
+Powertools' `Metrics`: one line per poll has to carry a per-source metric, stage-wide metrics (no dimension) and
+plain log fields side by side, and Powertools gives a line one dimension set (and `single_metric` adds a `service`
+dimension the alarms do not use). Writing the line here keeps every series exactly as the contract declares it.
 """
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools import Logger
 
 from cappi.contracts.metrics import NAMESPACE as DEFAULT_NAMESPACE
 from cappi.contracts.metrics import Datapoint
 
+# Read at import, as Powertools does; `emit` looks it up on every call, so a test may point it elsewhere.
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE)
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "cappi"))
-# service="" keeps Powertools from adding a `service` dimension to every metric: alarms and the dashboard key on
-# `Source` (ingest) alone, and a dimension that differs per function would split every series in two.
-metrics = Metrics(namespace=NAMESPACE, service="")
 
 
 def emit(points: Iterable[Datapoint]) -> None:
-    """Emit datapoints of the metrics contract.
+    """Print `points` as EMF lines (Lambda sends stdout to CloudWatch Logs, which extracts the metrics)."""
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
-    An invocation's metrics share one blob and so one dimension set: a datapoint with at most one dimension adds
-    it to that set (Source for ingest, Status for queries); one with more goes out as a blob of its own.
+    if is_metrics_disabled():
+        return
+    for document in emf_documents(points, NAMESPACE):
+        print(json.dumps(document, separators=(",", ":")))
+
+
+def emf_documents(points: Iterable[Datapoint], namespace: str, timestamp_ms: int | None = None) -> list[dict[str, Any]]:
+    """The EMF documents for `points`: one per distinct set of key dimension values.
+
+    A stored metric's key dimensions are all of its dimensions; a log field's are its first (the source), and
+    any further dimension nests its value (`RejectedRowsByReason: {reason: rows}`). Points without dimensions
+    join the first document: the directive for them names no dimension, so the root's `Source` does not split
+    them. A document holding no stored metric is a plain JSON log line without the `_aws` directive.
     """
+    groups: dict[frozenset[tuple[str, str]], list[Datapoint]] = {}
+    dimensionless: list[Datapoint] = []
     for point in points:
-        unit = point.metric.unit  # CloudWatch's unit names, which Powertools accepts as they are
-        if len(point.dimensions) <= 1:
-            for name, value in point.dimensions.items():
-                metrics.add_dimension(name=name, value=value)
-            metrics.add_metric(name=point.metric.name, unit=unit, value=point.value)
+        kept = point.metric.dimensions if point.metric.stored else point.metric.dimensions[:1]
+        key = frozenset((name, point.dimensions[name]) for name in kept if name in point.dimensions)
+        if key:
+            groups.setdefault(key, []).append(point)
+        else:
+            dimensionless.append(point)
+    if dimensionless:
+        first = next(iter(groups), frozenset())
+        groups[first] = groups.get(first, []) + dimensionless
+    stamp = int(time.time() * 1000) if timestamp_ms is None else timestamp_ms
+    return [_document(dict(key), group, namespace, stamp) for key, group in groups.items()]
+
+
+def _document(keys: Mapping[str, str], points: list[Datapoint], namespace: str, stamp: int) -> dict[str, Any]:
+    root: dict[str, Any] = dict(keys)
+    directives: dict[tuple[str, ...], list[dict[str, str]]] = {}
+    for point in points:
+        metric = point.metric
+        if metric.stored:
+            names = [m["Name"] for m in directives.get(metric.dimensions, [])]
+            if metric.name not in names:
+                directives.setdefault(metric.dimensions, []).append({"Name": metric.name, "Unit": metric.unit})
+            _put(root, metric.name, point.value)
             continue
-        with single_metric(
-            name=point.metric.name, unit=MetricUnit(unit), value=point.value, namespace=NAMESPACE
-        ) as metric:
-            for name, value in point.dimensions.items():
-                metric.add_dimension(name=name, value=value)
+        nested = [point.dimensions[name] for name in metric.dimensions[1:] if name in point.dimensions]
+        if nested:
+            root.setdefault(metric.name, {})[nested[0]] = point.value
+        else:
+            _put(root, metric.name, point.value)
+    if directives:
+        root["_aws"] = {
+            "Timestamp": stamp,
+            "CloudWatchMetrics": [
+                {"Namespace": namespace, "Dimensions": [list(names)], "Metrics": defined}
+                for names, defined in directives.items()
+            ],
+        }
+    return root
+
+
+def _put(root: dict[str, Any], name: str, value: float) -> None:
+    """A second value for the same name in one document becomes a list, as EMF allows (up to 100 values)."""
+    if name not in root:
+        root[name] = value
+    elif isinstance(root[name], list):
+        root[name].append(value)
+    else:
+        root[name] = [root[name], value]
 
 
 def route_library_logs_through(powertools_logger: Logger, *names: str) -> None:

@@ -1,5 +1,7 @@
-"""Every custom metric an alarm reads is one the metrics contract declares, under the same name and with exactly
-its dimensions: an alarm on a metric nobody emits never fires, it only sits in INSUFFICIENT_DATA or OK."""
+"""Every custom metric an alarm or the dashboard reads is one the metrics contract declares as a stored series,
+in the stage's own namespace, under the same name and with exactly its dimensions: an alarm on a metric nobody
+emits never fires, it only sits in INSUFFICIENT_DATA or OK, and a graph of one stays empty. The dashboard's Logs
+Insights widgets read only fields the contract declares."""
 
 from __future__ import annotations
 
@@ -9,27 +11,37 @@ import pytest
 
 pytest.importorskip("aws_cdk")
 
-from support.alarm_metrics import AlarmMetric, alarm_metrics
+from support.alarm_metrics import (
+    AlarmMetric,
+    alarm_metrics,
+    dashboard_log_fields,
+    dashboard_metrics,
+    function_namespaces,
+)
 from support.synth import Synth, synth
 
 from cappi.contracts import metrics
-from cappi.contracts.metrics import ALL_METRICS, NAMESPACE
+from cappi.contracts.metrics import ALL_FIGURES, ALL_METRICS, namespace_for
 
 STAGES = ("stage", "prod")
 DECLARED = {m.name: m for m in ALL_METRICS}
 
 
-def undeclared(found: Iterable[AlarmMetric]) -> list[str]:
-    """What in `found` the contract does not declare: an unknown name, or other dimensions than the contract's."""
+def undeclared(found: Iterable[AlarmMetric], namespace: str) -> list[str]:
+    """What in `found` the contract does not declare: another namespace, an unknown name, a log field, or other
+    dimensions than the contract's."""
     problems = []
-    for namespace, name, dimensions in sorted(found):
+    log_fields = {m.name for m in ALL_FIGURES if not m.stored}
+    for space, name, dimensions in sorted(found):
         metric = DECLARED.get(name)
-        if namespace != NAMESPACE:
-            problems.append(f"{namespace}/{name}: not in the contract's namespace {NAMESPACE}")
+        if space != namespace:
+            problems.append(f"{space}/{name}: not in the stage's namespace {namespace}")
+        elif name in log_fields:
+            problems.append(f"{name}: a log field, not a metric series")
         elif metric is None:
             problems.append(f"{name}: no such metric in cappi.contracts.metrics")
         elif dimensions != tuple(sorted(metric.dimensions)):
-            problems.append(f"{name}: alarm uses dimensions {list(dimensions)}, contract has {list(metric.dimensions)}")
+            problems.append(f"{name}: reads dimensions {list(dimensions)}, contract has {list(metric.dimensions)}")
     return problems
 
 
@@ -38,18 +50,21 @@ def app() -> Synth:
     return synth()
 
 
-def test_contract_metric_names_are_unique() -> None:
-    assert len(DECLARED) == len(ALL_METRICS)
+def test_contract_names_are_unique() -> None:
+    assert len({m.name for m in ALL_FIGURES}) == len(ALL_FIGURES)
+
+
+def test_stages_have_namespaces_of_their_own() -> None:
+    assert namespace_for("stage") != namespace_for("prod")
+    assert namespace_for("prod").startswith(metrics.NAMESPACE + "/")
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_alarm_reads_a_declared_metric_with_its_dimensions(app: Synth, stage: str) -> None:
     found = alarm_metrics(app.templates[stage])
-    assert undeclared(found) == []
-    # Not vacuous: the per-source alarms and the dispatch alarm read contract metrics.
-    names = {name for _, name, _ in found}
-    assert names >= {
-        metrics.POLL_SUCCESS.name,
+    assert undeclared(found, namespace_for(stage)) == []
+    # Not vacuous: the per-source alarm and the stage-wide ingest and dispatch alarms read contract metrics.
+    assert {name for _, name, _ in found} >= {
         metrics.SNAPSHOT_AGE.name,
         metrics.DROP_GUARD_HOLDS.name,
         metrics.REJECTED_ROW_RATIO.name,
@@ -57,17 +72,38 @@ def test_every_alarm_reads_a_declared_metric_with_its_dimensions(app: Synth, sta
     }
 
 
-# -- the helper and the check themselves ----------------------------------------------------------------------
+@pytest.mark.parametrize("stage", STAGES)
+def test_every_dashboard_graph_reads_a_declared_metric_with_its_dimensions(app: Synth, stage: str) -> None:
+    found = dashboard_metrics(app.templates[stage])
+    assert undeclared(found, namespace_for(stage)) == []
+    assert (namespace_for(stage), metrics.SNAPSHOT_AGE.name, (metrics.SOURCE,)) in found
+    assert any(space == "AWS/ApiGateway" for space, _, _ in dashboard_metrics(app.templates[stage], aws=True))
 
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_the_dashboard_log_queries_read_declared_fields(app: Synth, stage: str) -> None:
+    fields = dashboard_log_fields(app.templates[stage])
+    assert metrics.CALLS.name in fields
+    assert sorted(fields - {m.name for m in ALL_FIGURES} - {metrics.SOURCE}) == []
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_functions_emit_into_the_namespace_alarms_read(app: Synth, stage: str) -> None:
+    assert function_namespaces(app.templates[stage]) == {namespace_for(stage)}
+
+
+# -- the helpers and the check themselves ---------------------------------------------------------------------
+
+NS = namespace_for("stage")
 TEMPLATE = {
     "Resources": {
         "Single": {
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
-                "Namespace": NAMESPACE,
-                "MetricName": "PollSuccess",
+                "Namespace": NS,
+                "MetricName": "SnapshotAge",
                 "Dimensions": [{"Name": "Source", "Value": "north-club"}],
-                "Statistic": "Sum",
+                "Statistic": "Maximum",
             },
         },
         "Math": {
@@ -78,11 +114,7 @@ TEMPLATE = {
                     {
                         "Id": "a",
                         "MetricStat": {
-                            "Metric": {
-                                "Namespace": NAMESPACE,
-                                "MetricName": "Requests",
-                                "Dimensions": [{"Name": "Status", "Value": "200"}],
-                            },
+                            "Metric": {"Namespace": NS, "MetricName": "FetchFailure"},
                             "Period": 300,
                             "Stat": "Sum",
                         },
@@ -90,7 +122,7 @@ TEMPLATE = {
                     {
                         "Id": "b",
                         "MetricStat": {
-                            "Metric": {"Namespace": NAMESPACE, "MetricName": "IngestDispatchFailures"},
+                            "Metric": {"Namespace": NS, "MetricName": "IngestDispatchFailures"},
                             "Period": 300,
                             "Stat": "Sum",
                         },
@@ -106,34 +138,60 @@ TEMPLATE = {
                 "Dimensions": [{"Name": "FunctionName", "Value": {"Ref": "Fn"}}],
             },
         },
-        "Dashboard": {"Type": "AWS::CloudWatch::Dashboard", "Properties": {"MetricName": "NotAnAlarm"}},
+        "Dashboard": {
+            "Type": "AWS::CloudWatch::Dashboard",
+            "Properties": {
+                "DashboardBody": {
+                    "Fn::Join": [
+                        "",
+                        [
+                            '{"widgets":[{"type":"metric","properties":{"region":"',
+                            {"Ref": "AWS::Region"},
+                            f'","metrics":[["{NS}","SnapshotAge","Source","north-club",{{"stat":"Maximum"}}],'
+                            f'["{NS}","FetchLatency",{{"stat":"p50"}}],[{{"expression":"m1*2"}}],'
+                            '["AWS/Lambda","Errors","FunctionName","',
+                            {"Ref": "Fn"},
+                            '"]]}},{"type":"log","properties":{"query":"SOURCE \'x\' | fields @timestamp, Calls'
+                            '\\n| filter ispresent(FetchSuccess) | stats latest(Techs) as t by Source"}}]}',
+                        ],
+                    ]
+                }
+            },
+        },
     }
 }
 
 
-def test_helper_reads_single_metric_and_metric_math_alarms() -> None:
+def test_helpers_read_alarms_dashboards_and_log_queries() -> None:
     assert alarm_metrics(TEMPLATE) == {
-        (NAMESPACE, "PollSuccess", ("Source",)),
-        (NAMESPACE, "Requests", ("Status",)),
-        (NAMESPACE, "IngestDispatchFailures", ()),
+        (NS, "SnapshotAge", ("Source",)),
+        (NS, "FetchFailure", ()),
+        (NS, "IngestDispatchFailures", ()),
     }
-    assert ("AWS/Lambda", "Errors", ("FunctionName",)) in alarm_metrics(TEMPLATE, namespace=None)
-    assert undeclared(alarm_metrics(TEMPLATE)) == []
+    assert ("AWS/Lambda", "Errors", ("FunctionName",)) in alarm_metrics(TEMPLATE, aws=True)
+    assert dashboard_metrics(TEMPLATE) == {(NS, "SnapshotAge", ("Source",)), (NS, "FetchLatency", ())}
+    assert ("AWS/Lambda", "Errors", ("FunctionName",)) in dashboard_metrics(TEMPLATE, aws=True)
+    assert dashboard_log_fields(TEMPLATE) == {"Calls", "FetchSuccess", "Techs", "Source"}
+    assert undeclared(alarm_metrics(TEMPLATE) | dashboard_metrics(TEMPLATE), NS) == []
 
 
-def test_check_refuses_unknown_names_and_other_dimensions() -> None:
+def test_check_refuses_other_namespaces_unknown_names_log_fields_and_other_dimensions() -> None:
     problems = undeclared(
         [
-            (NAMESPACE, "PollSucess", ("Source",)),
-            (NAMESPACE, "PollSuccess", ()),
-            (NAMESPACE, "RejectedRowsByReason", ("Source",)),
-            (NAMESPACE, "RejectedRowsByReason", ("Reason", "Source")),
-            ("Other", "PollSuccess", ("Source",)),
-        ]
+            (NS, "SnapshotAg", ("Source",)),
+            (NS, "SnapshotAge", ()),
+            (NS, "Calls", ("Source",)),
+            (NS, "DropGuardHolds", ("Source",)),
+            (metrics.NAMESPACE, "SnapshotAge", ("Source",)),
+            (namespace_for("prod"), "SnapshotAge", ("Source",)),
+        ],
+        NS,
     )
     assert set(problems) == {
-        f"Other/PollSuccess: not in the contract's namespace {NAMESPACE}",
-        "PollSucess: no such metric in cappi.contracts.metrics",
-        "PollSuccess: alarm uses dimensions [], contract has ['Source']",
-        "RejectedRowsByReason: alarm uses dimensions ['Source'], contract has ['Source', 'Reason']",
+        f"CAPPI/SnapshotAge: not in the stage's namespace {NS}",
+        f"CAPPI/prod/SnapshotAge: not in the stage's namespace {NS}",
+        "SnapshotAg: no such metric in cappi.contracts.metrics",
+        "SnapshotAge: reads dimensions [], contract has ['Source']",
+        "Calls: a log field, not a metric series",
+        "DropGuardHolds: reads dimensions ['Source'], contract has []",
     }

@@ -224,7 +224,7 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         for role, lid in functions.items()
     }
     table = {"Ref": app.logical_id(stage, "AWS::DynamoDB::GlobalTable", TableName=f"cappi-{stage}-snapshots")}
-    common = {"POWERTOOLS_METRICS_NAMESPACE": "CAPPI", "CAPPI_CLUBS_FILE": "/var/task/clubs.json"}
+    common = {"POWERTOOLS_METRICS_NAMESPACE": f"CAPPI/{stage}", "CAPPI_CLUBS_FILE": "/var/task/clubs.json"}
     assert env["ingest"] == {**common, "POWERTOOLS_SERVICE_NAME": "cappi-ingest", "CAPPI_TABLE_NAME": table}
     assert env["dispatch"] == {
         **common,
@@ -242,6 +242,7 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         "CAPPI_POINTER_MAX_AGE_S": "10",
         "CAPPI_CACHE_MAX_AGE_S": "30",
         "CAPPI_POLL_INTERVAL_S": "600",  # the schedule's 10 minutes: a 503's Retry-After counts down to the next poll
+        "CAPPI_REQUEST_LOG_SAMPLE_RATE": "0.01",  # every 5xx and one answer in a hundred get a line of their own
     }
 
 

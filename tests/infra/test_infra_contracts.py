@@ -49,6 +49,6 @@ def test_route_authorizer_and_function_follow_the_contract(app: Synth, stage: st
     assert environment["CAPPI_REQUIRED_SCOPE"] == api.SCOPE
     assert environment["CAPPI_CLUB_CLAIM"] == api.CLUB_CLAIM
     assert all(
-        f["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == metrics.NAMESPACE
+        f["Properties"]["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == metrics.namespace_for(stage)
         for f in functions
     )

@@ -67,53 +67,53 @@ def _topic(app: Synth) -> dict[str, str]:
     return {"Ref": app.logical_id("stage", "AWS::SNS::Topic", TopicName="cappi-stage-alarms")}
 
 
-def test_every_registry_source_gets_one_alarm_set_and_no_other_source_does(app: Synth) -> None:
+def test_every_registry_source_gets_one_alarm_and_no_other_source_does(app: Synth) -> None:
     per_source = {
         (a["Dimensions"][0]["Value"], a["MetricName"])
         for a in _alarms(app).values()
-        if a.get("Namespace") == "CAPPI" and a.get("Dimensions")
+        if a.get("Namespace") == "CAPPI/stage" and a.get("Dimensions")
     }
-    metrics = {"PollSuccess", "SnapshotAge", "DropGuardHolds", "RejectedRowRatio"}
-    assert per_source == {(source, metric) for source in SOURCES for metric in metrics}
+    assert per_source == {(source, "SnapshotAge") for source in SOURCES}
     for source in SOURCES:
-        for condition in ("poll-failures", "stale", "drop-guard", "rejected-rows"):
-            assert f"cappi-stage-{source}-{condition}" in _alarms(app)
+        assert f"cappi-stage-{source}-stale" in _alarms(app)
+        for gone in ("poll-failures", "drop-guard", "rejected-rows"):  # one health alarm per source, not four
+            assert f"cappi-stage-{source}-{gone}" not in _alarms(app)
 
 
 @pytest.mark.parametrize("source", sorted(SOURCES))
-def test_source_alarms_watch_the_metrics_ingest_emits(app: Synth, source: str) -> None:
-    alarms = _alarms(app)
-    dimensions = [{"Name": "Source", "Value": source}]
-
-    failures = alarms[f"cappi-stage-{source}-poll-failures"]
-    assert (failures["MetricName"], failures["Statistic"], failures["Period"]) == ("PollSuccess", "Sum", 300)
-    assert (failures["ComparisonOperator"], failures["Threshold"]) == ("LessThanThreshold", 1)
-    assert failures["EvaluationPeriods"] == failures["DatapointsToAlarm"] == 3
-    assert failures["TreatMissingData"] == "notBreaching"  # no poll at all is the stale alarm's job
-    assert failures["Dimensions"] == dimensions
-
-    stale = alarms[f"cappi-stage-{source}-stale"]
+def test_the_source_alarm_watches_snapshot_age_with_missing_data_as_stale(app: Synth, source: str) -> None:
+    stale = _alarms(app)[f"cappi-stage-{source}-stale"]
     assert (stale["MetricName"], stale["Statistic"]) == ("SnapshotAge", "Maximum")
     assert (stale["ComparisonOperator"], stale["Threshold"]) == ("GreaterThanThreshold", 1800)
     assert stale["TreatMissingData"] == "breaching"  # a club nobody polls is a stale club
     # Half-schedule periods, 3 of 4: a healthy source leaves at most every other period empty.
-    assert stale["Period"] == 120
+    assert stale["Period"] == 120  # half the overridden 5-minute schedule, in whole minutes
     assert (stale["EvaluationPeriods"], stale["DatapointsToAlarm"]) == (4, 3)
+    assert stale["Namespace"] == "CAPPI/stage"
+    assert stale["Dimensions"] == [{"Name": "Source", "Value": source}]
+    assert stale["ActionsEnabled"] is SOURCES[source]  # a disabled source's alarm stays quiet
+    assert stale["AlarmActions"] == [_topic(app)]
+    assert stale["OKActions"] == [_topic(app)]
+    assert "cappi status --stage stage" in stale["AlarmDescription"]
 
-    held = alarms[f"cappi-stage-{source}-drop-guard"]
-    assert (held["MetricName"], held["Statistic"], held["Threshold"]) == ("DropGuardHolds", "Sum", 1)
+
+def test_drops_and_rejected_rows_alarm_once_for_the_stage(app: Synth) -> None:
+    alarms = _alarms(app)
+    held = alarms["cappi-stage-ingest-drop-guard"]
+    assert (held["Namespace"], held["MetricName"], held["Statistic"], held["Threshold"]) == (
+        "CAPPI/stage",
+        "DropGuardHolds",
+        "Sum",
+        1,
+    )
     assert held["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
-
-    rejected = alarms[f"cappi-stage-{source}-rejected-rows"]
+    rejected = alarms["cappi-stage-ingest-rejected-rows"]
     assert (rejected["MetricName"], rejected["Statistic"]) == ("RejectedRowRatio", "Maximum")
     assert (rejected["ComparisonOperator"], rejected["Threshold"]) == ("GreaterThanThreshold", 2.5)
-
-    for alarm in (failures, stale, held, rejected):
-        assert alarm["Namespace"] == "CAPPI"
-        assert alarm["Dimensions"] == dimensions
-        assert alarm["ActionsEnabled"] is SOURCES[source]  # a disabled source's alarms stay quiet
+    for alarm in (held, rejected):
+        assert "Dimensions" not in alarm
+        assert alarm["Period"] == 300
         assert alarm["AlarmActions"] == [_topic(app)]
-        assert alarm["OKActions"] == [_topic(app)]
 
 
 def test_api_alarms_watch_the_5xx_rate_and_p99_latency(app: Synth) -> None:
@@ -187,14 +187,17 @@ def test_without_an_alarm_email_there_is_no_subscription_and_synth_warns() -> No
     assert any("No alarm e-mail for stage stage" in str(w) for w in warnings)
 
 
-def test_dashboard_has_a_row_per_source_and_the_api_traffic(app: Synth) -> None:
+def test_dashboard_graphs_every_source_and_shows_the_last_polls_and_the_api(app: Synth) -> None:
     dashboard = next(iter(app.resources("stage", "AWS::CloudWatch::Dashboard").values()))["Properties"]
     assert dashboard["DashboardName"] == "cappi-stage-dashboard"
     body = json.dumps(dashboard["DashboardBody"])
+    assert "Snapshot age (s): north-club .. west-club" in body
+    assert "Source alarms: north-club .. west-club" in body
     for source, enabled in SOURCES.items():
-        assert f"{source}{'' if enabled else ' (disabled)'}: calls, techs" in body
-        for what in ("snapshot age", "failures", "alarms"):
-            assert f"{source}: {what}" in body
+        label = source if enabled else f"{source} (disabled)"
+        assert f'\\"Source\\",\\"{source}\\",{{\\"label\\":\\"{label}\\"' in body
+    assert "Last poll per source (ingest log)" in body
+    assert "/aws/lambda/cappi-stage-ingest" in body or "IngestLogs" in body
     assert "API requests" in body
     assert "API latency" in body
 

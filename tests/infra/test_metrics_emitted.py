@@ -1,5 +1,7 @@
-"""The alarms read metrics the code really emits: every custom metric an alarm of either stage uses is printed by
-the handlers (as EMF, the way CloudWatch receives it) under the same namespace, name and dimensions.
+"""The alarms and the dashboard read metrics the code really emits: every custom metric an alarm or a dashboard
+graph of either stage uses is printed by the handlers (as EMF, the way CloudWatch receives it) under the same
+namespace, name and dimensions, with the namespace the template gives the functions; and every field the
+dashboard's Logs Insights widget reads is in those lines.
 
 The handlers run for real (moto for DynamoDB, fakes for the club feed and Lambda's invoke), through each outcome
 an alarm watches: a good poll, a held drop, a failed fetch, a rejected feed, a dispatch tick and queries.
@@ -16,14 +18,21 @@ import pytest
 pytest.importorskip("aws_cdk")
 
 from moto import mock_aws
-from support.alarm_metrics import AlarmMetric, alarm_metrics
+from support.alarm_metrics import (
+    AlarmMetric,
+    alarm_metrics,
+    dashboard_log_fields,
+    dashboard_metrics,
+    function_namespaces,
+)
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.query_support import query_api
 from support.synth import Synth, synth
 
+from cappi import observability
 from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.contracts.api import path_for
-from cappi.contracts.metrics import ALL_METRICS
+from cappi.contracts.metrics import ALL_FIGURES, ALL_METRICS
 from cappi.domain.poll import FeedUnavailable
 from cappi.domain.registry import ClubSource, parse_registry
 from cappi.handlers import dispatch, ingest
@@ -32,8 +41,9 @@ from local.http_api import LambdaContext
 REGISTRY = parse_registry({"sources": [{"name": "alpha", "club_ids": [212], "base_url": "https://a.example"}]})
 
 
-def feed(calls: int) -> bytes:
+def feed(calls: int, bad_rows: int = 0) -> bytes:
     rows = [{"CallId": 1_000_000 + n, "ClubId": 212, "TechId": f"T{n % 50}"} for n in range(calls)]
+    rows += [{"CallId": 2_000_000 + n, "ClubId": 212, "TechId": "bad tech"} for n in range(bad_rows)]
     return json.dumps({"Result": {"Calls": rows}}).encode()
 
 
@@ -61,17 +71,27 @@ class NoInvoke:
         raise RuntimeError("invoke refused")
 
 
-def emitted(output: str) -> set[AlarmMetric]:
-    """(namespace, name, sorted dimension names) of every metric in the EMF blobs of `output`."""
-    found = set()
+@dataclass
+class Emitted:
+    metrics: set[AlarmMetric]  # (namespace, name, sorted dimension names) of every metric the EMF lines define
+    fields: set[str]  # every top-level key of those lines
+
+
+def emitted(output: str) -> Emitted:
+    found = Emitted(set(), set())
     for line in output.splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
-        for directive in record.get("_aws", {}).get("CloudWatchMetrics", []):
+        directives = record.get("_aws", {}).get("CloudWatchMetrics", [])
+        if directives:
+            found.fields |= set(record) - {"_aws"}
+        for directive in directives:
             for dimensions in directive["Dimensions"]:
+                assert all(name in record for name in dimensions), "EMF: every dimension has its value at the root"
                 for metric in directive["Metrics"]:
-                    found.add((directive["Namespace"], metric["Name"], tuple(sorted(dimensions))))
+                    assert metric["Name"] in record, "EMF: every metric has its value at the root"
+                    found.metrics.add((directive["Namespace"], metric["Name"], tuple(sorted(dimensions))))
     return found
 
 
@@ -84,12 +104,14 @@ def app() -> Synth:
     return synth()
 
 
-@pytest.fixture
-def handler_output(capsys: pytest.CaptureFixture[str]) -> set[AlarmMetric]:
-    found: set[AlarmMetric] = set()
+def run_handlers(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, namespace: str) -> Emitted:
+    """Every handler through each outcome, emitting into `namespace` as a function given it would."""
+    monkeypatch.setattr(observability, "NAMESPACE", namespace)
+    capsys.readouterr()
     with mock_aws():
         store = DynamoSnapshotStore(snapshot_table(), SNAPSHOT_TABLE)
-        bodies = (feed(500), feed(20), None, b"<html>busy</html>")  # publish, hold a drop, fail, reject
+        # publish, publish with a bad row, hold a drop, fail, reject
+        bodies = (feed(500), feed(500, bad_rows=1), feed(20), None, b"<html>busy</html>")
         deps = ingest.IngestDependencies(REGISTRY, ScriptedFeed(*bodies), store)
         poll = ingest.make_handler(lambda: deps)
         for _ in bodies:
@@ -99,18 +121,33 @@ def handler_output(capsys: pytest.CaptureFixture[str]) -> set[AlarmMetric]:
     with query_api() as api:
         for path in (path_for(212, "AB12"), path_for(999, "AB12")):
             api.get(path)
-    found |= emitted(capsys.readouterr().out)
-    return found
+    return emitted(capsys.readouterr().out)
 
 
 @pytest.mark.parametrize("stage", ["stage", "prod"])
-def test_every_alarm_metric_is_emitted_by_the_handlers(app: Synth, handler_output: set[AlarmMetric], stage: str):
-    watched = alarm_metrics(app.templates[stage])
+def test_every_metric_alarms_and_the_dashboard_read_is_emitted_by_the_handlers(
+    app: Synth, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, stage: str
+) -> None:
+    template = app.templates[stage]
+    (namespace,) = function_namespaces(template)  # what the deployed functions would emit into
+    output = run_handlers(capsys, monkeypatch, namespace)
+    watched = alarm_metrics(template)
+    graphed = dashboard_metrics(template)
     assert watched, "the template has alarms on custom metrics"
-    assert sorted(watched - handler_output) == []
+    assert graphed, "the dashboard graphs custom metrics"
+    assert sorted(watched - output.metrics) == []
+    assert sorted(graphed - output.metrics) == []
+    assert sorted(dashboard_log_fields(template) - output.fields) == []
 
 
-def test_the_handlers_emit_only_what_the_contract_declares(handler_output: set[AlarmMetric]) -> None:
+def test_the_handlers_emit_only_what_the_contract_declares(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    output = run_handlers(capsys, monkeypatch, "CAPPI/test")
     declared = {m.name: tuple(sorted(m.dimensions)) for m in ALL_METRICS}
-    assert handler_output
-    assert sorted((name, dims) for _, name, dims in handler_output if declared.get(name) != dims) == []
+    assert output.metrics
+    assert {space for space, _, _ in output.metrics} == {"CAPPI/test"}
+    assert sorted((name, dims) for _, name, dims in output.metrics if declared.get(name) != dims) == []
+    # No `service` (or any other) dimension sneaks in, and every other key is a declared log field.
+    assert sorted(output.fields - {m.name for m in ALL_FIGURES} - {"Source"}) == []
+    assert "RejectedRowsByReason" in output.fields

@@ -105,12 +105,6 @@ def test_domain_modules_load_without_aws_or_http_libraries() -> None:
     assert out == ""
 
 
-def test_ingest_metrics_carry_only_the_source_dimension() -> None:
-    from cappi.observability import metrics
-
-    assert not metrics.service
-
-
 SIDES = {
     "infra": {"local", "tools", "cli", "app"},
     "local": {"infra", "tools", "cli", "app"},

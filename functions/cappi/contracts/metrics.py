@@ -1,9 +1,17 @@
-"""The metrics contract: every custom metric CAPPI emits, with its unit and dimensions, and the mapping of one
-poll's result to the metrics it produces.
+"""The metrics contract: every figure CAPPI reports through CloudWatch's embedded metric format (EMF), with its
+unit and dimensions, and the mapping of one poll's result to the figures it produces.
+
+A figure is either a *metric* (`stored=True`): CloudWatch extracts it into a metric series, which costs
+$0.30 a month per series (per distinct dimension values), so only what an alarm or the dashboard reads is one; or
+a *log field* (`stored=False`): a plain key of the same EMF log line, free beyond its few bytes and queryable with
+CloudWatch Logs Insights (docs/operations.md lists the queries). Per source, the only metric is `SnapshotAge`, the
+one health figure the per-source alarm and dashboard read; the rest of a poll is stage-wide metrics (no dimension)
+or log fields next to its `Source`.
 
 The handlers emit exactly these (`cappi.observability.emit`); `infra/monitoring.py` builds its alarms and the
-dashboard from the same objects, and a test checks that every metric an alarm reads is one the code emits under
-the same name and dimensions. Units are CloudWatch's unit names, so this module needs no AWS library.
+dashboard from the same objects, and tests check that every metric an alarm or the dashboard reads is one the code
+emits under the same namespace, name and dimensions. Units are CloudWatch's unit names, so this module needs no
+AWS library.
 """
 
 from __future__ import annotations
@@ -14,22 +22,30 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from cappi.domain.poll import PollResult
 
+# The namespace of local mode and tools. A deployed stage emits into `namespace_for(stage)` (infra sets
+# POWERTOOLS_METRICS_NAMESPACE), so two stages in one account and region never mix their series or alarms.
 NAMESPACE = "CAPPI"
 SOURCE = "Source"  # the registry name of a club source
 REASON = "Reason"  # why rows were rejected (the feed validator's reason codes)
-STATUS = "Status"  # HTTP status of a query answer
 
 COUNT, SECONDS, MILLISECONDS, PERCENT = "Count", "Seconds", "Milliseconds", "Percent"
 
 
+def namespace_for(stage: str) -> str:
+    """The metric namespace of one deployed stage: `CAPPI/<stage>`."""
+    return f"{NAMESPACE}/{stage}"
+
+
 @dataclass(frozen=True, slots=True)
 class Metric:
-    """One metric: CloudWatch name, unit and the names of its dimensions (in the order they are emitted)."""
+    """One figure: CloudWatch name, unit, the names of its dimensions, and whether CloudWatch stores it as a
+    metric series (`stored`) or it is a log field only."""
 
     name: str
     unit: str
     dimensions: tuple[str, ...] = ()
     description: str = ""
+    stored: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,63 +55,72 @@ class Datapoint:
     dimensions: dict[str, str] = field(default_factory=dict)
 
 
-# Ingest: one series per source (dimension Source alone).
-FETCH_SUCCESS = Metric("FetchSuccess", COUNT, (SOURCE,), "1 when the feed was fetched (even if then rejected)")
-FETCH_FAILURE = Metric("FetchFailure", COUNT, (SOURCE,), "1 when the feed could not be fetched")
-FEED_REJECTED = Metric("FeedRejected", COUNT, (SOURCE,), "1 when the fetched document was refused as a whole")
-POLL_SUCCESS = Metric("PollSuccess", COUNT, (SOURCE,), "1 when the poll ended with a usable feed")
-FETCH_LATENCY = Metric("FetchLatency", MILLISECONDS, (SOURCE,), "time to fetch the feed, retries included")
-SNAPSHOT_AGE = Metric("SnapshotAge", SECONDS, (SOURCE,), "age of the oldest list readers see, since last confirmed")
-FEED_ROWS = Metric("FeedRows", COUNT, (SOURCE,), "rows in the feed")
-REJECTED_ROWS = Metric("RejectedRows", COUNT, (SOURCE,), "rows dropped by validation")
-REJECTED_ROW_RATIO = Metric("RejectedRowRatio", PERCENT, (SOURCE,), "rows dropped, percent of all rows")
-REJECTED_ROWS_BY_REASON = Metric("RejectedRowsByReason", COUNT, (SOURCE, REASON), "rows dropped, per reason")
-CALLS = Metric("Calls", COUNT, (SOURCE,), "distinct open calls published, over the source's clubs")
-TECHS = Metric("Techs", COUNT, (SOURCE,), "technicians with open calls, over the source's clubs")
-SNAPSHOT_CHANGED = Metric("SnapshotChanged", COUNT, (SOURCE,), "clubs whose list changed with this poll")
-DROP_GUARD_HOLDS = Metric("DropGuardHolds", COUNT, (SOURCE,), "clubs whose sudden drop is held for confirmation")
-SNAPSHOT_WRITE_UNITS = Metric("SnapshotWriteUnits", COUNT, (SOURCE,), "DynamoDB write units this poll spent")
+def _log_field(name: str, unit: str, description: str) -> Metric:
+    return Metric(name, unit, (SOURCE,), description, stored=False)
 
-# Dispatch: one series for the whole stage.
+
+# Ingest, per source: the health metric. Age of the oldest list readers see since a poll last confirmed it: it grows
+# while fetches fail or feeds are rejected, and it is missing when nobody polls, so one alarm covers all three.
+SNAPSHOT_AGE = Metric("SnapshotAge", SECONDS, (SOURCE,), "age of the oldest list readers see, since last confirmed")
+# Ingest, stage-wide (no dimension): which source it was is in the same log line and in `cappi status`.
+FETCH_FAILURE = Metric("FetchFailure", COUNT, (), "polls whose feed could not be fetched")
+FEED_REJECTED = Metric("FeedRejected", COUNT, (), "polls whose fetched document was refused as a whole")
+DROP_GUARD_HOLDS = Metric("DropGuardHolds", COUNT, (), "clubs whose sudden drop is held for confirmation")
+REJECTED_ROW_RATIO = Metric("RejectedRowRatio", PERCENT, (), "rows dropped, percent of the feed's rows")
+FETCH_LATENCY = Metric("FetchLatency", MILLISECONDS, (), "time to fetch a feed, retries included")
+SNAPSHOT_WRITE_UNITS = Metric("SnapshotWriteUnits", COUNT, (), "DynamoDB write units a poll spent")
+# Ingest, log fields of the same line (key `Source` beside them): what ops read per source in Logs Insights.
+FETCH_SUCCESS = _log_field("FetchSuccess", COUNT, "1 when the feed was fetched (even if then rejected)")
+POLL_SUCCESS = _log_field("PollSuccess", COUNT, "1 when the poll ended with a usable feed")
+FEED_ROWS = _log_field("FeedRows", COUNT, "rows in the feed")
+REJECTED_ROWS = _log_field("RejectedRows", COUNT, "rows dropped by validation")
+CALLS = _log_field("Calls", COUNT, "distinct open calls published, over the source's clubs")
+TECHS = _log_field("Techs", COUNT, "technicians with open calls, over the source's clubs")
+SNAPSHOT_CHANGED = _log_field("SnapshotChanged", COUNT, "clubs whose list changed with this poll")
+# Per reason: an object {reason: rows} in the line (Logs Insights: `RejectedRowsByReason.tech_id_invalid`).
+REJECTED_ROWS_BY_REASON = Metric("RejectedRowsByReason", COUNT, (SOURCE, REASON), "rows dropped, per reason", False)
+
+# Dispatch: one series each for the whole stage.
 INGESTS_DISPATCHED = Metric("IngestsDispatched", COUNT, (), "ingest invocations started by one tick")
 INGEST_DISPATCH_FAILURES = Metric("IngestDispatchFailures", COUNT, (), "ingest invocations that could not start")
 
-# Query.
-REQUESTS = Metric("Requests", COUNT, (STATUS,), "answers of the query Lambda, by HTTP status")
-# Emitted in the same blob as the request's `Requests`, so it carries that blob's Status (200 or 304).
-SNAPSHOT_AGE_SERVED = Metric("SnapshotAgeServed", SECONDS, (STATUS,), "age of the list a query was answered from")
+# The query emits no metric: API Gateway's own Count, 4xx, 5xx and Latency (free) and its access log record every
+# answer; the function logs every error and a sample of answers (cappi.handlers.query).
 
 INGEST_METRICS = (
-    FETCH_SUCCESS,
+    SNAPSHOT_AGE,
     FETCH_FAILURE,
     FEED_REJECTED,
-    POLL_SUCCESS,
+    DROP_GUARD_HOLDS,
+    REJECTED_ROW_RATIO,
     FETCH_LATENCY,
-    SNAPSHOT_AGE,
+    SNAPSHOT_WRITE_UNITS,
+)
+INGEST_LOG_FIELDS = (
+    FETCH_SUCCESS,
+    POLL_SUCCESS,
     FEED_ROWS,
     REJECTED_ROWS,
-    REJECTED_ROW_RATIO,
-    REJECTED_ROWS_BY_REASON,
     CALLS,
     TECHS,
     SNAPSHOT_CHANGED,
-    DROP_GUARD_HOLDS,
-    SNAPSHOT_WRITE_UNITS,
+    REJECTED_ROWS_BY_REASON,
 )
 DISPATCH_METRICS = (INGESTS_DISPATCHED, INGEST_DISPATCH_FAILURES)
-QUERY_METRICS = (REQUESTS, SNAPSHOT_AGE_SERVED)
-ALL_METRICS = INGEST_METRICS + DISPATCH_METRICS + QUERY_METRICS
+ALL_METRICS = INGEST_METRICS + DISPATCH_METRICS  # every stored series: what alarms and the dashboard may read
+ALL_FIGURES = ALL_METRICS + INGEST_LOG_FIELDS
 
 
 def poll_datapoints(result: PollResult) -> list[Datapoint]:
     """What one poll reports: fetch outcome always; row counts once there were rows (or a usable feed); the
-    published totals only for a usable feed."""
+    published totals only for a usable feed. One EMF line holds them all, with the source beside the stage-wide
+    metrics' values, so Logs Insights can still group any of them by `Source`."""
     from cappi.domain.publish import Outcome
 
     source = {SOURCE: result.source}
 
-    def point(metric: Metric, value: float, **extra: str) -> Datapoint:
-        return Datapoint(metric, value, {**source, **extra})
+    def point(metric: Metric, value: float) -> Datapoint:
+        return Datapoint(metric, value, source if metric.dimensions else {})
 
     points = [
         point(FETCH_SUCCESS, int(result.status != "failed")),
@@ -112,7 +137,10 @@ def poll_datapoints(result: PollResult) -> list[Datapoint]:
             point(REJECTED_ROWS, sum(result.rejected.values())),
             point(REJECTED_ROW_RATIO, round(result.rejected_ratio * 100, 3)),
         ]
-    points += [point(REJECTED_ROWS_BY_REASON, n, **{REASON: r}) for r, n in sorted(result.rejected.items())]
+    points += [
+        Datapoint(REJECTED_ROWS_BY_REASON, n, {**source, REASON: reason})
+        for reason, n in sorted(result.rejected.items())
+    ]
     if result.ok:
         points += [
             point(CALLS, sum(c.calls for c in result.clubs)),

@@ -1,5 +1,5 @@
-"""What every Lambda entry point shares: dependencies built on first use (once per container), the Lambda
-context in the structured log, and the invocation's metrics flushed when it returns."""
+"""What every Lambda entry point shares: dependencies built on first use (once per container) and the Lambda
+context in the structured log. Metrics need no flush: `cappi.observability.emit` prints each EMF line at once."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from functools import cache
 from typing import Any, TypeVar
 
-from cappi.observability import logger, metrics
+from cappi.observability import logger
 
 Deps = TypeVar("Deps")
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -22,7 +22,6 @@ def lambda_handler(
     """A Lambda handler that calls `serve(event, context, dependencies())`."""
     built = cache(dependencies)
 
-    @metrics.log_metrics
     @logger.inject_lambda_context(correlation_id_path=correlation_id_path, clear_state=True)
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         return serve(event, context, built())

@@ -1,0 +1,68 @@
+"""Capacity and log volume: ingest has a floor of concurrency no burst of queries can take, the query function is
+capped at what the stage's throttle lets in, the account keeps AWS's 100 unreserved executions, and the query
+function leaves no Lambda platform lines (three per request at ~36 million requests a month, bench/cost.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("aws_cdk")
+
+from support.synth import Synth, synth
+
+import app as cdk_app
+from cappi.domain.registry import load_registry
+from infra.api import ACCESS_LOG_FORMAT
+from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE
+
+STAGES = ("stage", "prod")
+BURST = {"stage": 100, "prod": 400}  # cdk.json's throttle_burst
+
+
+@pytest.fixture(scope="module")
+def app() -> Synth:
+    return synth()
+
+
+def _function(app: Synth, stage: str, role: str) -> dict:
+    lid = app.logical_id(stage, "AWS::Lambda::Function", FunctionName=f"cappi-{stage}-{role}")
+    return app.templates[stage]["Resources"][lid]["Properties"]
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_ingest_has_reserved_concurrency_for_every_source_and_query_a_cap_at_the_throttle_burst(
+    app: Synth, stage: str
+) -> None:
+    sources = len(load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").sources)
+    ingest = _function(app, stage, "ingest")["ReservedConcurrentExecutions"]
+    assert ingest == INGEST_CONCURRENCY_PER_SOURCE * sources + INGEST_CONCURRENCY_SPARE
+    assert _function(app, stage, "query")["ReservedConcurrentExecutions"] == BURST[stage]
+    assert "ReservedConcurrentExecutions" not in _function(app, stage, "dispatch")  # one short run per tick
+    assert 1000 - ingest - BURST[stage] >= 100  # AWS keeps 100 of the default 1,000 unreserved
+
+
+def test_a_reservation_that_leaves_under_100_unreserved_fails_the_synth() -> None:
+    crowded = synth(**{"cappi:stages": "stage", "stage:account_concurrency": "200", "stage:throttle_burst": "150"})
+    errors = [
+        entry["data"]
+        for entries in crowded.metadata["stage"].values()
+        for entry in entries
+        if entry["type"] == "aws:cdk:error"
+    ]
+    assert any("leaves fewer than 100" in str(e) for e in errors), errors
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_query_logs_no_platform_lines_and_samples_its_own(app: Synth, stage: str) -> None:
+    query = _function(app, stage, "query")
+    assert query["LoggingConfig"]["LogFormat"] == "JSON"
+    assert query["LoggingConfig"]["SystemLogLevel"] == "WARN"  # no START/END/REPORT; timeouts still logged
+    assert query["LoggingConfig"]["ApplicationLogLevel"] == "INFO"  # the sampled line is INFO, EMF lines too
+    for role in ("ingest", "dispatch"):  # few invocations: REPORT's memory figure is worth its bytes
+        assert "LogFormat" not in _function(app, stage, role)["LoggingConfig"]
+
+
+def test_the_access_log_keeps_what_support_asks_for() -> None:
+    assert set(ACCESS_LOG_FORMAT) >= {"requestId", "status", "responseLatency", "authorizerError", "client", "ip"}
+    assert "$context.authorizer.claims.azp" in ACCESS_LOG_FORMAT.values()
+    assert not any("token" in value.lower() or "authorization" in value.lower() for value in ACCESS_LOG_FORMAT.values())
