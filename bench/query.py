@@ -1,23 +1,45 @@
-"""Query benchmark: warm handler latency against a bare GetItem, DynamoDB requests per 1,000 queries, staleness
-after a pointer flip, cold import cost, and token verification time.
+"""Query benchmark: a simulated hour of realistic traffic through the real reader and the real query handler.
 
-Runs the real query handler (behind the API Gateway emulator's event shape) against a moto-backed store that holds
-the ingest benchmark's reference snapshot. Ratios are measured in this one run (these machines are noisy).
+Printed figures are measured in this run, nothing else (these machines are noisy, so times are ratios):
+- `ddb_requests_per_1000`: DynamoDB requests per 1,000 queries made by warm query containers (their stores'
+  request counters) while technicians query at a steady rate over many club sources whose heads flip as polls
+  publish; at 2 containers (through the handler), 1 and 4 (`_c1`, `_c4`), and for fewer and for evenly spread
+  sources, to show the figure does not grow with them;
+- `max_staleness_s`: the longest simulated time from a head flip (its commit) to a query still answered from the
+  version it replaced, and `max_first_seen_s`: from a flip to the first query of that club that sees it, per
+  container (the latter also waits for the club's next query to reach that container);
+- `handler_us`: the warm handler's median time on an API Gateway payload 2.0 event (built by local.http_api), and
+  `handler_ratio`: that over a bare Powertools `APIGatewayHttpResolver` with one route returning a constant,
+  timed on the same events, interleaved;
+- `cold_import_ratio`: importing and wiring the handler against importing boto3 and creating a client, in fresh
+  interpreters of the Lambda runtime's Python when this machine has one; `verify_us`: one JWT check.
+
+The readers' clock is the simulation's, so an hour of traffic takes seconds; DynamoDB is moto, in process.
 
     python bench/query.py             # last line: name=value pairs
+    python bench/query.py --help      # the load's parameters
 """
 
 from __future__ import annotations
 
+import argparse
 import contextlib
+import glob
 import io
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("AWS_DEFAULT_REGION", "us-east-1")
@@ -28,25 +50,414 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CAPPI")
 import ingest as ingest_bench  # noqa: E402  (the reference feed lives there)
 
 TABLE = "cappi-bench-query"
-QUERIES = 10_000
-POINTER_MAX_AGE_S = 10.0
+EPOCH_MS = 1_760_000_000_000  # simulated time 0, as a fetch time
+LAMBDA_PYTHON = "3.13"  # the query function's runtime (infra/functions.py)
+VARIANTS = 2  # contents a source alternates between, so every poll publishes a new version
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
+@dataclass(frozen=True)
+class Load:
+    """The simulated traffic: technicians querying at a steady rate, polls publishing on a schedule."""
+
+    sources: int = 50  # club sources, one club each
+    technicians: int = 1_000  # each queries every `query_interval_s`, at its own phase
+    query_interval_s: float = 30.0
+    calls: int = 10_000  # per club
+    club_techs: int = 2_500  # per club
+    duration_s: float = 3_600.0  # simulated, counted after the warm-up
+    warmup_s: float = 60.0  # simulated, not counted: every container has read every club by then
+    poll_interval_s: float = 600.0
+    # Commits of one schedule tick: "tick" lands each source's commit uniformly within `commit_spread_s` of the
+    # tick (dispatch starts every source's poll at once; each takes its club's fetch and publish time);
+    # "even" spreads the sources' commits evenly over the whole poll interval (every flip on its own).
+    flips: str = "tick"
+    commit_spread_s: float = 60.0
+    first_club: int = 100
+    seed: int = 1
+
+    @property
+    def rate(self) -> float:
+        return self.technicians / self.query_interval_s
+
+    def describe(self) -> str:
+        spread = (
+            f"within {self.commit_spread_s:.0f} s of each tick" if self.flips == "tick" else "evenly over the interval"
+        )
+        return (
+            f"{self.rate:.1f} queries/s ({self.technicians:,} technicians every {self.query_interval_s:.0f} s) over "
+            f"{self.sources} sources of one club each ({self.calls:,} calls, {self.club_techs:,} techs); "
+            f"every source publishes a new version every {self.poll_interval_s:.0f} s, commits {spread}; "
+            f"{self.duration_s:.0f} s simulated after a {self.warmup_s:.0f} s warm-up"
+        )
 
 
-def cold_import_ratio(runs: int = 7) -> tuple[float, float, float]:
+ItemKey = tuple[str, str]
+
+
+def _key_of(item: Mapping[str, Any]) -> ItemKey:
+    return item["pk"]["S"], item["sk"]["S"]
+
+
+class _Proxy:
+    def __init__(self, inner: Any, items: dict[ItemKey, dict[str, Any]]) -> None:
+        self.inner = inner
+        self.items = items
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+class ReadThrough(_Proxy):
+    """The readers' DynamoDB client: moto, with BatchGetItem answered from memory for keys moto returned before.
+
+    Benchmark plumbing only: moto serializes each item of a response slowly (milliseconds for a head here), and an
+    hour of traffic reads thousands of them. Items are forgotten when the publisher writes them (`Invalidating`),
+    absent keys always go to moto, and the stores count their own calls to this client, so what the readers send
+    and what they count is unchanged.
+    """
+
+    def batch_get_item(self, RequestItems: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        ((table, request),) = RequestItems.items()
+        found, missing = [], []
+        for key in request["Keys"]:
+            item = self.items.get(_key_of(key))
+            if item is None:
+                missing.append(key)
+            else:
+                found.append(item)
+        unprocessed: dict[str, Any] = {}
+        if missing:
+            response = self.inner.batch_get_item(RequestItems={table: {**request, "Keys": missing}}, **kwargs)
+            for item in response.get("Responses", {}).get(table, []):
+                self.items[_key_of(item)] = item
+                found.append(item)
+            unprocessed = response.get("UnprocessedKeys", {})
+        return {"Responses": {table: found}, "UnprocessedKeys": unprocessed}
+
+
+class Invalidating(_Proxy):
+    """The publisher's client: every write forgets the item from the readers' memory before it reaches moto."""
+
+    def put_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.items.pop(_key_of(kwargs["Item"]), None)
+        return self.inner.put_item(**kwargs)
+
+    def update_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.items.pop(_key_of(kwargs["Key"]), None)
+        return self.inner.update_item(**kwargs)
+
+    def delete_item(self, **kwargs: Any) -> dict[str, Any]:
+        self.items.pop(_key_of(kwargs["Key"]), None)
+        return self.inner.delete_item(**kwargs)
+
+    def batch_write_item(self, **kwargs: Any) -> dict[str, Any]:
+        for requests in kwargs["RequestItems"].values():
+            for request in requests:
+                written = request.get("PutRequest", {}).get("Item") or request.get("DeleteRequest", {}).get("Key")
+                self.items.pop(_key_of(written), None)
+        return self.inner.batch_write_item(**kwargs)
+
+
+class SimClock:
+    """The readers' monotonic clock: simulated seconds."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@dataclass
+class Version:
+    commit_s: float
+    name: str
+    techs: Mapping[str, tuple[str, ...]]
+
+
+class World:
+    """The ingest side: sources with one club each, their content variants, and every version published so far."""
+
+    def __init__(self, client: Any, load: Load) -> None:
+        from cappi.adapters.dynamo.store import DynamoSnapshotStore
+        from cappi.domain.snapshot import build_club_snapshot
+
+        self.load = load
+        self.store = DynamoSnapshotStore(client, TABLE)  # the publisher's own request counter: not a reader's
+        self.clubs = [load.first_club + n for n in range(load.sources)]
+        self.source_of = {club: f"bench-{club:03d}" for club in self.clubs}
+        self.variants = {}
+        for club in self.clubs:
+            rows = ingest_bench.reference_rows(load.calls, load.club_techs, seed=club)
+            contents = [rows] + [ingest_bench.changed(rows, seed=club * 10 + n) for n in range(1, VARIANTS)]
+            self.variants[club] = [build_club_snapshot(club, _grouped(content)) for content in contents]
+        self.versions: dict[int, list[Version]] = {club: [] for club in self.clubs}
+        self.by_name: dict[int, dict[str, int]] = {club: {} for club in self.clubs}
+        self.by_last_modified: dict[int, dict[str, int]] = {club: {} for club in self.clubs}
+
+    def publish(self, club: int, at_s: float) -> None:
+        """One poll of the club's source, fetched and committed at simulated time `at_s`."""
+        from cappi.domain.publish import Outcome, publish_source
+
+        index = len(self.versions[club])
+        fetched_at_ms = EPOCH_MS + round(at_s * 1000)
+        snapshot = self.variants[club][index % VARIANTS]
+        (result,) = publish_source(self.store, self.source_of[club], [snapshot], fetched_at_ms)
+        assert result.outcome is Outcome.PUBLISHED and result.version, result
+        self.versions[club].append(Version(at_s, result.version, snapshot.techs))
+        self.by_name[club][result.version] = index
+        self.by_last_modified[club][formatdate(fetched_at_ms / 1000, usegmt=True)] = index
+
+    def commit_times(self) -> list[tuple[float, int]]:
+        """(simulated time, club) of every poll after the first, in the load's flip pattern."""
+        load = self.load
+        rng = random.Random(load.seed * 7 + load.sources)
+        times = []
+        tick = load.warmup_s + load.poll_interval_s / 20
+        while tick < load.warmup_s + load.duration_s:
+            for n, club in enumerate(self.clubs):
+                if load.flips == "tick":
+                    offset = rng.uniform(1.0, load.commit_spread_s)
+                else:
+                    offset = n * load.poll_interval_s / len(self.clubs)
+                times.append((tick + offset, club))
+            tick += load.poll_interval_s
+        return sorted(t for t in times if t[0] < load.warmup_s + load.duration_s)
+
+
+def _grouped(rows: list[dict]) -> dict[str, list[int]]:
+    grouped: dict[str, list[int]] = {}
+    for row in rows:
+        grouped.setdefault(row["TechId"], []).append(row["CallId"])
+    return grouped
+
+
+@dataclass
+class Container:
+    """One warm query Lambda: its own store (request counter) and reader; a handler when the fleet uses one."""
+
+    store: Any
+    reader: Any
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]] | None
+    first_seen: set[tuple[int, int]] = field(default_factory=set)
+
+
+@dataclass
+class Fleet:
+    """N containers behind one function; queries go to a random one, as Lambda spreads them over idle ones."""
+
+    name: str
+    containers: list[Container]
+    rng: random.Random
+    queries: int = 0
+    requests_before: int = 0
+    stale_answers: int = 0
+    max_stale_s: float = 0.0
+    first_seen_lags: list[float] = field(default_factory=list)
+
+    @property
+    def requests(self) -> int:
+        return sum(c.store.requests for c in self.containers)
+
+    def per_1000(self) -> float:
+        return (self.requests - self.requests_before) / (self.queries / 1000)
+
+
+def make_fleet(
+    name: str,
+    count: int,
+    *,
+    client: Any,
+    world: World,
+    clock: SimClock,
+    settings: Any,
+    reader_class: type,
+    via_handler: bool,
+    seed: int,
+) -> Fleet:
+    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.handlers import query
+
+    containers = []
+    for _ in range(count):
+        store = DynamoSnapshotStore(client, TABLE)
+        reader = reader_class(store, world.source_of, pointer_max_age=settings.pointer_max_age_s, clock=clock)
+        handler = None
+        if via_handler:
+            deps = query.QueryDependencies(settings, reader, frozenset(world.clubs))
+            handler = query.make_handler(lambda deps=deps: deps)
+        containers.append(Container(store, reader, handler))
+    return Fleet(name, containers, random.Random(seed))
+
+
+def api_event(club: int, tech: str, request_id: str) -> dict[str, Any]:
+    """A payload 2.0 event as local mode's API Gateway stand-in builds it, with the authorizer's claims."""
+    from cappi.contracts import api as api_contract
+    from local.http_api import HttpApi, HttpRequest, Route
+
+    route = Route("GET", api_contract.ROUTE, lambda _e, _c: {})
+    request = HttpRequest("GET", api_contract.path_for(club, tech), [("Authorization", "Bearer x")])
+    params = route.match("GET", request.target)
+    assert params is not None
+    claims = {"sub": "bench@clients", "azp": "bench", "scope": "read:callids"}
+    return HttpApi([route]).event(
+        route,
+        params,
+        request,
+        raw_path=request.target,
+        query="",
+        request_id=request_id,
+        authorizer={"jwt": {"claims": claims, "scopes": ["read:callids"]}},
+    )
+
+
+def simulate(world: World, fleets: Sequence[Fleet], clock: SimClock, sink: io.StringIO) -> None:
+    """Run the load's timeline: the initial versions, then queries and commits in simulated-time order."""
+    from local.http_api import LambdaContext
+
+    load = world.load
+    for club in world.clubs:
+        world.publish(club, -1.0)
+    rng = random.Random(load.seed)
+    technicians = []
+    for n in range(load.technicians):
+        club = world.clubs[n % len(world.clubs)]
+        technicians.append((club, n))
+    per_club: dict[int, list[str]] = {}
+    for club in world.clubs:
+        count = sum(1 for c, _ in technicians if c == club)
+        per_club[club] = rng.sample(sorted(world.variants[club][0].techs), count)
+    techs = [(club, per_club[club].pop()) for club, _ in technicians]
+    events = [api_event(club, tech, f"bench-{n}") for n, (club, tech) in enumerate(techs)]
+    timeline: list[tuple[float, int, int]] = []  # (time, kind 0 = commit / 1 = query, club or technician)
+    end = load.warmup_s + load.duration_s
+    for n in range(load.technicians):
+        t = rng.uniform(0, load.query_interval_s)
+        while t < end:
+            timeline.append((t, 1, n))
+            t += load.query_interval_s
+    timeline += [(t, 0, club) for t, club in world.commit_times()]
+    timeline.sort()
+    context = LambdaContext(function_name="cappi-bench-query", aws_request_id="bench")
+    counting = False
+    for done, (t, kind, who) in enumerate(timeline):
+        clock.now = t
+        if not counting and t >= load.warmup_s:
+            counting = True
+            for fleet in fleets:
+                fleet.requests_before = fleet.requests
+        if kind == 0:
+            world.publish(who, t)
+            continue
+        club, tech = techs[who]
+        for fleet in fleets:
+            container = fleet.containers[fleet.rng.randrange(len(fleet.containers))]
+            served = serve(world, container, events[who], context=context, club=club, tech=tech)
+            if counting:
+                fleet.queries += 1
+                record(world, fleet, container, club=club, t=t, served=served)
+        if done % 2_000 == 0:
+            sink.seek(0)
+            sink.truncate()
+
+
+def serve(world: World, container: Container, event: dict[str, Any], *, context: Any, club: int, tech: str) -> int:
+    """One query; returns the index of the version it was answered from, after checking the answer is exact."""
+    if container.handler is None:
+        found = container.reader.open_calls(club, tech)
+        index = world.by_name[club][found.version]
+        answer = list(found.call_ids)
+    else:
+        response = container.handler(event, context)
+        assert response["statusCode"] == 200, response
+        index = world.by_last_modified[club][response["headers"]["Last-Modified"]]
+        answer = json.loads(response["body"])
+    assert answer == list(world.versions[club][index].techs.get(tech, ())), (club, tech, index)
+    return index
+
+
+def record(world: World, fleet: Fleet, container: Container, *, club: int, t: float, served: int) -> None:
+    versions = world.versions[club]
+    current = len(versions) - 1
+    assert served <= current
+    if served < current:  # answered from a version a later commit replaced: stale by the time since that commit
+        fleet.stale_answers += 1
+        fleet.max_stale_s = max(fleet.max_stale_s, t - versions[served + 1].commit_s)
+    if (club, served) not in container.first_seen:
+        container.first_seen.add((club, served))
+        if versions[served].commit_s >= world.load.warmup_s:
+            fleet.first_seen_lags.append(t - versions[served].commit_s)
+
+
+def handler_times(handler: Callable[..., Any], events: list[dict[str, Any]], rounds: int) -> tuple[float, float]:
+    """Median time of the warm handler and of a bare Powertools resolver on the same events, interleaved."""
+    from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+
+    from cappi.contracts import api as api_contract
+    from local.http_api import LambdaContext
+
+    bare = APIGatewayHttpResolver()
+
+    def constant(ClubId: str, TechId: str) -> Response:
+        return Response(status_code=200, content_type="application/json", body='["8679"]')
+
+    bare.get(api_contract.RESOLVER_ROUTE)(constant)
+    context: Any = LambdaContext(function_name="cappi-bench-query", aws_request_id="bench")
+    for event in events:  # every shard these events need is cached from here on
+        assert handler(event, context)["statusCode"] == 200
+        assert bare.resolve(event, context)["statusCode"] == 200
+    ours: list[float] = []
+    theirs: list[float] = []
+    perf = time.perf_counter
+    for n in range(rounds):
+        for event in events:
+            first, second = (ours, theirs) if n % 2 == 0 else (theirs, ours)
+            for times in (first, second):
+                started = perf()
+                if times is ours:
+                    handler(event, context)
+                else:
+                    bare.resolve(event, context)
+                times.append(perf() - started)
+    return statistics.median(ours) * 1e6, statistics.median(theirs) * 1e6
+
+
+def lambda_python() -> tuple[str, str]:
+    """(interpreter, how it was chosen): the Lambda runtime's Python if this machine has one, else this one."""
+    candidates = [os.environ.get("CAPPI_LAMBDA_PYTHON", ""), f"python{LAMBDA_PYTHON}"]
+    pyenv = Path(os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv") / "versions"
+    candidates += sorted(glob.glob(str(pyenv / f"{LAMBDA_PYTHON}*" / "bin" / f"python{LAMBDA_PYTHON}")), reverse=True)
+    for candidate in filter(None, candidates):
+        try:
+            done = subprocess.run(
+                [candidate, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+                check=False,
+            )
+        except OSError:
+            continue
+        if done.returncode == 0 and done.stdout.strip() == LAMBDA_PYTHON:
+            return candidate, f"Python {LAMBDA_PYTHON} ({candidate})"
+    version = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return sys.executable, f"Python {version} ({sys.executable}): no Python {LAMBDA_PYTHON} on this machine"
+
+
+def cold_import_ratio(runs: int = 7) -> tuple[float, float, float, str]:
     """Fresh interpreters, interleaved: our cold path (import the handler, wire it: registry, boto3 client) against
-    importing boto3 and creating a DynamoDB client. Best of `runs` each."""
-    env = {
-        **os.environ,
+    importing boto3 and creating a DynamoDB client. Best of `runs` each, after one priming run of each.
+
+    As in Lambda, where the asset's root is on sys.path and its modules are compiled ahead: `functions/` and this
+    venv's packages (boto3 and Powertools are pure Python) go on PYTHONPATH, found by the path finder rather than
+    the venv's editable-install hook, and bytecode is cached in a directory of this benchmark's own."""
+    interpreter, which = lambda_python()
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env |= {
         "CAPPI_TABLE_NAME": TABLE,
         "CAPPI_CLUBS_FILE": str(ROOT / "clubs" / "stage.json"),
-        # As in Lambda, where the asset's root (/var/task) is on sys.path: found by the path finder, not through
-        # the development venv's editable-install hook, which is slower per module.
-        "PYTHONPATH": str(ROOT / "functions"),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "functions"), sysconfig.get_paths()["purelib"]]),
+        "PYTHONPYCACHEPREFIX": str(Path(tempfile.gettempdir()) / "cappi-bench-pycache"),
     }
     ours = (
         "import time; t = time.perf_counter(); import cappi.handlers.query as q; q.QueryDependencies.from_env(); "
@@ -57,14 +468,15 @@ def cold_import_ratio(runs: int = 7) -> tuple[float, float, float]:
     )
 
     def once(code: str) -> float:
-        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+        out = subprocess.run([interpreter, "-c", code], env=env, capture_output=True, text=True, check=True)
         return float(out.stdout.strip().splitlines()[-1])
 
+    once(base), once(ours)
     ours_times, base_times = [], []
     for _ in range(runs):
         base_times.append(once(base))
         ours_times.append(once(ours))
-    return min(ours_times) / min(base_times), min(ours_times), min(base_times)
+    return min(ours_times) / min(base_times), min(ours_times), min(base_times), which
 
 
 def verify_us(runs: int = 3_000) -> float:
@@ -92,143 +504,154 @@ def verify_us(runs: int = 3_000) -> float:
     return statistics.median(times) * 1e6
 
 
-def main() -> None:
+def parse_args(argv: Sequence[str] | None) -> tuple[Load, argparse.Namespace]:
+    default = Load()
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sources", type=int, default=default.sources)
+    parser.add_argument("--technicians", type=int, default=default.technicians)
+    parser.add_argument("--query-interval", type=float, default=default.query_interval_s)
+    parser.add_argument("--calls", type=int, default=default.calls, help="per club")
+    parser.add_argument("--club-techs", type=int, default=default.club_techs, help="per club")
+    parser.add_argument("--duration", type=float, default=default.duration_s, help="simulated seconds")
+    parser.add_argument("--commit-spread", type=float, default=default.commit_spread_s)
+    parser.add_argument("--few-sources", type=int, default=10, help="the comparison run's number of sources")
+    parser.add_argument("--even-flips", action="store_true", help="also run with every flip on its own (slower)")
+    parser.add_argument("--handler-rounds", type=int, default=4, help="passes over the technicians' events")
+    parser.add_argument("--seed", type=int, default=default.seed)
+    args = parser.parse_args(argv)
+    load = replace(
+        default,
+        sources=args.sources,
+        technicians=args.technicians,
+        query_interval_s=args.query_interval,
+        calls=args.calls,
+        club_techs=args.club_techs,
+        duration_s=args.duration,
+        commit_spread_s=args.commit_spread,
+        seed=args.seed,
+    )
+    return load, args
+
+
+def main(argv: Sequence[str] | None = None, reader_class: type | None = None) -> None:
+    """`reader_class` swaps the reader (to measure another implementation under the same load)."""
     import boto3
     from moto import mock_aws
 
     from cappi.adapters.dynamo.schema import create_table
-    from cappi.adapters.dynamo.store import DynamoSnapshotStore
     from cappi.adapters.snapshot_reader import CachedSnapshotReader
-    from cappi.contracts import api as api_contract
-    from cappi.domain.feed import parse_feed
-    from cappi.domain.publish import publish_source
-    from cappi.domain.registry import parse_registry
-    from cappi.domain.snapshot import build_club_snapshot
     from cappi.handlers import query
     from cappi.settings import QuerySettings
-    from local.http_api import HttpApi, HttpRequest, LambdaContext, Route
 
-    rows = ingest_bench.reference_rows(10_000, 2_500, seed=1)
-    parsed = parse_feed(ingest_bench.feed_bytes(rows), ingest_bench.CLUB_IDS)
-    registry = parse_registry(
-        {"sources": [{"name": "bench-club", "club_ids": list(ingest_bench.CLUB_IDS), "base_url": "https://x.org"}]}
-    )
-    settings = QuerySettings(
-        table_name=TABLE,
-        clubs_file="<bench>",
-        required_scope=api_contract.SCOPE,
-        club_claim=api_contract.CLUB_CLAIM,
-        require_club_claim=False,
-        nested_single_result=False,
-        pointer_max_age_s=POINTER_MAX_AGE_S,
-        cache_max_age_s=30,
-    )
-    claims = {"sub": "bench@clients", "azp": "bench", "scope": "read:callids"}
+    load, args = parse_args(argv)
+    reader_class = reader_class or CachedSnapshotReader
+    # The deployed settings (cache ages included), pointed at the benchmark's table.
+    settings = replace(QuerySettings.from_env({"CAPPI_TABLE_NAME": TABLE}), clubs_file="<bench>")
+    started = time.perf_counter()
+    sink = io.StringIO()
+    log_handler: Any = query.logger.registered_handler  # a StreamHandler: the benchmark keeps its lines
+    log_stream = log_handler.setStream(sink)
+    with mock_aws(), contextlib.redirect_stdout(sink):
+        moto_client = boto3.client("dynamodb")
+        create_table(moto_client, TABLE)
+        items: dict[ItemKey, dict[str, Any]] = {}
+        client, publisher = ReadThrough(moto_client, items), Invalidating(moto_client, items)
+        clock = SimClock()
 
-    class Allow:
-        def authorize(self, _header: str | None) -> object:
-            return type("D", (), {"allowed": True, "claims": claims, "scopes": ["read:callids"]})()
-
-    with mock_aws():
-        client = boto3.client("dynamodb")
-        create_table(client, TABLE)
-        store = DynamoSnapshotStore(client, TABLE)
-        fetched_at = int(time.time() * 1000)
-        snapshots = [build_club_snapshot(c, parsed.by_club[c]) for c in ingest_bench.CLUB_IDS]
-        publish_source(store, "bench-club", snapshots, fetched_at)
-        reader = CachedSnapshotReader(store, registry.sources_by_club, pointer_max_age=POINTER_MAX_AGE_S)
-        handler = query.make_handler(lambda: query.QueryDependencies(settings, reader, registry.club_ids))
-        api = HttpApi([Route("GET", api_contract.ROUTE, handler, Allow())])
-
-        targets = [(s.club_id, tech) for s in snapshots for tech in s.techs]
-        # Events are built up front: the figure is the handler's time, not the emulator's.
-        events = []
-        for index in range(QUERIES):
-            club_id, tech = targets[(index * 7919) % len(targets)]
-            request = HttpRequest("GET", api_contract.path_for(club_id, tech), [("Authorization", "x")])
-            route = api.routes[0]
-            params = route.match("GET", request.target)
-            events.append(
-                api.event(
-                    route,
-                    params,
-                    request,
-                    raw_path=request.target,
-                    query="",
-                    request_id=f"bench-{index}",
-                    authorizer={"jwt": {"claims": claims, "scopes": ["read:callids"]}},
+        def fleets_for(world: World, *specs: tuple[str, int, bool]) -> list[Fleet]:
+            return [
+                make_fleet(
+                    name,
+                    n,
+                    client=client,
+                    world=world,
+                    clock=clock,
+                    settings=settings,
+                    reader_class=reader_class,
+                    via_handler=h,
+                    seed=load.seed + n,
                 )
-            )
-        context = LambdaContext(function_name="cappi-bench-query", aws_request_id="bench")
-        sink = io.StringIO()
-        handler_stream = query.logger.registered_handler.setStream(sink)
-        handler_times: list[float] = []
-        expected = {(s.club_id, t): list(c) for s in snapshots for t, c in s.techs.items()}
-        with contextlib.redirect_stdout(sink):
-            handler(events[0], context)  # warm the container: first pointer and shard reads
-            before = store.requests
-            for index, event in enumerate(events):
-                started = time.perf_counter()
-                response = handler(event, context)
-                handler_times.append(time.perf_counter() - started)
-                if index % 997 == 0:
-                    club_id, tech = targets[(index * 7919) % len(targets)]
-                    assert json.loads(response["body"]) == expected[(club_id, tech)], response
-                sink.seek(0)
-                sink.truncate()
-            ddb_requests = store.requests - before
-        item_key = {"pk": {"S": "SOURCE#bench-club"}, "sk": {"S": "HEAD"}}
-        getitem_times = []
-        for _ in range(2_000):
-            started = time.perf_counter()
-            client.get_item(TableName=TABLE, Key=item_key)
-            getitem_times.append(time.perf_counter() - started)
+                for name, n, h in specs
+            ]
 
-        # Staleness: publish a version in which the probed tech has other calls; time until the handler serves it.
-        probe = events[0]
-        probe_club, probe_tech = int(probe["pathParameters"]["ClubId"]), probe["pathParameters"]["TechId"].upper()
-        new_snapshots = [
-            build_club_snapshot(s.club_id, {**s.techs, probe_tech: ("1",)}) if s.club_id == probe_club else s
-            for s in snapshots
-        ]
-        staleness = None
-        with contextlib.redirect_stdout(sink):
-            # Worst case: flip right after the warm container has (re)loaded the head, so the new version waits
-            # out the whole cache age. Wait for that reload by watching the reader's own count of head reads.
-            reads = reader.stats.pointer_reads
-            while reader.stats.pointer_reads == reads:
-                handler(probe, context)
-                time.sleep(0.01)
-            flipped_at = time.monotonic()
-            publish_source(store, "bench-club", new_snapshots, int(time.time() * 1000) + 1)
-            while time.monotonic() - flipped_at < POINTER_MAX_AGE_S * 3:
-                if json.loads(handler(probe, context)["body"]) == ["1"]:
-                    staleness = time.monotonic() - flipped_at
-                    break
-                time.sleep(0.05)
-        query.logger.registered_handler.setStream(handler_stream)
+        main_world = World(publisher, load)
+        set_up_in = time.perf_counter() - started
+        main_fleets = fleets_for(main_world, ("c2", 2, True), ("c1", 1, False), ("c4", 4, False))
+        simulate(main_world, main_fleets, clock, sink)
+        few_load = replace(load, sources=args.few_sources, first_club=load.first_club + load.sources)
+        few_world = World(publisher, few_load)
+        (few,) = fleets_for(few_world, ("c2", 2, False))
+        simulate(few_world, [few], clock, sink)
+        even: Fleet | None = None
+        if args.even_flips:
+            even_load = replace(load, flips="even", first_club=few_load.first_club + few_load.sources)
+            even_world = World(publisher, even_load)
+            (even,) = fleets_for(even_world, ("c2", 2, False))
+            simulate(even_world, [even], clock, sink)
+        simulated_in = time.perf_counter() - started
 
-    p50, p99 = percentile(handler_times, 0.5), percentile(handler_times, 0.99)
-    getitem_p50 = statistics.median(getitem_times)
-    per_1000 = ddb_requests / (QUERIES / 1000)
-    cold_ratio, cold_ours, cold_base = cold_import_ratio()
+        by_name = {f.name: f for f in main_fleets}
+        c2 = by_name["c2"]
+        assert c2.containers[0].handler is not None
+        timing_events = [api_event(club, tech, f"t{n}") for n, (club, tech) in enumerate(_sample_targets(main_world))]
+        handler_us, bare_us = handler_times(c2.containers[0].handler, timing_events, args.handler_rounds)
+    log_handler.setStream(log_stream)
+
+    cold_ratio, cold_ours, cold_base, interpreter = cold_import_ratio()
     verify = verify_us()
-    print(f"reference snapshot: {sum(s.call_count for s in snapshots):,} calls, {len(targets):,} techs, 3 clubs")
-    print(f"warm handler p50 {p50 * 1e6:.0f} us, p99 {p99 * 1e6:.0f} us; GetItem (moto) {getitem_p50 * 1e6:.0f} us")
-    print(f"  p50 ratio {p50 / getitem_p50:.2f} (target <= 1.5), p99 ratio {p99 / getitem_p50:.2f}")
-    print(f"DynamoDB requests: {ddb_requests} over {QUERIES:,} warm queries = {per_1000:.2f} per 1,000 (target < 50)")
-    measured = "not seen" if staleness is None else f"{staleness:.1f} s"
-    staleness_text = "not_seen" if staleness is None else f"{staleness:.1f}"
+    per_1000 = {name: fleet.per_1000() for name, fleet in by_name.items()}
+    flips = sum(len(v) - 1 for v in main_world.versions.values())
+    first_seen = c2.first_seen_lags
+    print(f"load: {load.describe()}")
     print(
-        f"new version served {measured} after a flip just after a head reload (the worst case); "
-        f"cache age {POINTER_MAX_AGE_S:.0f} s, target <= 30 s"
+        f"  queries counted per fleet: {c2.queries:,}; head flips: {flips} ({main_world.load.flips} pattern); "
+        f"pointer_max_age {settings.pointer_max_age_s:g} s (the deployed setting); wall time: set-up "
+        f"{set_up_in:.0f} s, all simulations {simulated_in - set_up_in:.0f} s"
+    )
+    for name in ("c1", "c2", "c4"):
+        fleet = by_name[name]
+        stats = [c.reader.stats for c in fleet.containers]
+        how = "through the handler" if name == "c2" else "through the reader"
+        print(
+            f"  {len(fleet.containers)} container(s), {how}: {per_1000[name]:.2f} DynamoDB requests per 1,000 queries "
+            f"({fleet.requests - fleet.requests_before} requests; head rounds {sum(s.pointer_reads for s in stats)}, "
+            f"shards prefetched {sum(getattr(s, 'shards_prefetched', 0) for s in stats)}, read by queries "
+            f"{sum(s.shard_reads for s in stats)})"
+        )
+    print(f"  {few_load.sources} sources, 2 containers: {few.per_1000():.2f} per 1,000")
+    even_pair = ""
+    if even is not None:
+        print(
+            f"  {load.sources} sources, 2 containers, every flip on its own (commits evenly spread over the poll "
+            f"interval, a worst case): {even.per_1000():.2f} per 1,000"
+        )
+        even_pair = f" ddb_requests_per_1000_even_flips={even.per_1000():.2f}"
+    print(
+        f"staleness over {len(first_seen)} (flip, container) pairs: longest from a flip to a query still answered "
+        f"from the version it replaced {c2.max_stale_s:.1f} s ({c2.stale_answers} such answers); from a flip to "
+        f"the first query that saw it p50 {statistics.median(first_seen):.1f} s, max {max(first_seen):.1f} s"
+    )
+    print(
+        f"warm handler {handler_us:.0f} us vs bare Powertools resolver {bare_us:.0f} us (median of "
+        f"{args.handler_rounds * len(timing_events):,} each, interleaved): {handler_us / bare_us:.2f}"
     )
     print(f"cold (import+wire) {cold_ours * 1000:.0f} ms vs boto3+client {cold_base * 1000:.0f} ms: {cold_ratio:.2f}")
+    print(f"  interpreter: {interpreter}")
     print(f"token verification with a warm key cache: {verify:.0f} us per request")
     print(
-        f"p50_ratio={p50 / getitem_p50:.2f} p99_ratio={p99 / getitem_p50:.2f} ddb_requests_per_1000={per_1000:.2f} "
-        f"max_staleness_s={staleness_text} cold_import_ratio={cold_ratio:.2f} verify_us={verify:.0f}"
+        f"ddb_requests_per_1000={per_1000['c2']:.2f} ddb_requests_per_1000_c1={per_1000['c1']:.2f} "
+        f"ddb_requests_per_1000_c4={per_1000['c4']:.2f} ddb_requests_per_1000_{few_load.sources}_sources="
+        f"{few.per_1000():.2f}{even_pair} max_staleness_s={c2.max_stale_s:.1f} "
+        f"max_first_seen_s={max(first_seen):.1f} handler_us={handler_us:.0f} "
+        f"handler_ratio={handler_us / bare_us:.2f} cold_import_ratio={cold_ratio:.2f} verify_us={verify:.0f}"
     )
+
+
+def _sample_targets(world: World, count: int = 500) -> list[tuple[int, str]]:
+    """(club, tech) pairs across every club, for the handler timing."""
+    rng = random.Random(world.load.seed + 99)
+    current = {club: world.versions[club][-1].techs for club in world.clubs}
+    return [(club, rng.choice(sorted(current[club]))) for club in (world.clubs * count)[:count]]
 
 
 if __name__ == "__main__":

@@ -662,15 +662,19 @@ def test_cached_reader_never_goes_back_to_an_older_pointer() -> None:
         requests = 0
 
         def __init__(self) -> None:
-            self.heads = [Head(SOURCE, T2, {CLUB: newer}), Head(SOURCE, T1, {CLUB: older})]
+            self.replies = [Head(SOURCE, T2, {CLUB: newer}), Head(SOURCE, T1, {CLUB: older})]
 
-        def head(self, source: str, *, consistent: bool = True) -> Head:
+        def heads(self, sources: list[str]) -> dict[str, Head]:
             self.requests += 1
-            return self.heads.pop(0)
+            return {SOURCE: self.replies.pop(0)}
 
         def read_shard(self, club_id: int, version: str, shard: int) -> dict[str, tuple[str, ...]]:
             self.requests += 1
             return {"AB12": (version,)}
+
+        def read_shards(self, keys: list[tuple[int, str, int]]) -> dict[tuple[int, str, int], dict]:
+            self.requests += 1
+            return {key: {"AB12": (key[1],)} for key in keys}
 
     monotonic = Clock(0.0)
     reader = CachedSnapshotReader(LaggingStore(), SOURCES_BY_CLUB, clock=monotonic)  # type: ignore[arg-type]
@@ -691,13 +695,17 @@ def test_store_reads_use_the_documented_consistency(store: DynamoSnapshotStore, 
             seen.append(("query", kwargs.get("ConsistentRead", False)))
             return self.inner.query(**kwargs)
 
+        def batch_get_item(self, **kwargs: Any) -> dict[str, Any]:
+            seen.extend(("batch_get_item", r.get("ConsistentRead", False)) for r in kwargs["RequestItems"].values())
+            return self.inner.batch_get_item(**kwargs)
+
     snapshot = random_snapshot(1, 5, 2)
     publish(store, snapshot, T1)
     recording = DynamoSnapshotStore(Recording(client), TABLE)
     reads(recording).open_calls(CLUB, next(iter(snapshot.techs)))
     CachedSnapshotReader(recording, SOURCES_BY_CLUB).open_calls(CLUB, next(iter(snapshot.techs)))
 
-    assert seen == [("get_item", True), ("query", False), ("get_item", False), ("query", False)]
+    assert seen == [("get_item", True), ("query", False), ("batch_get_item", False), ("query", False)]
 
 
 def test_module_exports_the_schema_constants() -> None:

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from cappi.adapters.dynamo.store import shard_address
+from cappi.adapters.dynamo.store import SnapshotStoreError, shard_address
 from cappi.domain.heads import Head, OpenCalls, Pointer, open_calls_from
 from cappi.domain.last_poll import LastPoll
 
@@ -30,6 +30,18 @@ class ShardSource(Protocol):
     ) -> dict[str, tuple[str, ...]]: ...
 
     def last_poll(self, source: str) -> LastPoll | None: ...
+
+
+ShardKey = tuple[int, str, int]  # (club, version, shard)
+Techs = dict[str, tuple[str, ...]]  # one decoded shard: TechId -> call IDs
+
+
+class BatchShardSource(ShardSource, Protocol):
+    """What the warm cache needs besides: many heads in one request, and many shards in few."""
+
+    def heads(self, sources: Iterable[str]) -> Mapping[str, Head | None]: ...
+
+    def read_shards(self, shards: Iterable[ShardKey]) -> Mapping[ShardKey, Techs]: ...
 
 
 class SnapshotReader:
@@ -64,16 +76,13 @@ class ReaderStats:
     """What a CachedSnapshotReader did; `dynamodb_requests / queries` is the figure benchmarks report."""
 
     queries: int = 0
-    pointer_reads: int = 0
-    shard_reads: int = 0
+    pointer_reads: int = 0  # head reads: one round of BatchGetItem each, however many heads it carries
+    heads_read: int = 0  # heads those rounds carried
+    shard_reads: int = 0  # shards a query had to read itself (one Query each)
     shard_hits: int = 0
+    shards_prefetched: int = 0  # shards of new versions read in batches when heads moved
+    prefetch_failures: int = 0  # batches that failed (their shards are then read by the queries that need them)
     dynamodb_requests: int = 0
-
-
-@dataclass(slots=True)
-class _CachedHead:
-    head: Head | None
-    loaded_at: float
 
 
 @dataclass(slots=True)
@@ -83,23 +92,32 @@ class _CachedPoll:
 
 
 class CachedSnapshotReader:
-    """`open_calls` for a warm Lambda: pointers cached briefly, decoded shards kept in an LRU.
+    """`open_calls` for a warm Lambda: heads cached briefly and refreshed together, decoded shards kept in an LRU.
 
-    Head reads are eventually consistent and cached per source for `pointer_max_age` seconds, so a new version
-    becomes visible within that age plus DynamoDB's replication lag (normally well under a second), inside the 30
-    seconds DESIGN.md allows. A head read that comes back older than the cached one (a lagging replica) is ignored,
-    so one reader never goes backwards. Shards are keyed by (club, version, shard); versions are immutable, so a
-    cached shard is never stale, only unused once the pointer moves on (then it is dropped).
+    Heads are read eventually consistent, and every head the reader holds is read again in one BatchGetItem
+    as soon as `pointer_max_age` seconds have passed since they were last read together: they age in lockstep, so
+    a container costs one head request per `pointer_max_age` whatever the number of sources it serves (one per 100
+    sources). A new version becomes visible within that age plus DynamoDB's replication lag (normally well under a
+    second), inside the 30 seconds DESIGN.md allows. A head read that comes back older than the cached one, or
+    missing (a replica that has not seen it yet: heads are never deleted), is ignored, so one reader never goes
+    backwards.
+
+    Shards are keyed by (club, version, shard); versions are immutable, so a cached shard is never stale, only
+    unused once the pointer moves on. When a refresh shows clubs on new versions, the shards cached for their old
+    versions are swapped for the same shards of the new ones, read in one batch (`read_shards`), so the queries
+    after a flip stay warm instead of costing a request per club; a shard without a counterpart (the shard count
+    changed) is dropped.
 
     Absence is not cached like presence: a head that does not name the club (nothing published for it yet) is
-    read again after `absent_max_age` seconds, so the first list a club publishes is served within about a second
-    of its poll, while a flood of queries for a club still pending costs at most one read a second per source.
+    read again, alone, after `absent_max_age` seconds, so the first list a club publishes is served within about a
+    second of its poll, while a flood of queries for a club still pending costs at most one read a second per
+    source. A source asked for the first time is read alone and joins the others at their next refresh.
     Not thread-safe: one Lambda execution environment serves one request at a time.
     """
 
     def __init__(
         self,
-        store: ShardSource,
+        store: BatchShardSource,
         sources_by_club: Mapping[int, str],
         *,
         pointer_max_age: float = 10.0,
@@ -115,9 +133,11 @@ class CachedSnapshotReader:
         self._absent_max_age = min(absent_max_age, pointer_max_age)
         self._max_shards = max_shards
         self._clock = clock
-        self._heads: dict[str, _CachedHead] = {}
+        self._heads: dict[str, Head | None] = {}  # every source asked for so far: the heads it holds
+        self._read_at: dict[str, float] = {}  # when each held head was last read
+        self._refreshed_at: float | None = None  # when all held heads were last read together
         self._polls: dict[str, _CachedPoll] = {}
-        self._shards: OrderedDict[tuple[int, str, int], dict[str, tuple[str, ...]]] = OrderedDict()
+        self._shards: OrderedDict[ShardKey, Techs] = OrderedDict()
         self.stats = ReaderStats()
 
     def open_calls(self, club_id: int, tech_id: str) -> OpenCalls | None:
@@ -164,27 +184,75 @@ class CachedSnapshotReader:
         if source is None:
             return None
         now = self._clock()
-        cached = self._heads.get(source)
-        if cached is not None:
-            pointer = cached.head.clubs.get(club_id) if cached.head else None
-            max_age = self._pointer_max_age if pointer is not None else self._absent_max_age
-            if now - cached.loaded_at < max_age:
+        due = self._refreshed_at is None or now - self._refreshed_at >= self._pointer_max_age
+        if not due and source in self._heads:
+            head = self._heads[source]
+            pointer = head.clubs.get(club_id) if head else None
+            if pointer is not None or now - self._read_at[source] < self._absent_max_age:
                 return pointer
-        before = self._store.requests
-        fresh = self._store.head(source, consistent=False)
-        self.stats.dynamodb_requests += self._store.requests - before
-        self.stats.pointer_reads += 1
-        old = cached.head if cached else None
-        if fresh is not None and old is not None and fresh.fetched_at_ms < old.fetched_at_ms:
-            fresh = old
-        if old is not None:
-            for old_club, old_pointer in old.clubs.items():
-                new_pointer = fresh.clubs.get(old_club) if fresh else None
-                if new_pointer is None or new_pointer.version != old_pointer.version:
-                    self._forget_versions_except(old_club, new_pointer.version if new_pointer else None)
-        self._heads[source] = _CachedHead(fresh, now)
-        return fresh.clubs.get(club_id) if fresh else None
+        self._refresh([*self._heads, source] if due else [source], now, everything=due)
+        head = self._heads[source]
+        return head.clubs.get(club_id) if head else None
 
-    def _forget_versions_except(self, club_id: int, version: str | None) -> None:
-        for key in [k for k in self._shards if k[0] == club_id and k[1] != version]:
-            del self._shards[key]
+    def _refresh(self, sources: list[str], now: float, *, everything: bool) -> None:
+        """Read `sources`' heads in one round, keep each unless it went backwards, then follow the clubs that moved."""
+        wanted = list(dict.fromkeys(sources))
+        before = self._store.requests
+        try:
+            fresh = self._store.heads(wanted)
+        finally:
+            self.stats.dynamodb_requests += self._store.requests - before
+        self.stats.pointer_reads += 1
+        self.stats.heads_read += len(wanted)
+        if everything:
+            self._refreshed_at = now
+        moved: dict[int, tuple[Pointer, Pointer | None]] = {}
+        for source in wanted:
+            old, new = self._heads.get(source), fresh.get(source)
+            if old is not None and (new is None or new.fetched_at_ms < old.fetched_at_ms):
+                new = old  # a lagging replica
+            self._heads[source], self._read_at[source] = new, now
+            for club, old_pointer in old.clubs.items() if old else ():
+                new_pointer = new.clubs.get(club) if new else None
+                if new_pointer is None or new_pointer.version != old_pointer.version:
+                    moved[club] = (old_pointer, new_pointer)
+        if moved:
+            self._follow(moved)
+
+    def _follow(self, moved: Mapping[int, tuple[Pointer, Pointer | None]]) -> None:
+        """Swap the shards cached for moved clubs' old versions for the same shards of their new versions, in place
+        in the LRU order; a shard the batch did not bring (no counterpart, not visible yet) is dropped."""
+        successors: dict[ShardKey, ShardKey] = {}
+        for club, version, shard in self._shards:
+            if club in moved:
+                old_pointer, new_pointer = moved[club]
+                if (
+                    new_pointer is not None
+                    and version == old_pointer.version
+                    and new_pointer.shard_count == old_pointer.shard_count
+                ):
+                    successors[(club, version, shard)] = (club, new_pointer.version, shard)
+        fetched = self._prefetch(list(successors.values()))
+        kept: OrderedDict[ShardKey, Techs] = OrderedDict()
+        for key, techs in self._shards.items():
+            if key[0] not in moved:
+                kept[key] = techs
+            elif (successor := successors.get(key)) is not None and successor in fetched:
+                kept[successor] = fetched[successor]
+        self._shards = kept
+
+    def _prefetch(self, keys: list[ShardKey]) -> Mapping[ShardKey, Techs]:
+        if not keys:
+            return {}
+        before = self._store.requests
+        try:
+            fetched = self._store.read_shards(keys)
+        except SnapshotStoreError:
+            # Prefetching only saves requests: a query that needs one of these shards reads it itself, and a store
+            # that is still failing then answers that query with the error.
+            self.stats.prefetch_failures += 1
+            return {}
+        finally:
+            self.stats.dynamodb_requests += self._store.requests - before
+        self.stats.shards_prefetched += len(fetched)
+        return fetched

@@ -23,7 +23,7 @@ import re
 import time
 import zlib
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError, HTTPClientError
@@ -60,6 +60,7 @@ from cappi.adapters.dynamo.schema import (
     part_sk,
     shard_prefix,
     source_item_key,
+    source_key,
     version_name,
 )
 from cappi.domain.heads import Head, OpenCalls, Pointer, VersionRef
@@ -69,6 +70,12 @@ if TYPE_CHECKING:  # queries never read last polls: keep the module out of their
     from cappi.domain.last_poll import LastPoll
 
 BATCH_SIZE = 25  # BatchWriteItem's limit
+BATCH_GET_SIZE = 100  # BatchGetItem's limit on keys per request
+# A query waits on batch reads: at most this many requests in a row that return nothing and leave keys
+# unprocessed (throttling), with the store's backoff between them (50, 100, 200 ms by default); a resend after
+# partial progress (the 16 MB response cap) goes out at once.
+READ_BATCH_ATTEMPTS = 4
+ShardKey = tuple[int, str, int]  # (club, version, shard): one shard of one version
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 # Network failures botocore gave up on are storage failures; other botocore errors (bad parameters, missing
@@ -136,7 +143,7 @@ class DynamoSnapshotStore:
     def _call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         self.requests += 1
         self.requests_by_operation[operation] += 1
-        if operation != "batch_write_item":  # the batch names its table inside RequestItems
+        if not operation.startswith("batch_"):  # batches name their table inside RequestItems
             kwargs["TableName"] = self.table_name
         response: dict[str, Any] = getattr(self._client, operation)(**kwargs)
         consumed = response.get("ConsumedCapacity")
@@ -556,6 +563,100 @@ class DynamoSnapshotStore:
             fetched_at_ms=ref.fetched_at_ms,
             checked_at_ms=None,
         )
+
+    # -- batch reads (the query cache) -----------------------------------------------------------------------------
+
+    def heads(self, sources: Iterable[str]) -> dict[str, Head | None]:
+        """The heads of several sources in as few BatchGetItem requests as possible (100 keys each), eventually
+        consistent like `head(consistent=False)`; None for a source that never published.
+
+        A warm query Lambda refreshes every head it holds at once, so its requests do not grow with the number of
+        sources. Raises SnapshotReadError when DynamoDB keeps refusing or a head is malformed.
+        """
+        wanted = list(dict.fromkeys(sources))
+        found = self._batch_get([source_item_key(s, HEAD_SK) for s in wanted], "reading heads")
+        heads: dict[str, Head | None] = {}
+        for source in wanted:
+            item = found.get((source_key(source), HEAD_SK))
+            try:
+                heads[source] = head_from_item(item) if item else None
+            except (KeyError, ValueError, TypeError) as exc:
+                raise SnapshotReadError(f"head of source {source!r} in table {self.table_name} is malformed") from exc
+        return heads
+
+    def read_shards(self, shards: Iterable[ShardKey]) -> dict[ShardKey, dict[str, tuple[str, ...]]]:
+        """Several (club, version, shard) at once with BatchGetItem, eventually consistent like `read_shard`.
+
+        A batch needs exact part keys, and heads record shard counts but not parts per shard. Rather than widen
+        the head, the first request reads each version's manifest (its `parts`) together with part 0 of every shard
+        asked for, which is the whole shard in the usual case (one part holds 350 KB compressed); a second round
+        reads any further parts. A shard whose manifest or parts this replica does not show yet, or whose version
+        is in a format this code does not read, is left out: the caller reads it with `read_shard` when a query
+        needs it, which reports any problem. Raises SnapshotReadError when DynamoDB keeps refusing or data is corrupt.
+        """
+        wanted = list(dict.fromkeys(shards))
+        versions = list(dict.fromkeys((club, version) for club, version, _ in wanted))
+        found = self._batch_get(
+            [item_key(c, manifest_sk(v)) for c, v in versions] + [item_key(c, part_sk(v, s, 0)) for c, v, s in wanted],
+            "reading shards",
+        )
+        parts_of: dict[ShardKey, int] = {}
+        for club, version, shard in wanted:
+            item = found.get((club_key(club), manifest_sk(version)))
+            ref = self._parse_manifest(club, item) if item else None
+            if ref is not None and ref.format_version == FORMAT_VERSION and 0 <= shard < ref.shard_count:
+                parts_of[(club, version, shard)] = ref.parts[shard]
+        rest = [item_key(c, part_sk(v, s, p)) for (c, v, s), n in parts_of.items() for p in range(1, n)]
+        if rest:
+            found |= self._batch_get(rest, "reading shards")
+        decoded: dict[ShardKey, dict[str, tuple[str, ...]]] = {}
+        for (club, version, shard), count in parts_of.items():
+            items = [found.get((club_key(club), part_sk(version, shard, p))) for p in range(count)]
+            parts = [bytes(item["d"]["B"]) for item in items if item is not None]
+            if len(parts) == count:
+                decoded[(club, version, shard)] = self._decode_parts(club, version, parts)
+        return decoded
+
+    def _decode_parts(self, club_id: int, version: str, parts: list[bytes]) -> dict[str, tuple[str, ...]]:
+        try:
+            return decode_shard(parts)
+        except (zlib.error, UnicodeDecodeError) as exc:
+            raise SnapshotReadError(
+                f"version {version} of club {club_id} in table {self.table_name} is corrupt"
+            ) from exc
+
+    def _batch_get(self, keys: Sequence[Mapping[str, Any]], what: str) -> dict[tuple[str, str], dict[str, Any]]:
+        """Items by (pk, sk), 100 keys a request, resending UnprocessedKeys (throttling, or the 16 MB response cap).
+
+        Botocore retries a throttled request, not the keys a successful one left unprocessed: those are resent
+        here, at once after partial progress, with a short backoff when nothing came back, and SnapshotReadError
+        after READ_BATCH_ATTEMPTS requests in a row without progress. Absent keys are simply not in the result.
+        """
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        for start in range(0, len(keys), BATCH_GET_SIZE):
+            pending = list(keys[start : start + BATCH_GET_SIZE])
+            stalls = 0
+            while pending:
+                request = {self.table_name: {"Keys": pending, "ConsistentRead": False}}
+                try:
+                    response = self._call("batch_get_item", RequestItems=request)
+                except (ClientError, *_NETWORK_ERRORS) as exc:
+                    reason = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+                    raise SnapshotReadError(
+                        f"{what} in table {self.table_name} failed: {reason or type(exc).__name__}"
+                    ) from exc
+                items = response.get("Responses", {}).get(self.table_name, [])
+                found.update(((item[PK]["S"], item[SK]["S"]), item) for item in items)
+                pending = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
+                if pending and not items:
+                    stalls += 1
+                    if stalls >= READ_BATCH_ATTEMPTS:
+                        raise SnapshotReadError(
+                            f"{what} in table {self.table_name} failed: {len(pending)} keys still unprocessed"
+                            f" after {READ_BATCH_ATTEMPTS} attempts"
+                        )
+                    self._backoff(stalls - 1)
+        return found
 
 
 def _subject(subject: int | str) -> str:
