@@ -13,11 +13,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
-from aws_lambda_powertools.logging import correlation_paths
 
 from cappi.adapters.dynamo.store import SnapshotStoreError
 from cappi.contracts import api
@@ -132,7 +131,7 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
         logger.append_keys(snapshot_age_s=round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1))
     headers = {
         "ETag": answer.etag,
-        "Last-Modified": formatdate(answer.fetched_at_ms / 1000, usegmt=True),
+        "Last-Modified": _http_date(answer.fetched_at_ms),
         "Cache-Control": f"private, max-age={settings.cache_max_age_s}",
     }
     if answer.not_modified:
@@ -140,12 +139,21 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
     return Response(status_code=200, content_type=http.JSON, body=answer.body.decode(), headers=headers)
 
 
+@lru_cache(maxsize=512)  # one per published version a container serves: formatting it per request costs more
+def _http_date(epoch_ms: int) -> str:
+    return formatdate(epoch_ms / 1000, usegmt=True)
+
+
 def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Handler:
     """The Lambda handler; tests, local mode and benchmarks pass their own dependencies."""
-    return lambda_handler(dependencies, _resolve, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+    # The correlation ID is the API request ID, read in `_resolve` directly: Powertools' `correlation_id_path`
+    # would run a JMESPath search on every request for the same one key.
+    return lambda_handler(dependencies, _resolve)
 
 
 def _resolve(event: dict[str, Any], context: Any, deps: QueryDependencies) -> dict[str, Any]:
+    request = event.get("requestContext") if isinstance(event, dict) else None
+    logger.set_correlation_id(request.get("requestId") if isinstance(request, dict) else None)
     app.append_context(dependencies=deps)
     response = app.resolve(event, context)
     status = int(response.get("statusCode", 0))
