@@ -60,7 +60,7 @@ DISPATCH = FunctionSpec(
 INGEST = FunctionSpec(
     role="ingest",
     handler="cappi.handlers.ingest.handler",
-    packages=(POWERTOOLS, "requests"),
+    packages=(POWERTOOLS, "requests", "msgspec"),
     # A 100,000-call feed is parsed and grouped in memory; more memory also buys CPU for that.
     memory_mb=1024,
     # The club fetch alone may take the client's 120 s deadline; the snapshot writes come after it.

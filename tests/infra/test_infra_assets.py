@@ -63,6 +63,15 @@ def _module_file(root: Path, name: str) -> Path | None:
     return None
 
 
+def _runtime_nodes(tree: ast.AST) -> list[ast.AST]:
+    """Every node of `tree` but those under `if TYPE_CHECKING:`, which never run (type checkers read them)."""
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING":
+            skipped.update(id(inner) for statement in node.body for inner in ast.walk(statement))
+    return [node for node in ast.walk(tree) if id(node) not in skipped]
+
+
 def import_closure(root: Path, start: str) -> tuple[set[str], set[str]]:
     """The `cappi` modules reachable from `start` through any import statement (inside functions too: handlers
     import their adapters lazily), and every other module those statements name."""
@@ -76,7 +85,7 @@ def import_closure(root: Path, start: str) -> tuple[set[str], set[str]]:
             continue
         own.add(name)
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom):

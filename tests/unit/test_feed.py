@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -10,6 +11,16 @@ from hypothesis import strategies as st
 
 from cappi.domain import feed
 from cappi.domain.feed import FeedRejected, parse_feed
+
+
+@pytest.fixture(autouse=True, scope="module", params=["fast path", "reference"])
+def parser(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test here runs twice: through parse_feed as ingest calls it (the fast path where it applies, else the
+    reference) and with the fast path off, so the reference parser keeps meeting all its own rules."""
+    saved = feed._use_fast_path
+    feed._use_fast_path = request.param == "fast path"
+    yield request.param
+    feed._use_fast_path = saved
 
 
 def doc(*rows: object) -> bytes:

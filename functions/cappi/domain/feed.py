@@ -4,8 +4,10 @@ The rules are DESIGN.md section 2. A row that breaks them is dropped and counted
 of the documented shape, or whose rejected rows exceed the tolerated share, is rejected whole (FeedRejected), so a
 broken feed can never replace a good snapshot.
 
-This is the hot path of ingest (100,000+ rows), so the row loop avoids per-row function calls and looks up the
-field names once: clubs send the same spelling on every row, and only rows that differ take the slow path.
+This is the hot path of ingest (100,000+ rows). A feed of exactly the documented shape is read by the fast path
+(`feed_fast`: msgspec's typed decoding, held to this module's results by property tests); this module's parser is
+the reference, and reads every other document. Its row loop avoids per-row function calls and looks up the field
+names once: clubs send the same spelling on every row, and only rows that differ take the slow path.
 
 Decoding is strict where Python's `json` is lenient, because whatever it lets through ends up in the snapshot or the
 ingest Lambda's stack: UTF-8 only, no NaN/Infinity (RFC 8259 has no such numbers), nesting bounded by MAX_DEPTH
@@ -21,6 +23,7 @@ from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 
 from cappi.domain.ids import MAX_CALL_ID, MAX_CLUB_ID, MAX_TECH_ID_LEN, QUOTED_CALL_ID
+from cappi.domain.row_example import RowExample  # re-exported: part of what parse_feed returns
 
 MAX_REJECTED_RATIO = 0.05
 # Deepest nesting of arrays and objects a document may have. The documented shape needs 4
@@ -91,14 +94,6 @@ class FeedRejected(Exception):
         self.parsed = parsed
 
 
-@dataclass(frozen=True, slots=True)
-class RowExample:
-    """One rejected row: its position in `Result.Calls` (from 0) and the offending value as JSON text."""
-
-    index: int
-    value: str
-
-
 def _example(index: int, value: object) -> RowExample:
     if value is _MISSING:
         return RowExample(index, "(missing)")
@@ -148,16 +143,52 @@ def parse_feed(
     *,
     max_rejected_ratio: float = MAX_REJECTED_RATIO,
 ) -> ParsedFeed:
-    """Parse, validate and group a feed for a source that owns `club_ids`. Raises FeedRejected, and nothing else."""
+    """Parse, validate and group a feed for a source that owns `club_ids`. Raises FeedRejected, and nothing else.
+
+    A feed of exactly the documented shape takes the fast path (`feed_fast`, msgspec's typed decoding, imported at
+    the first feed so the functions that never parse one do not load it). Any other document (extra fields, mixed
+    spellings, bad rows of other types, anything that is not strict JSON) is read by the reference parser below,
+    which also gives every whole-document rejection but `too_many_rejected` its code and message.
+    """
+    owned = frozenset(club_ids)
+    parsed = None
+    if _use_fast_path:
+        from cappi.domain import feed_fast
+
+        parsed = feed_fast.parse(body, owned)
+    if parsed is None:
+        parsed = _parse_reference(body, owned)
+    return _tolerated(parsed, max_rejected_ratio)
+
+
+def parse_feed_reference(
+    body: bytes | str,
+    club_ids: Iterable[int],
+    *,
+    max_rejected_ratio: float = MAX_REJECTED_RATIO,
+) -> ParsedFeed:
+    """`parse_feed` by the reference parser alone: what the fast path is held to (tests, `bench/ingest.py`)."""
+    return _tolerated(_parse_reference(body, frozenset(club_ids)), max_rejected_ratio)
+
+
+# Tests turn this off to run the reference on every document; the fast path answers for itself otherwise.
+_use_fast_path = True
+
+
+def _parse_reference(body: bytes | str, owned: frozenset[int]) -> ParsedFeed:
     text, structure = _read(body)
     doc = _loads(text, _DECODER)
     calls = calls_array(doc)
-    owned = frozenset(club_ids)
     parsed, irregular = _validate_rows(calls, owned)
     if _may_repeat_keys(structure.count(b":"), doc, calls, irregular):
         # Rare (see there): read again, this time seeing repeated keys, which make rows or the document ambiguous.
         calls = calls_array(_loads(text, _REPEATS_DECODER))
         parsed, _irregular = _validate_rows(calls, owned)
+    return parsed
+
+
+def _tolerated(parsed: ParsedFeed, max_rejected_ratio: float) -> ParsedFeed:
+    """`parsed`, unless more than `max_rejected_ratio` of its rows were rejected (FeedRejected, with the rows)."""
     if parsed.rows and parsed.rejected_ratio > max_rejected_ratio:
         worst = max(parsed.rejected, key=parsed.rejected.__getitem__)
         raise FeedRejected(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from cappi.domain.feed import RowExample
+from cappi.domain.row_example import RowExample
 
 if TYPE_CHECKING:  # the query Lambda imports this module through the store: keep the ingest rules out of it
     from cappi.domain.poll import PollResult

@@ -195,8 +195,8 @@ def _poll_item_size(poll: LastPoll, values: Mapping[str, Any]) -> int:
 
 
 def last_poll_from_item(item: Mapping[str, Any]) -> LastPoll:
-    from cappi.domain.feed import RowExample
     from cappi.domain.last_poll import LastPoll
+    from cappi.domain.row_example import RowExample
 
     document = json.loads(item["poll"]["S"])
     return LastPoll(

@@ -1,0 +1,14 @@
+"""One rejected row as ops and clubs are shown it. A module of its own so that what reads poll records (the store,
+the query and dispatch functions) does not load the feed parser and its decoder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class RowExample:
+    """One rejected row: its position in `Result.Calls` (from 0) and the offending value as JSON text."""
+
+    index: int
+    value: str
