@@ -47,6 +47,14 @@ _RECV = 65_536
 _HEAD_END = re.compile(rb"\n\r?\n")
 _REQUEST_LINE = re.compile(rb"[!-~]+ [!-~]+ HTTP/([0-9])\.([0-9])")
 _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# What h11 0.16 accepts in a header it sends (h11/_abnf.py: token, and field-value with its obs-text fix-up), here
+# for ASCII text only: `encode_response` writes a response itself only when h11 would write it byte for byte.
+_FIELD_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
+_FIELD_VALUE = re.compile(r"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_SET_BY_US = frozenset({"content-length", "connection", "date"})  # a handler's own are replaced
+_LEFT_TO_H11 = frozenset({"transfer-encoding", "host"})  # h11 rewrites or reorders these: it writes the response
+_date_cache: tuple[int, str] = (0, "")
 
 
 def serialized(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
@@ -103,10 +111,59 @@ def error_response(status: int, *, head_only: bool = False) -> bytes:
     phrase = HTTPStatus(status).phrase
     body = json.dumps({"message": phrase}, separators=(",", ":")).encode()
     head = (
-        f"HTTP/1.1 {status} {phrase}\r\nDate: {formatdate(usegmt=True)}\r\nContent-Type: application/json\r\n"
+        f"HTTP/1.1 {status} {phrase}\r\nDate: {http_date()}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     ).encode()
     return head if head_only else head + body
+
+
+def http_date() -> str:
+    """The Date header's value, formatted once a second rather than once a response."""
+    global _date_cache  # noqa: PLW0603 - one tuple, replaced whole (safe across threads)
+    now = int(time.time())
+    second, text = _date_cache
+    if second != now:
+        text = formatdate(now, usegmt=True)
+        _date_cache = (now, text)
+    return text
+
+
+def response_headers(response: HttpResponse) -> list[tuple[str, str]]:
+    """The handler's headers with ours in place of its framing ones: Date, and Content-Length (its own value if it
+    declared one, which must then match what is sent)."""
+    headers = [(k, v) for k, v in response.headers if k.lower() not in _SET_BY_US]
+    declared = response.header("content-length")
+    headers += [
+        ("Date", http_date()),
+        ("Content-Length", declared if declared is not None else str(len(response.body))),
+    ]
+    return headers
+
+
+def encode_response(
+    method: str, status: int, headers: list[tuple[str, str]], body: bytes, *, keep_alive: bool
+) -> bytes | None:
+    """The bytes h11 writes for this response (status line, headers in order, `Connection: close` last when the
+    connection ends, the body unless HEAD, 204 or 304), built directly: h11's checks and state machine cost about
+    as much as all the rest of the gateway's work on a request. None when the response is not that plain case (a
+    status or header h11 refuses or rewrites, a Content-Length not the body's, CONNECT): h11 then writes it."""
+    if type(status) is not int or not 200 <= status < 1000 or type(body) is not bytes or method == "CONNECT":
+        return None
+    parts = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    length = str(len(body))
+    for name, value in headers:
+        if type(name) is not str or type(value) is not str or not name.isascii() or not value.isascii():
+            return None
+        lowered = name.lower()
+        if lowered in _LEFT_TO_H11 or (lowered == "content-length" and value != length):
+            return None
+        if _FIELD_NAME.fullmatch(name) is None or _FIELD_VALUE.fullmatch(value) is None:
+            return None
+        parts.append(f"{name}: {value}\r\n".encode("ascii"))
+    parts.append(b"\r\n" if keep_alive else b"Connection: close\r\n\r\n")
+    if method != "HEAD" and status not in (204, 304):
+        parts.append(body)
+    return b"".join(parts)
 
 
 def check_head(head: bytes, limits: Limits) -> None:
@@ -150,6 +207,25 @@ def check_framing(lengths: list[bytes], codings: list[bytes]) -> None:
         raise Refusal(501, "a transfer coding other than chunked")
 
 
+def h11_response(
+    conn: h11.Connection, method: str, response: HttpResponse, headers: list[tuple[str, str]]
+) -> bytes | None:
+    """The response as h11 writes it (the reference for `encode_response`, and the writer of every response that is
+    not its plain case); None when h11 refuses to frame it."""
+    try:
+        reason = HTTPStatus(response.status).phrase.encode()
+    except ValueError:
+        reason = b""
+    try:
+        data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
+        if method != "HEAD" and response.status not in (204, 304) and response.body:
+            data += conn.send(h11.Data(data=response.body)) or b""
+        data += conn.send(h11.EndOfMessage()) or b""
+    except h11.LocalProtocolError:
+        return None
+    return data
+
+
 class _Connection:
     """One client connection: requests read and answered one at a time, in order (pipelining included)."""
 
@@ -178,11 +254,7 @@ class _Connection:
             except Exception:  # what is behind the door failed: API Gateway's 500, and the connection goes on
                 body = json.dumps({"message": "Internal Server Error"}).encode()
                 response = HttpResponse(500, [("Content-Type", "application/json")], body)
-            head_only = request.method == "HEAD"
-            if not self._send(conn, response, head_only) or conn.our_state is not h11.DONE:
-                self._close()
-                return
-            if conn.their_state is not h11.DONE:  # h11 says the connection cannot be reused (1.0, close)
+            if not self._send(conn, request.method, response):
                 self._close()
                 return
 
@@ -272,24 +344,19 @@ class _Connection:
 
     # --- writing ---
 
-    def _send(self, conn: h11.Connection, response: HttpResponse, head_only: bool) -> bool:
-        headers = [(k, v) for k, v in response.headers if k.lower() not in ("content-length", "connection", "date")]
-        declared = response.header("content-length")
-        length = declared if declared is not None else str(len(response.body))
-        headers += [("Date", formatdate(usegmt=True)), ("Content-Length", length)]
-        try:
-            reason = HTTPStatus(response.status).phrase.encode()
-        except ValueError:
-            reason = b""
-        try:
-            data = conn.send(h11.Response(status_code=response.status, headers=headers, reason=reason)) or b""
-            if not head_only and response.status not in (204, 304) and response.body:
-                data += conn.send(h11.Data(data=response.body)) or b""
-            data += conn.send(h11.EndOfMessage()) or b""
-        except h11.LocalProtocolError:  # a handler's response h11 cannot frame: API Gateway's 500
+    def _send(self, conn: h11.Connection, method: str, response: HttpResponse) -> bool:
+        """Write the response in one send (`TCP_NODELAY` is on: nothing waits for a delayed ACK); whether the
+        connection goes on. h11 decided from the request whether it may (not after HTTP/1.0 or `close`)."""
+        headers = response_headers(response)
+        keep_alive = conn.their_state is h11.DONE
+        data = encode_response(method, response.status, headers, response.body, keep_alive=keep_alive)
+        if data is not None:
+            return self._sendall(data) and keep_alive
+        data = h11_response(conn, method, response, headers)
+        if data is None:  # a handler's response h11 cannot frame: API Gateway's 500
             self._refuse(500)
             return False
-        return self._sendall(data)
+        return self._sendall(data) and conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     def _sendall(self, data: bytes) -> bool:
         try:
