@@ -230,14 +230,16 @@ def test_api_gateways_500_for_a_failed_function_fits_the_document() -> None:
 
 TARGET = f"{BASE}/212/AB12/ids"
 JSON = [("Content-Type", "application/json")]
+RETRY = [*JSON, ("Retry-After", "5")]
 
 
 @pytest.mark.parametrize(
     ("method", "target", "response", "problem"),
     [
-        ("GET", TARGET, HttpResponse(400, JSON, b'["8679"]'), "is not of type 'object'"),
-        ("GET", TARGET, HttpResponse(400, JSON, b'{"error":"nope","message":"x"}'), "is not one of"),
-        ("GET", TARGET, HttpResponse(400, JSON, b'{"message":"Bad Request"}'), "'error' is a required property"),
+        ("GET", TARGET, HttpResponse(400, JSON, b'["8679"]'), "is not valid under any of the given schemas"),
+        ("GET", TARGET, HttpResponse(503, RETRY, b'["8679"]'), "is not of type 'object'"),
+        ("GET", TARGET, HttpResponse(503, RETRY, b'{"error":"nope","message":"x"}'), "is not one of"),
+        ("GET", TARGET, HttpResponse(503, RETRY, b'{"message":"Unavailable"}'), "'error' is a required property"),
         ("GET", TARGET, HttpResponse(200, JSON, b'{"ids":[]}'), "required header ETag is missing"),
         ("GET", TARGET, HttpResponse(418, JSON, b"{}"), "does not declare status 418"),
         ("GET", "/nope", HttpResponse(400, JSON, b'{"message":"x"}'), "only API Gateway's 404"),
@@ -258,8 +260,9 @@ JSON = [("Content-Type", "application/json")]
     ],
     ids=[
         "array for a 400",
+        "array for a 503",
         "unknown code",
-        "gateway shape for a 400",
+        "gateway shape for a 503",
         "200 without validators",
         "undeclared status",
         "off-route non-404",
@@ -274,3 +277,49 @@ def test_the_checker_rejects_what_the_document_does_not_allow(
 ) -> None:
     problems = mismatches(method, target, response)
     assert any(problem in p for p in problems), problems
+
+
+# --- the front door's own refusals (local mode's gateway, over a socket) ---
+
+
+def _over_the_socket(port: int, head: bytes) -> HttpResponse:
+    import socket
+
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head)
+        raw = b""
+        while chunk := conn.recv(65536):
+            raw += chunk
+    status_line, _, rest = raw.partition(b"\r\n")
+    header_block, _, body = rest.partition(b"\r\n\r\n")
+    headers = [tuple(line.decode().split(": ", 1)) for line in header_block.split(b"\r\n") if line]
+    return HttpResponse(int(status_line.split()[1]), headers, body)  # type: ignore[arg-type]
+
+
+def _head(*extra: str) -> bytes:
+    """A GET of the route with `extra` header lines."""
+    return "\r\n".join([f"GET {BASE}/212/AB12/ids HTTP/1.1", "Host: x", *extra, "", ""]).encode()
+
+
+@pytest.mark.parametrize(
+    ("head", "status"),
+    [
+        (f"GET {BASE}/212/{'A' * 10_300}/ids HTTP/1.1\r\nHost: x\r\n\r\n".encode(), 414),
+        (_head(f"X-Big: {'b' * 10_300}"), 431),
+        (_head(*(f"X-{n}: 1" for n in range(120))), 431),
+        (_head("Content-Length: 20000000"), 413),
+        (_head("Content-Length: 3", "Transfer-Encoding: chunked"), 400),
+    ],
+    ids=["request-line-too-long", "header-too-long", "too-many-headers", "body-too-large", "two-framings"],
+)
+def test_the_front_doors_refusals_fit_the_document(api: Any, head: bytes, status: int) -> None:
+    from local.gateway import Gateway
+
+    gateway = Gateway(api.api, {}, "127.0.0.1", 0)
+    gateway.start()
+    try:
+        response = _over_the_socket(gateway.port, head)
+    finally:
+        gateway.stop()
+    assert response.status == status
+    assert_fits("GET", f"{BASE}/212/AB12/ids", response)

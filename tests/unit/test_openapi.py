@@ -42,14 +42,15 @@ def test_document_describes_the_one_route_and_its_rules() -> None:
 
 def test_every_status_the_api_answers_is_declared_with_its_own_shape() -> None:
     responses = OPERATION["responses"]
-    assert set(responses) == {"200", "304", "400", "401", "403", "404", "413", "429", "431", "500", "503"}
+    assert set(responses) == {"200", "304", "400", "401", "403", "404", "413", "414", "429", "431", "500", "503"}
     assert "content" not in responses["304"]
     schemas = {status: r["content"]["application/json"]["schema"] for status, r in responses.items() if "content" in r}
     assert schemas["200"] == {"$ref": "#/components/schemas/OpenCallIds"}
-    assert schemas["400"] == schemas["503"] == {"$ref": "#/components/schemas/Error"}
+    assert schemas["503"] == {"$ref": "#/components/schemas/Error"}
     both = {"oneOf": [{"$ref": "#/components/schemas/Error"}, {"$ref": "#/components/schemas/GatewayError"}]}
-    assert schemas["401"] == schemas["403"] == schemas["404"] == schemas["500"] == both
-    assert schemas["413"] == schemas["429"] == schemas["431"] == {"$ref": "#/components/schemas/GatewayError"}
+    assert schemas["400"] == schemas["401"] == schemas["403"] == schemas["404"] == schemas["500"] == both
+    gateway_only = {"$ref": "#/components/schemas/GatewayError"}
+    assert schemas["413"] == schemas["414"] == schemas["429"] == schemas["431"] == gateway_only
     assert not any(s.get("type") == "array" for status, s in schemas.items() if status != "200")
 
 

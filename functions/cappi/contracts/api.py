@@ -147,7 +147,13 @@ RESPONSES: dict[int, Any] = {  # the operation's OpenAPI response objects
         "content": _json(OPEN_CALL_IDS_SCHEMA),
     },
     304: {"description": "Not modified: the `If-None-Match` ETag still matches. No body.", "headers": _VALIDATORS},
-    400: {"description": "Malformed ClubId or TechId.", "content": _json(ERROR_SCHEMA)},
+    400: {
+        "description": (
+            "Malformed ClubId or TechId; or a request that is not well-formed HTTP (e.g. two framings), which API "
+            'Gateway refuses itself with `{"message":"Bad Request"}`.'
+        ),
+        "content": _json(ERROR_SCHEMA, GATEWAY_ERROR_SCHEMA),
+    },
     401: {
         "description": (
             'Missing, invalid or expired token: API Gateway\'s JWT authorizer answers `{"message":"Unauthorized"}`.'
@@ -173,6 +179,7 @@ RESPONSES: dict[int, Any] = {  # the operation's OpenAPI response objects
         "content": _json(ERROR_SCHEMA, GATEWAY_ERROR_SCHEMA),
     },
     413: {"description": "Request body too large (API Gateway).", "content": _json(GATEWAY_ERROR_SCHEMA)},
+    414: {"description": "Request line over 10 KiB (the front door).", "content": _json(GATEWAY_ERROR_SCHEMA)},
     429: {
         "description": (
             'Throttled: the stage\'s rate or burst limit was reached. API Gateway answers `{"message":"Too Many '
