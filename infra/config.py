@@ -80,8 +80,8 @@ class StageConfig:
     nested_single_result: bool = _QUERY_DEFAULTS.nested_single_result
     pointer_max_age_s: float = _QUERY_DEFAULTS.pointer_max_age_s
     cache_max_age_s: int = _QUERY_DEFAULTS.cache_max_age_s
-    # Share of the query function's answers below 500 it logs a line for (every 5xx is logged; API Gateway's
-    # access log records every request): cappi.handlers.query.REQUEST_LOG_SAMPLE_RATE.
+    # Share of the query function's successful answers it logs a line for (every refusal and failure is logged;
+    # API Gateway's access log records every request): cappi.settings.QuerySettings.request_log_sample_rate.
     request_log_sample_rate: float = 0.01
     # Concurrency of the account and region the stage deploys to (Lambda's default quota), against which the
     # stack's reservations are checked: AWS keeps at least 100 unreserved.

@@ -37,6 +37,19 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
+def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"environment variable {name} must be a number from 0 to 1, got {raw!r}") from None
+    if not 0 <= value <= 1:
+        raise SettingsError(f"environment variable {name} must be a number from 0 to 1, got {raw!r}")
+    return value
+
+
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
     table_name: str
@@ -94,6 +107,10 @@ class QuerySettings:
     pointer_max_age_s: float  # how long a warm Lambda trusts its cached snapshot pointer (staleness bound)
     cache_max_age_s: int  # Cache-Control max-age for clients
     poll_interval_s: float = 600.0  # the ingest schedule's period: a 503's Retry-After counts down to the next poll
+    # Share of successful answers (200, 304) that get the `request` log line; every refusal and failure gets one.
+    # API Gateway's access log records every request, so a line per answer would pay CloudWatch Logs twice; infra
+    # sets a small share, local mode and tests keep every line.
+    request_log_sample_rate: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] = os.environ) -> QuerySettings:
@@ -107,4 +124,5 @@ class QuerySettings:
             pointer_max_age_s=_float(env, "CAPPI_POINTER_MAX_AGE_S", 10.0),
             cache_max_age_s=int(_float(env, "CAPPI_CACHE_MAX_AGE_S", 30.0)),
             poll_interval_s=_float(env, "CAPPI_POLL_INTERVAL_S", 600.0),
+            request_log_sample_rate=_fraction(env, "CAPPI_REQUEST_LOG_SAMPLE_RATE", 1.0),
         )

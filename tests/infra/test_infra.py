@@ -242,7 +242,7 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         "CAPPI_POINTER_MAX_AGE_S": "10",
         "CAPPI_CACHE_MAX_AGE_S": "30",
         "CAPPI_POLL_INTERVAL_S": "600",  # the schedule's 10 minutes: a 503's Retry-After counts down to the next poll
-        "CAPPI_REQUEST_LOG_SAMPLE_RATE": "0.01",  # every 5xx and one answer in a hundred get a line of their own
+        "CAPPI_REQUEST_LOG_SAMPLE_RATE": "0.01",  # every refusal and failure, and one success in a hundred, get a line
     }
 
 

@@ -108,6 +108,23 @@ def _example(index: int, value: object) -> RowExample:
     return RowExample(index, text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 3] + "...")
 
 
+class _Rejections:
+    """Rejected rows counted by reason, with the first MAX_EXAMPLES of each; shared by both parsers, which the
+    property tests hold to the same counts and examples. Only rejected rows come here: the accepted pay nothing."""
+
+    __slots__ = ("counts", "examples")
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.examples: dict[str, list[RowExample]] = {}
+
+    def add(self, reason: str, index: int, value: object) -> None:
+        self.counts[reason] = self.counts.get(reason, 0) + 1
+        kept = self.examples.setdefault(reason, [])
+        if len(kept) < MAX_EXAMPLES:
+            kept.append(_example(index, value))
+
+
 @dataclass(slots=True)
 class ParsedFeed:
     """Valid rows grouped by club ID, then canonical TechId, into sets of call IDs.
@@ -405,15 +422,8 @@ def _canonical_quoted_call_id(raw: str) -> int | str | None:
 def _validate_rows(calls: list, owned: frozenset[int]) -> tuple[ParsedFeed, int]:
     """The parsed feed, and how many rows were not objects of exactly the three fields (`_may_repeat_keys`)."""
     by_club: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
-    rejected: dict[str, int] = {}
-    examples: dict[str, list[RowExample]] = {}
-
-    def reject(reason: str, index: int, value: object) -> None:
-        # Only rejected rows come here, so the common path pays nothing for the examples.
-        rejected[reason] = rejected.get(reason, 0) + 1
-        kept = examples.setdefault(reason, [])
-        if len(kept) < MAX_EXAMPLES:
-            kept.append(_example(index, value))
+    rejections = _Rejections()
+    reject = rejections.add
 
     quoted = 0
     accepted = 0
@@ -490,8 +500,8 @@ def _validate_rows(calls: list, owned: frozenset[int]) -> tuple[ParsedFeed, int]
         by_club=by_club,
         rows=len(calls),
         accepted=accepted,
-        rejected=rejected,
+        rejected=rejections.counts,
         warnings={QUOTED_CALL_ID_WARNING: quoted} if quoted else {},
-        examples=examples,
+        examples=rejections.examples,
     )
     return parsed, irregular

@@ -38,14 +38,12 @@ from cappi.domain.feed import (
     CLUB_ID_INVALID,
     CLUB_ID_MISSING,
     CLUB_NOT_OWNED,
-    MAX_EXAMPLES,
     QUOTED_CALL_ID_WARNING,
     TECH_ID_INVALID,
     TECH_ID_MISSING,
     ParsedFeed,
-    RowExample,
     _canonical_quoted_call_id,
-    _example,
+    _Rejections,
 )
 from cappi.domain.ids import MAX_CALL_ID, MAX_CLUB_ID, MAX_TECH_ID_LEN
 
@@ -136,14 +134,8 @@ def _validate(rows: Sequence[Any], owned: frozenset[int]) -> ParsedFeed:
     # Per club, each TechId as the feed writes it ("ab12", " AB12") -> the set of its canonical form: a tech's
     # later rows skip the TechId rules and the upper-casing.
     by_raw_tech: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
-    rejected: dict[str, int] = {}
-    examples: dict[str, list[RowExample]] = {}
-
-    def reject(reason: str, index: int, value: object) -> None:
-        rejected[reason] = rejected.get(reason, 0) + 1
-        kept = examples.setdefault(reason, [])
-        if len(kept) < MAX_EXAMPLES:
-            kept.append(_example(index, value))
+    rejections = _Rejections()
+    reject = rejections.add
 
     quoted = 0
     accepted = 0
@@ -197,7 +189,7 @@ def _validate(rows: Sequence[Any], owned: frozenset[int]) -> ParsedFeed:
         by_club=by_club,
         rows=len(rows),
         accepted=accepted,
-        rejected=rejected,
+        rejected=rejections.counts,
         warnings={QUOTED_CALL_ID_WARNING: quoted} if quoted else {},
-        examples=examples,
+        examples=rejections.examples,
     )

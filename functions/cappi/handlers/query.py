@@ -7,7 +7,6 @@ Behind API Gateway's HTTP API (payload 2.0) with a JWT authorizer. Wiring only: 
 
 from __future__ import annotations
 
-import os
 import random
 import time
 from collections.abc import Callable
@@ -25,14 +24,6 @@ from cappi.handlers import http
 from cappi.handlers.entry import Handler, lambda_handler
 from cappi.observability import logger
 from cappi.settings import QuerySettings
-
-# Share of successful answers (200, 304) that get the `request` log line; every refusal and failure gets one.
-# API Gateway's access log records every request's status, latency and client, and its metrics count them, so a
-# line per answer here would only pay CloudWatch Logs twice for the same facts (~36 million lines a month at the
-# planned load). Infra sets it; local mode and tests default to every answer. Sampled at INFO rather than with
-# Powertools' DEBUG sampling, because Lambda's log-level filtering (JSON log format, infra/functions.py) drops
-# DEBUG lines before they reach CloudWatch.
-REQUEST_LOG_SAMPLE_RATE = float(os.environ.get("CAPPI_REQUEST_LOG_SAMPLE_RATE", "1"))
 
 
 @dataclass(frozen=True)
@@ -127,7 +118,7 @@ def _serve(club_raw: str, tech_raw: str) -> Response:
         poll_interval_s=settings.poll_interval_s,
     )
     if answer.checked_at_ms is not None:
-        # The age of the list this answer came from, on the request's line (no metric: see REQUEST_LOG_SAMPLE_RATE).
+        # The age of the list this answer came from, on the request's line (no metric; the line is sampled).
         logger.append_keys(snapshot_age_s=round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1))
     headers = {
         "ETag": answer.etag,
@@ -157,7 +148,9 @@ def _resolve(event: dict[str, Any], context: Any, deps: QueryDependencies) -> di
     app.append_context(dependencies=deps)
     response = app.resolve(event, context)
     status = int(response.get("statusCode", 0))
-    if status >= 400 or random.random() < REQUEST_LOG_SAMPLE_RATE:  # noqa: S311 (sampling, not secrecy)
+    # Sampled at INFO rather than with Powertools' DEBUG sampling: Lambda's log-level filtering (JSON log format,
+    # infra/functions.py) drops DEBUG lines before they reach CloudWatch.
+    if status >= 400 or random.random() < deps.settings.request_log_sample_rate:  # noqa: S311 (sampling, not secrecy)
         logger.info("request", extra={"status": status, "path": event.get("rawPath")})
     return response
 

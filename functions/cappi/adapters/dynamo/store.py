@@ -488,12 +488,7 @@ class DynamoSnapshotStore:
             parts.append(bytes(item["d"]["B"]))
         if not parts or (expected_parts is not None and len(parts) != expected_parts):
             raise SnapshotReadError(f"version {version} of club {club_id} in table {self.table_name} is incomplete")
-        try:
-            return decode_shard(parts)
-        except (zlib.error, UnicodeDecodeError) as exc:
-            raise SnapshotReadError(
-                f"version {version} of club {club_id} in table {self.table_name} is corrupt"
-            ) from exc
+        return self._decode_parts(club_id, version, parts)
 
     def _query_all(self, club_id: int, what: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
         start_key = None
