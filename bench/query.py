@@ -504,6 +504,25 @@ def verify_us(runs: int = 3_000) -> float:
     return statistics.median(times) * 1e6
 
 
+def deployed_settings() -> Any:
+    """The query function's settings as a stage deploys them (infra's stage defaults: cache ages, the request
+    line's sample rate, the poll schedule), pointed at the benchmark's table."""
+    from dataclasses import fields
+
+    from cappi.settings import QuerySettings
+    from infra.config import StageConfig
+
+    stage = {f.name: f.default for f in fields(StageConfig)}
+    return replace(
+        QuerySettings.from_env({"CAPPI_TABLE_NAME": TABLE}),
+        clubs_file="<bench>",
+        pointer_max_age_s=stage["pointer_max_age_s"],
+        cache_max_age_s=stage["cache_max_age_s"],
+        request_log_sample_rate=stage["request_log_sample_rate"],
+        poll_interval_s=stage["schedule_minutes"] * 60,
+    )
+
+
 def parse_args(argv: Sequence[str] | None) -> tuple[Load, argparse.Namespace]:
     default = Load()
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -541,12 +560,10 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
     from cappi.adapters.dynamo.schema import create_table
     from cappi.adapters.snapshot_reader import CachedSnapshotReader
     from cappi.handlers import query
-    from cappi.settings import QuerySettings
 
     load, args = parse_args(argv)
     reader_class = reader_class or CachedSnapshotReader
-    # The deployed settings (cache ages included), pointed at the benchmark's table.
-    settings = replace(QuerySettings.from_env({"CAPPI_TABLE_NAME": TABLE}), clubs_file="<bench>")
+    settings = deployed_settings()
     started = time.perf_counter()
     sink = io.StringIO()
     log_handler: Any = query.logger.registered_handler  # a StreamHandler: the benchmark keeps its lines

@@ -236,6 +236,37 @@ def test_logs_carry_request_id_and_client_never_the_token(capsys: pytest.Capture
     assert "sekrit" not in stream.getvalue() + capsys.readouterr().out
 
 
+def test_a_line_logged_while_serving_carries_the_requests_keys_and_later_lines_do_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import io
+
+    def broken(*_args: object) -> None:
+        raise SnapshotReadError("reading the head for source 'alpha' in table t failed: ThrottlingException")
+
+    stream = io.StringIO()
+    previous = query.logger.registered_handler.setStream(stream)
+    try:
+        with query_api() as api:
+            assert api.get(f"{BASE}/212/AB12/ids").status == 200
+            monkeypatch.setattr(api.reader, "open_calls", broken)
+            response = api.get(f"{BASE}/212/AB12/ids")
+        query.logger.info("after the requests")
+    finally:
+        query.logger.registered_handler.setStream(previous)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (error,) = [r for r in lines if r["message"] == "snapshot store unavailable"]
+    assert error["correlation_id"] == response.header("apigw-requestid")
+    assert error["club_id"] == 212 and error["client"] == "demo-client"
+    assert error["function_name"] and error["function_request_id"] and error["cold_start"] is False
+    requests = [r for r in lines if r["message"] == "request"]
+    assert [r["status"] for r in requests] == [200, 503]
+    assert requests[0]["cold_start"] is True and "snapshot_version" in requests[0]
+    assert "snapshot_version" not in requests[1]  # nothing of the first request's notes leaks into the second
+    (after,) = [r for r in lines if r["message"] == "after the requests"]
+    assert not {"correlation_id", "function_request_id", "club_id", "client"} & after.keys()
+
+
 def test_queries_emit_no_metrics(capsys: pytest.CaptureFixture[str]) -> None:
     """API Gateway's own metrics count requests by status and latency: the function adds no metric series."""
     with query_api() as api:

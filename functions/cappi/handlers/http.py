@@ -4,9 +4,10 @@ bodies, and the token claims API Gateway's JWT authorizer put in the event."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEventV2
 
 from cappi.domain import query as rules
 
@@ -37,10 +38,12 @@ def refusal(exc: rules.Refused) -> Response:
     return error(STATUS[type(exc)], exc.code, exc.message, headers)
 
 
-def claims_of(event: APIGatewayProxyEventV2) -> dict[str, str] | None:
-    """The verified token's claims as strings, or None when no JWT authorizer vouched for the request."""
-    if not isinstance(event.raw_event.get("requestContext"), dict):
-        return None
-    jwt = event.request_context.authorizer.get("jwt")
+def claims_of(event: Mapping[str, Any]) -> dict[str, str] | None:
+    """The verified token's claims as strings, or None when no JWT authorizer vouched for the request.
+
+    `event` is the payload 2.0 event as Lambda received it (read directly: Powertools' views build objects)."""
+    request = event.get("requestContext")
+    authorizer = request.get("authorizer") if isinstance(request, dict) else None
+    jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
     claims = jwt.get("claims") if isinstance(jwt, dict) else None
     return {str(k): str(v) for k, v in claims.items()} if isinstance(claims, dict) else None

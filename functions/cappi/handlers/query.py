@@ -7,12 +7,14 @@ Behind API Gateway's HTTP API (payload 2.0) with a JWT authorizer. Wiring only: 
 
 from __future__ import annotations
 
+import logging
 import random
 import time
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
-from functools import cached_property, lru_cache
+from functools import cache, cached_property, lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
@@ -21,7 +23,7 @@ from cappi.adapters.dynamo.store import SnapshotStoreError
 from cappi.contracts import api
 from cappi.domain import query as rules
 from cappi.handlers import http
-from cappi.handlers.entry import Handler, lambda_handler
+from cappi.handlers.entry import Handler
 from cappi.observability import logger
 from cappi.settings import QuerySettings
 
@@ -83,10 +85,11 @@ def _segments() -> tuple[str, str] | None:
     HTTP APIs decode the path before the Lambda sees it (`ab%2F12` arrives as `ab/12`): the captured parameters,
     not Powertools' re-match of the path, say what the client asked for.
     """
-    params = app.current_event.path_parameters
-    club, tech = params.get("ClubId"), params.get("TechId")
-    if isinstance(club, str) and isinstance(tech, str):
-        return club, tech
+    params = app.current_event.raw_event.get("pathParameters")
+    if isinstance(params, dict):
+        club, tech = params.get("ClubId"), params.get("TechId")
+        if isinstance(club, str) and isinstance(tech, str):
+            return club, tech
     match = api.ROUTE_SHAPE.fullmatch(app.current_event.path)
     return (match.group(1), match.group(2)) if match else None
 
@@ -106,20 +109,24 @@ def open_call_ids(ClubId: str, TechId: str) -> Response[list[str]]:  # the path'
 def _serve(club_raw: str, tech_raw: str) -> Response:
     deps: QueryDependencies = app.context["dependencies"]
     settings = deps.settings
+    event = app.current_event.raw_event
+    notes = _request_keys.get()
+    if notes is None:  # resolved outside `make_handler`'s handler (a test driving `app` itself)
+        notes = {}
     answer = rules.open_call_ids(
-        http.claims_of(app.current_event),
+        http.claims_of(event),
         club_raw,
         tech_raw,
         policy=deps.policy,
         reader=deps.reader,
         nested_single=settings.nested_single_result,
-        if_none_match=app.current_event.headers.get("if-none-match"),
-        note=logger.append_keys,
+        if_none_match=_header(event, "if-none-match"),
+        note=notes.update,
         poll_interval_s=settings.poll_interval_s,
     )
     if answer.checked_at_ms is not None:
         # The age of the list this answer came from, on the request's line (no metric; the line is sampled).
-        logger.append_keys(snapshot_age_s=round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1))
+        notes["snapshot_age_s"] = round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1)
     headers = {
         "ETag": answer.etag,
         "Last-Modified": _http_date(answer.fetched_at_ms),
@@ -135,16 +142,65 @@ def _http_date(epoch_ms: int) -> str:
     return formatdate(epoch_ms / 1000, usegmt=True)
 
 
+def _header(event: dict[str, Any], name: str) -> str | None:
+    """A request header: payload 2.0 names them in lower case (and joins repeats with commas)."""
+    headers = event.get("headers")
+    value = headers.get(name) if isinstance(headers, dict) else None
+    return value if isinstance(value, str) else None
+
+
+# What the lines logged while a request is served say about it: the Lambda context, the correlation ID and what the
+# rules learnt on the way (client, club, version). Kept here and added to a line only when one is written, so a
+# request that logs nothing (most of them: the request line is sampled) spends nothing on the logger.
+_request_keys: ContextVar[dict[str, Any] | None] = ContextVar("cappi_request_keys", default=None)
+
+
+class _RequestKeysFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        fields = record.__dict__
+        for key, value in (_request_keys.get() or {}).items():
+            fields.setdefault(key, value)  # a line's own `extra` wins
+        return True
+
+
+logger.registered_handler.addFilter(_RequestKeysFilter())
+
+
+@cache
+def _container_keys(function_name: str, memory: Any, arn: str) -> dict[str, Any]:
+    return {"function_name": function_name, "function_memory_size": memory, "function_arn": arn}
+
+
 def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Handler:
-    """The Lambda handler; tests, local mode and benchmarks pass their own dependencies."""
-    # The correlation ID is the API request ID, read in `_resolve` directly: Powertools' `correlation_id_path`
-    # would run a JMESPath search on every request for the same one key.
-    return lambda_handler(dependencies, _resolve)
+    """The Lambda handler; tests, local mode and benchmarks pass their own dependencies.
+
+    Powertools' `inject_lambda_context` is left out on this path: it rebuilds the logger's keys on every request
+    (and `correlation_id_path` runs a JMESPath search), which cost more than the answer. The same keys (the
+    Lambda context, `cold_start`, `correlation_id` = the API request ID) reach every line through
+    `_RequestKeysFilter`.
+    """
+    built = cache(dependencies)
+    cold = [True]
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        request = event.get("requestContext") if isinstance(event, dict) else None
+        keys = {
+            **_container_keys(context.function_name, context.memory_limit_in_mb, context.invoked_function_arn),
+            "function_request_id": context.aws_request_id,
+            "cold_start": cold[0],
+            "correlation_id": request.get("requestId") if isinstance(request, dict) else None,
+        }
+        cold[0] = False
+        token = _request_keys.set(keys)
+        try:
+            return _resolve(event, context, built())
+        finally:
+            _request_keys.reset(token)
+
+    return handler
 
 
 def _resolve(event: dict[str, Any], context: Any, deps: QueryDependencies) -> dict[str, Any]:
-    request = event.get("requestContext") if isinstance(event, dict) else None
-    logger.set_correlation_id(request.get("requestId") if isinstance(request, dict) else None)
     app.append_context(dependencies=deps)
     response = app.resolve(event, context)
     status = int(response.get("statusCode", 0))
