@@ -15,15 +15,16 @@ import json
 import os
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 
-from cappi.contracts.metrics import NAMESPACE as DEFAULT_NAMESPACE
-from cappi.contracts.metrics import Datapoint
+if TYPE_CHECKING:  # the metrics contract is loaded by the first `emit`: the query function never emits
+    from cappi.contracts.metrics import Datapoint
 
-# Read at import, as Powertools does; `emit` looks it up on every call, so a test may point it elsewhere.
-NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", DEFAULT_NAMESPACE)
+# Read at import, as Powertools does (None: the contract's default namespace); `emit` looks it up on every call, so a
+# test may point it elsewhere.
+NAMESPACE: str | None = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "cappi"))
 
@@ -34,7 +35,9 @@ def emit(points: Iterable[Datapoint]) -> None:
 
     if is_metrics_disabled():
         return
-    for document in emf_documents(points, NAMESPACE):
+    from cappi.contracts.metrics import NAMESPACE as DEFAULT_NAMESPACE
+
+    for document in emf_documents(points, NAMESPACE or DEFAULT_NAMESPACE):
         print(json.dumps(document, separators=(",", ":")))
 
 

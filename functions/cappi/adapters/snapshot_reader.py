@@ -10,11 +10,13 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from cappi.adapters.dynamo.store import SnapshotStoreError, shard_address
 from cappi.domain.heads import Head, OpenCalls, Pointer, open_calls_from
-from cappi.domain.last_poll import LastPoll
+
+if TYPE_CHECKING:  # read only while a club has no snapshot (the store loads it then)
+    from cappi.domain.last_poll import LastPoll
 
 
 class ShardSource(Protocol):
