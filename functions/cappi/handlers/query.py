@@ -38,6 +38,10 @@ class QueryDependencies:
         s = self.settings
         return rules.AccessPolicy(s.required_scope, s.club_claim, s.require_club_claim, self.served_clubs)
 
+    @cached_property
+    def cache_control(self) -> str:
+        return f"private, max-age={self.settings.cache_max_age_s}"
+
     @classmethod
     def from_env(cls) -> QueryDependencies:
         from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
@@ -101,7 +105,7 @@ def _serve(event: dict[str, Any], deps: QueryDependencies, club_raw: str, tech_r
     headers = {
         "ETag": answer.etag,
         "Last-Modified": _http_date(answer.fetched_at_ms),
-        "Cache-Control": f"private, max-age={settings.cache_max_age_s}",
+        "Cache-Control": deps.cache_control,
     }
     if answer.not_modified:
         return http.response(304, "", headers)
