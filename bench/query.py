@@ -453,7 +453,7 @@ def lambda_python() -> tuple[str, str]:
     return sys.executable, f"Python {version} ({sys.executable}): no Python {LAMBDA_PYTHON} on this machine"
 
 
-def cold_import_ratio(runs: int = 7) -> tuple[float, float, float, str]:
+def cold_import_ratio(runs: int = 15) -> tuple[float, float, float, str]:
     """Fresh interpreters, interleaved: our cold path (import the handler, wire it: registry, boto3 client) against
     importing boto3 and creating a DynamoDB client. Best of `runs` each, after one priming run of each.
 
