@@ -128,69 +128,39 @@ def _validate(rows: Sequence[Any], owned: frozenset[int]) -> ParsedFeed:
     """The reference's row rules (`feed._validate_rows`), in its order, for rows of exactly the three fields.
 
     Kept apart from the reference's loop, which reads dicts of any spelling and any number of fields; the property
-    tests hold the two to the same results. The loop here takes only the common row (a numeric call ID in range, of
-    an owned club, for a TechId as written seen before) and hands every other row to `_Rows.other`.
+    tests hold the two to the same results.
     """
-    state = _Rows(owned)
-    by_raw_tech = state.by_raw_tech
-    other = state.other
+    by_club: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
+    # Per club, each TechId as the feed writes it ("ab12", " AB12") -> the set of its canonical form: a tech's
+    # later rows skip the TechId rules and the upper-casing.
+    by_raw_tech: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
+    rejections = _Rejections()
+    reject = rejections.add
+
+    quoted = 0
+    accepted = 0
     for index, row in enumerate(rows):
-        call = row.call
-        if type(call) is int and 0 <= call <= MAX_CALL_ID:
-            buckets = by_raw_tech.get(row.club)  # keys are ints: a string or null club finds nothing
-            if buckets is not None:
-                bucket = buckets.get(row.tech)  # keys are strings as written: null or a number finds nothing
-                if bucket is not None:
-                    bucket.add(call)
-                    continue
-        other(index, row)
-    rejected = state.rejections.counts
-    return ParsedFeed(
-        by_club=state.by_club,
-        rows=len(rows),
-        accepted=len(rows) - sum(rejected.values()),
-        rejected=rejected,
-        warnings={QUOTED_CALL_ID_WARNING: state.quoted} if state.quoted else {},
-        examples=state.rejections.examples,
-    )
-
-
-class _Rows:
-    """What `_validate` builds, and every row its loop does not take: each rule checked in the reference's order."""
-
-    __slots__ = ("by_club", "by_raw_tech", "quoted", "rejections")
-
-    def __init__(self, owned: frozenset[int]) -> None:
-        self.by_club: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
-        # Per club, each TechId as the feed writes it ("ab12", " AB12") -> the set of its canonical form: a tech's
-        # later rows skip the TechId rules and the upper-casing.
-        self.by_raw_tech: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
-        self.rejections = _Rejections()
-        self.quoted = 0
-
-    def other(self, index: int, row: Any) -> None:
-        reject = self.rejections.add
         call = row.call
         if type(call) is int:
             if not 0 <= call <= MAX_CALL_ID:
                 reject(CALL_ID_INVALID, index, call)
-                return
+                continue
         elif type(call) is str and (canonical := _canonical_quoted_call_id(call)) is not None:
             call = canonical
-            self.quoted += 1  # as the reference counts it: whether or not the row's other fields pass
+            quoted += 1
         else:
             reject(CALL_ID_MISSING if call is None else CALL_ID_INVALID, index, call)
-            return
+            continue
 
         club = row.club
-        buckets = self.by_raw_tech.get(club)
+        buckets = by_raw_tech.get(club)  # the keys are ints: a string or null finds nothing
         if buckets is None:
             if type(club) is int and 0 <= club <= MAX_CLUB_ID:
                 reason = CLUB_NOT_OWNED
             else:
                 reason = CLUB_ID_MISSING if club is None else CLUB_ID_INVALID
             reject(reason, index, club)
-            return
+            continue
 
         tech = row.tech
         bucket = buckets.get(tech)
@@ -201,15 +171,25 @@ class _Rows:
                     canonical = tech.strip()
                     if not (0 < len(canonical) <= MAX_TECH_ID_LEN and canonical.isalnum() and canonical.isascii()):
                         reject(TECH_ID_INVALID, index, tech)
-                        return
+                        continue
                 canonical = canonical.upper()
             else:
                 reject(TECH_ID_MISSING if tech is None else TECH_ID_INVALID, index, tech)
-                return
-            techs = self.by_club[club]
+                continue
+            techs = by_club[club]
             bucket = techs.get(canonical)
             if bucket is None:
                 bucket = techs[canonical] = set()
             buckets[tech] = bucket
 
+        accepted += 1
         bucket.add(call)
+
+    return ParsedFeed(
+        by_club=by_club,
+        rows=len(rows),
+        accepted=accepted,
+        rejected=rejections.counts,
+        warnings={QUOTED_CALL_ID_WARNING: quoted} if quoted else {},
+        examples=rejections.examples,
+    )
