@@ -30,6 +30,10 @@ Deliberately stricter than API Gateway: RS256 only (DESIGN.md section 2; AWS acc
 `exp` required, JWKS keys with another `alg` or `use` ignored, and `exp`, `nbf` and `iat` must be NumericDates
 (RFC 7519 section 2: JSON numbers, here between 1970 and the end of year 9999) or the token is malformed. PyJWT's
 own time checks are off because they take whatever `int()` takes: `"exp": "1999999999"` or `"nbf": true`.
+
+A token's structure and signature are checked once: what the check established is kept by the token's exact text
+(`VerifiedTokens`) until the key set it was checked against is refetched, so a tester app's later requests skip
+the RSA check. The time claims, issuer, audience and scopes are checked on every request.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -76,6 +81,9 @@ DEFAULT_JWKS_COOLDOWN_S: Final = 30.0
 DEFAULT_JWKS_MAX_AGE_S: Final = 3600.0
 DEFAULT_FETCH_TIMEOUT_S: Final = 3.0
 DEFAULT_JWKS_MAX_BYTES: Final = 256 * 1024
+# Tokens whose signature checked out, kept so a client's next requests skip the RSA check (most of a warm
+# authorization's time): a few thousand clients' current tokens, a few MB at most.
+DEFAULT_VERIFIED_TOKENS: Final = 4096
 # The last second of year 9999. A later "date" is no issuer's intent, and golang-jwt (which API Gateway's wording
 # follows) overflows converting it; an earlier one than 1970 neither. Both are refused as malformed.
 MAX_NUMERIC_DATE: Final = 253_402_300_799
@@ -281,6 +289,12 @@ class JwksCache:
     def kids(self) -> tuple[str, ...]:
         return tuple(self._keys)
 
+    @property
+    def key_set(self) -> Mapping[str, PyJWK]:
+        """The keys now held: a mapping replaced whole by every successful fetch, so its identity tells whether
+        the keys were refetched since it was last looked at."""
+        return self._keys
+
     def get(self, kid: str) -> PyJWK | None:
         """The key for `kid`, fetching the JWKS first when due and allowed; None when it is not known."""
         key = self._keys.get(kid)
@@ -428,12 +442,77 @@ class AuthorizerDecision:
     description: str = ""
 
 
+@dataclass(slots=True)
+class _Verified:
+    """What checking a token's structure and signature established, which only the token's text and the key decide:
+    its payload and scopes, and once it was first allowed, its claims as the Lambda gets them. The checks that
+    depend on the time or the configuration are made on every request, from `payload`."""
+
+    kid: str
+    key: PyJWK
+    payload: Mapping[str, Any]
+    scopes: list[str]
+    claims: dict[str, str] | None = None  # set by the first decision that allows the token
+
+
+class VerifiedTokens:
+    """Tokens whose signature checked out, by their exact text (a changed byte is another key, so a tampered token
+    is never served from here), least recently used dropped past `size`; all of them are dropped as soon as the
+    key set they were checked against is replaced (a refetch, a rotation). Only successes are kept: a refused
+    token is checked again each time. Shared by the gateway's threads, hence the lock (held for dict operations)."""
+
+    def __init__(self, size: int = DEFAULT_VERIFIED_TOKENS) -> None:
+        if size < 1:
+            raise ValueError("size must be at least 1")
+        self.size = size
+        self._entries: OrderedDict[str, _Verified] = OrderedDict()
+        self._key_set: Mapping[str, PyJWK] | None = None
+        self._lock = threading.Lock()
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, token: str, key_set: Mapping[str, PyJWK]) -> _Verified | None:
+        with self._lock:
+            self._retain(key_set)
+            verified = self._entries.get(token)
+            if verified is None:
+                self.misses += 1
+                return None
+            self._entries.move_to_end(token)
+            self.hits += 1
+            return verified
+
+    def put(self, token: str, key_set: Mapping[str, PyJWK], verified: _Verified) -> None:
+        with self._lock:
+            self._retain(key_set)
+            self._entries[token] = verified
+            self._entries.move_to_end(token)
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+
+    def retain(self, key_set: Mapping[str, PyJWK]) -> None:
+        """Drop every entry unless `key_set` is the one they were checked against."""
+        with self._lock:
+            self._retain(key_set)
+
+    def _retain(self, key_set: Mapping[str, PyJWK]) -> None:
+        if key_set is not self._key_set:
+            self._entries.clear()
+            self._key_set = key_set
+
+
 class JwtAuthorizer:
     """Checks `Authorization` header values for one route, as the HTTP API JWT authorizer does."""
 
-    def __init__(self, config: AuthorizerConfig, jwks: JwksCache) -> None:
+    def __init__(
+        self, config: AuthorizerConfig, jwks: JwksCache, *, verified_tokens: int = DEFAULT_VERIFIED_TOKENS
+    ) -> None:
         self.config = config
         self.jwks = jwks
+        self.verified = VerifiedTokens(verified_tokens)
         self._audiences = frozenset(config.audiences)
         self._scope_param = " ".join(config.required_scopes)
         self._expected_scopes = "expected scopes: [" + " ".join(config.required_scopes) + "]"
@@ -485,6 +564,25 @@ class JwtAuthorizer:
             )
         # The identity source may hold the token alone or after "Bearer ".
         token = value[7:] if value.startswith("Bearer ") else value
+        verified = self.verified.get(token, self.jwks.key_set)
+        # The key cache's upkeep runs for a known token as for any other (a refetch past its max age); a key that
+        # is no longer the one the signature was checked with means new keys: check the token against them.
+        if verified is not None and self.jwks.get(verified.kid) is not verified.key:
+            self.verified.retain(self.jwks.key_set)
+            verified = None
+        if verified is None:
+            checked = self._verify(token)
+            if isinstance(checked, AuthorizerDecision):
+                return checked
+            verified = checked
+            # Filed under the keys now held (entries of older ones go); should they have been refetched since the key
+            # was taken, the key check above sends the token back here.
+            self.verified.put(token, self.jwks.key_set, verified)
+        return self._decide(verified)
+
+    def _verify(self, token: str) -> _Verified | AuthorizerDecision:
+        """The checks only the token's text and the issuer's key decide (structure, header, key, signature, `exp`'s
+        presence): what they established, or the refusal."""
         if token.count(".") != 2:
             return self._unauthorized(MALFORMED, SEGMENTS_DESCRIPTION)
         if len(token) > MAX_TOKEN_CHARS:
@@ -515,6 +613,11 @@ class JwtAuthorizer:
         except (jwt.PyJWTError, ValueError, TypeError, RecursionError):
             # Payload not JSON (or nested past the parser's limit), an unsupported `crit` header...
             return self._unauthorized(MALFORMED)
+        return _Verified(kid, key, payload, token_scopes(payload))
+
+    def _decide(self, verified: _Verified) -> AuthorizerDecision:
+        """The checks that depend on the time or the configuration, made on every request."""
+        payload = verified.payload
         time_reason = self._time_reason(payload)
         if time_reason is not None:
             return self._unauthorized(time_reason)
@@ -527,7 +630,7 @@ class JwtAuthorizer:
 
         scopes: list[str] | None = None
         if self.config.required_scopes:
-            scopes = token_scopes(payload)
+            scopes = list(verified.scopes)
             if not any(scope in scopes for scope in self.config.required_scopes):
                 return AuthorizerDecision(
                     False,
@@ -540,7 +643,10 @@ class JwtAuthorizer:
                     },
                     description=self._expected_scopes,
                 )
-        return AuthorizerDecision(True, 200, OK, claims=api_gateway_claims(payload), scopes=scopes)
+        if verified.claims is None:
+            verified.claims = api_gateway_claims(payload)
+        # A copy: a decision's claims are its caller's, the cached ones stay as the token says.
+        return AuthorizerDecision(True, 200, OK, claims=dict(verified.claims), scopes=scopes)
 
     def _audience_ok(self, payload: Mapping[str, Any]) -> bool:
         # API Gateway: `aud` must match one audience; `client_id` is looked at only when there is no `aud`.

@@ -681,6 +681,141 @@ def test_nothing_escapes_authorize(env: Env) -> None:
     assert_refused(decision, "error", "token is unverifiable")
 
 
+# --- the verified-token cache: the signature is checked once per token, everything else on every request ---
+
+
+def test_a_token_is_signature_checked_once_then_served_from_the_cache(
+    env: Env, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks: list[bytes] = []
+    verify = jwt.algorithms.RSAAlgorithm.verify
+
+    def counted(self: Any, msg: bytes, key: Any, sig: bytes) -> bool:
+        checks.append(msg)
+        return verify(self, msg, key, sig)
+
+    monkeypatch.setattr(jwt.algorithms.RSAAlgorithm, "verify", counted)
+    token = env.bearer()
+    decisions = [env.authorize(token) for _ in range(5)]
+    assert all(d.allowed for d in decisions)
+    assert len(checks) == 1
+    assert (env.authorizer.verified.hits, env.authorizer.verified.misses) == (4, 1)
+    assert all(d.claims == decisions[0].claims and d.scopes == [K.SCOPE] for d in decisions)
+    assert env.authorize("Bearer " + env.keys.k1.sign(K.claims(sub="another-app@clients"))).allowed
+    assert len(checks) == 2  # another token, another check
+
+
+def test_a_cached_token_that_expires_is_refused(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time()
+    token = env.bearer(iat=int(now), exp=int(now) + 60)
+    assert env.authorize(token).allowed
+    monkeypatch.setattr(time, "time", lambda: now + 60 + LEEWAY + 1)
+    assert_refused(env.authorize(token), "expired", "token is expired")
+    assert env.authorizer.verified.hits == 1  # refused from the cached payload: the time is checked every time
+
+
+def test_a_cached_token_not_yet_valid_becomes_valid_on_time(env: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    now = time.time()
+    token = env.bearer(nbf=int(now) + 120)
+    assert_refused(env.authorize(token), "not_yet_valid", "token is not valid yet")
+    monkeypatch.setattr(time, "time", lambda: now + 120)
+    assert env.authorize(token).allowed
+    assert env.authorizer.verified.hits == 1
+
+
+def test_a_tampered_token_is_never_served_from_the_cache(env: Env) -> None:
+    token = env.keys.k1.sign(K.claims())
+    assert env.authorize("Bearer " + token).allowed
+    for index, char in enumerate(token):
+        replacement = "A" if char != "A" else "B"
+        if char == ".":
+            continue  # a segment count change is refused before any cache could matter
+        decision = env.authorize("Bearer " + token[:index] + replacement + token[index + 1 :])
+        assert not decision.allowed, index
+        assert (decision.status, decision.reason != "error") == (401, True)
+    for extra in (token + "A", token[:-1], " " + token + "x", token.replace(".", "..", 1)):
+        assert not env.authorize("Bearer " + extra).allowed
+    assert env.authorize("Bearer " + token).allowed
+    assert len(env.authorizer.verified) == 1  # refusals are not kept
+
+
+def test_a_rotated_key_set_drops_every_cached_token(env: Env) -> None:
+    token = env.bearer()
+    assert env.authorize(token).allowed
+    # The issuer replaces its key under the same kid: the cached check was made with a key no longer published.
+    env.issuer.keys = [env.keys.impostor]
+    env.clock.advance(MAX_AGE)
+    assert_refused(env.authorize(token), "bad_signature", "token signature is invalid")
+    assert env.authorizer.jwks.fetches == 2
+    assert len(env.authorizer.verified) == 0
+    replacement = "Bearer " + env.keys.impostor.sign(K.claims())
+    assert env.authorize(replacement).allowed
+
+
+def test_a_refetch_drops_the_cache_even_with_the_same_keys(env: Env) -> None:
+    token = env.bearer()
+    assert env.authorize(token).allowed
+    assert len(env.authorizer.verified) == 1
+    assert env.authorizer.jwks.refresh()
+    assert env.authorize(token).allowed
+    assert (env.authorizer.verified.hits, env.authorizer.verified.misses) == (0, 2)  # checked again after the fetch
+
+
+def test_a_retired_key_refuses_its_cached_tokens(env: Env) -> None:
+    env.issuer.keys = [env.keys.k1, env.keys.k2]
+    old, new = env.bearer(), "Bearer " + env.keys.k2.sign(K.claims())
+    assert env.authorize(old).allowed and env.authorize(new).allowed
+    env.issuer.keys = [env.keys.k2]
+    env.clock.advance(MAX_AGE)
+    assert env.authorize(old).reason == "unknown_key"
+    assert env.authorize(new).allowed
+
+
+def test_the_cache_is_bounded(keys: SimpleNamespace) -> None:
+    env = make_env(keys)
+    env.authorizer = JwtAuthorizer(env.authorizer.config, env.authorizer.jwks, verified_tokens=2)
+    tokens = ["Bearer " + keys.k1.sign(K.claims(sub=f"app-{i}@clients")) for i in range(3)]
+    assert all(env.authorize(t).allowed for t in tokens)
+    assert len(env.authorizer.verified) == 2
+    assert env.authorize(tokens[2]).allowed and env.authorize(tokens[1]).allowed
+    assert env.authorizer.verified.hits == 2
+    assert env.authorize(tokens[0]).allowed  # the least recently used one was dropped: checked again
+    assert env.authorizer.verified.misses == 4
+
+
+def test_configuration_checks_run_on_cached_tokens_too(env: Env) -> None:
+    for claims, reason in [
+        ({"iss": "https://elsewhere.example/"}, "wrong_issuer"),
+        ({"aud": "https://another.api"}, "wrong_audience"),
+        ({"scope": "openid"}, "insufficient_scope"),
+    ]:
+        token = env.bearer(**claims)
+        assert [env.authorize(token).reason for _ in range(3)] == [reason] * 3
+    assert env.authorizer.verified.hits == 6
+
+
+def test_a_caller_changing_its_decision_does_not_change_the_cache(env: Env) -> None:
+    token = env.bearer()
+    first = env.authorize(token)
+    assert first.claims is not None and first.scopes is not None
+    first.claims["sub"] = "someone-else@clients"
+    first.scopes.append("admin:everything")
+    again = env.authorize(token)
+    assert again.claims is not None and again.claims["sub"] == "tester-app-1@clients"
+    assert again.scopes == [K.SCOPE]
+
+
+def test_the_cache_is_shared_safely_by_threads(keys: SimpleNamespace) -> None:
+    env = make_env(keys)
+    env.authorizer = JwtAuthorizer(env.authorizer.config, env.authorizer.jwks, verified_tokens=8)
+    subs = [f"app-{i}@clients" for i in range(16)]  # twice the cache's size: entries come and go meanwhile
+    tokens = ["Bearer " + keys.k1.sign(K.claims(sub=sub)) for sub in subs]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        decisions = list(pool.map(env.authorize, tokens * 20))
+    assert [d.claims["sub"] if d.claims else d.reason for d in decisions] == subs * 20
+    assert len(env.authorizer.verified) == 8
+
+
 # --- a real JWKS endpoint on loopback ---
 
 
