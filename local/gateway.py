@@ -11,6 +11,11 @@ than HTTP/1.x (505). A connection that does not finish its head within a few sec
 idle one closed. Every refusal is `{"message": <reason phrase>}` in JSON with `Connection: close`, and the rest of
 what the client sent is read and dropped (a lingering close), so nothing it sent is ever read as a second request.
 
+One event loop thread serves every connection while its requests are plain (a whole head in one read, no body:
+`plain_request` reads those as h11 does, field for field, which the tests check against h11) and their answers fit
+the socket's buffer; at anything else a connection moves to a thread of its own, where h11 reads its requests and
+every wait is bounded by the timeouts above. Handlers run on whichever thread read the request.
+
 Why a small server over h11 rather than uvicorn, hypercorn or waitress: each of them answers framing errors itself
 (uvicorn: text/plain "Invalid HTTP request received.", hypercorn: an empty 400, waitress: a text page), and uvicorn
 has no timeout for a connection's first head; API Gateway's JSON errors and limits need that part in our hands.
@@ -21,12 +26,13 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+import select
+import selectors
 import socket
-import socketserver
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
@@ -51,6 +57,13 @@ _TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # for ASCII text only: `encode_response` writes a response itself only when h11 would write it byte for byte.
 _FIELD_NAME = re.compile(r"[-!#$%&'*+.^_`|~0-9a-zA-Z]+")
 _FIELD_VALUE = re.compile(r"(?:[^\x00\s]+(?:[ \t]+[^\x00\s]+)*)?")
+# What h11 0.16 accepts in a request head it reads (h11/_abnf.py: request-line; header-field = token ":" OWS
+# field-value OWS, a value's bytes anything but NUL and whitespace other than SP and HTAB between them), for
+# `plain_request`, which reads without h11 only what h11 would read to the same request.
+_PLAIN_REQUEST_LINE = re.compile(rb"([-!#$%&'*+.^_`|~0-9a-zA-Z]+) ([\x21-\x7e]+) HTTP/1\.([01])")
+_NOT_IN_FIELDS = b"\x00\x0b\x0c"  # NUL, VT, FF: in no part of a head h11 reads (CR and LF only end lines)
+# Fields whose presence changes what h11 does with a request (a body to read, 100 Continue, a protocol switch).
+_READ_BY_H11 = frozenset({b"content-length", b"transfer-encoding", b"expect", b"upgrade"})
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
 _SET_BY_US = frozenset({"content-length", "connection", "date"})  # a handler's own are replaced
 _LEFT_TO_H11 = frozenset({"transfer-encoding", "host"})  # h11 rewrites or reorders these: it writes the response
@@ -207,6 +220,69 @@ def check_framing(lengths: list[bytes], codings: list[bytes]) -> None:
         raise Refusal(501, "a transfer coding other than chunked")
 
 
+def plain_request(head: bytes, client: str) -> tuple[Request, bool] | None:
+    """The request `head` (which passed `check_head`) opens, read without h11, and whether the connection may go
+    on after it: for the plain case only, a request without a body (no Content-Length or Transfer-Encoding), an
+    `Expect` or an `Upgrade`, not CONNECT, in HTTP/1.0 or 1.1, with one Host (1.1) or none (1.0). That is the
+    request h11 reads from it, field for field, and h11's keep-alive rule (not after HTTP/1.0 or `close`), for a
+    fraction of what an h11 Connection per request costs. None for anything else, which h11 reads (or refuses)."""
+    if len(head.translate(None, _NOT_IN_FIELDS)) != len(head):
+        return None  # h11 refuses these bytes wherever they are
+    lines = head[:-4].split(b"\r\n")  # `check_head` left no other CR or LF
+    request_line = _PLAIN_REQUEST_LINE.fullmatch(lines[0])
+    if request_line is None:
+        return None
+    method, target, minor = request_line.groups()
+    if method == b"CONNECT":
+        return None
+    keep_alive = minor == b"1"
+    hosts = 0
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        name, colon, rest = line.partition(b":")
+        if not colon or _TOKEN.fullmatch(name) is None:
+            return None
+        value = rest.strip(b" \t")  # OWS either side; between the value's other bytes, any SP and HTAB
+        lowered = name.lower()
+        if lowered in _READ_BY_H11:
+            return None
+        if lowered == b"host":
+            hosts += 1
+        elif lowered == b"connection" and b"close" in [v.strip() for v in value.lower().split(b",")]:
+            keep_alive = False
+        headers.append((name.decode("latin-1"), value.decode("latin-1")))
+    if hosts > 1 or (hosts == 0 and minor == b"1"):
+        return None  # h11 refuses it (RFC 9112 3.2)
+    version = "1.1" if minor == b"1" else "1.0"
+    return Request(method.decode("ascii"), target.decode("ascii"), version, headers, b"", client), keep_alive
+
+
+def h11_head(data: bytes) -> tuple[h11.Connection, h11.Request]:
+    """h11's reading of the request head `data` starts with (after `check_head`): its connection, at the body, and
+    the Request event. Raises `Refusal` where h11 refuses the head."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_RAW_HEAD)
+    conn.receive_data(data)
+    try:
+        event = conn.next_event()
+    except h11.RemoteProtocolError as exc:
+        raise h11_refusal(exc) from None
+    if not isinstance(event, h11.Request):
+        raise Refusal(400, "no request")
+    return conn, event
+
+
+def request_from_h11(event: h11.Request, client: str) -> Request:
+    """The request h11 read, without its body (read next)."""
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()]
+    version = "1.0" if event.http_version == b"1.0" else "1.1"
+    return Request(event.method.decode("ascii"), event.target.decode("ascii"), version, headers, b"", client)
+
+
+def h11_refusal(exc: h11.RemoteProtocolError) -> Refusal:
+    status = exc.error_status_hint if exc.error_status_hint in (400, 413, 414, 431, 501, 505) else 400
+    return Refusal(status, str(exc))
+
+
 def h11_response(
     conn: h11.Connection, method: str, response: HttpResponse, headers: list[tuple[str, str]]
 ) -> bytes | None:
@@ -226,60 +302,118 @@ def h11_response(
     return data
 
 
+@dataclass(slots=True)
+class _Read:
+    """A request as read, with what answering it needs: h11's connection when h11 read it; else the head, which h11
+    reads again only for a response it must write itself, and whether the connection may go on."""
+
+    request: Request
+    conn: h11.Connection | None
+    head: bytes
+    keep_alive: bool  # when `conn` is None (h11's state says it otherwise)
+
+    def h11_connection(self) -> h11.Connection:
+        if self.conn is None:  # `plain_request` read it: h11 reads the same request (tested), with no body
+            self.conn, _request = h11_head(self.head)
+            self.conn.next_event()
+        return self.conn
+
+
 class _Connection:
-    """One client connection: requests read and answered one at a time, in order (pipelining included)."""
+    """One client connection: requests read and answered one at a time, in order (pipelining included).
+
+    The server's event loop serves it while it is plain (see `Http11Server`); its own thread serves it from the
+    first thing the loop does not do, as long as it lasts. The socket is non-blocking and waited on with poll, so a
+    thread's request costs a poll, a recv and a send (a socket timeout would add a poll before the send and an
+    ioctl whenever it is set)."""
 
     def __init__(self, sock: socket.socket, client: str, server: Http11Server) -> None:
         self.sock = sock
         self.client = client
         self.server = server
         self.limits = server.limits
-        self.pending = b""  # received, not yet given to h11 (the next request's bytes)
+        self.pending = b""  # received, not yet read as a request (the next request's bytes)
         self.method = ""  # of the request being read, once known: a refused HEAD gets no body
+        self.first = True  # no request read yet: its head has the header timeout, not the keep-alive one
+        self.in_loop = False  # served by the event loop, which never waits on one client
+        self.unsent = b""  # what the loop could not write without waiting, for the connection's thread
+        self.deadline = 0.0  # on the loop: when an idle connection is closed (time.monotonic())
+        sock.setblocking(False)
+        self._poll = select.poll()
+        self._poll.register(sock, select.POLLIN)
 
-    def serve(self) -> None:
-        first = True
+    def serve(self, *, refusal: int | None = None, going_on: bool = True) -> None:
+        """The connection's thread: reads and answers requests until the connection ends, waiting on the client as
+        long as the limits allow. It starts where the loop left off: `refusal` to answer, or the rest of a response
+        (`unsent`) to write, then whether the connection goes on after it."""
+        if refusal is not None:
+            self._refuse(refusal)
+            return
+        if self.unsent:
+            unsent, self.unsent = self.unsent, b""
+            if not (self._write(memoryview(unsent)) and going_on):
+                self._close()
+                return
         while not self.server.stopping.is_set():
             self.method = ""
             try:
-                conn, request = self._read_request(first)
+                read = self._read_request()
+                going_on = self.answer(read)
             except _Closed:
                 return
-            except Refusal as refusal:
-                self._refuse(refusal.status)
+            except Refusal as refused:
+                self._refuse(refused.status)
                 return
-            first = False
-            try:
-                response = self.server.handler(request)
-            except Exception:  # what is behind the door failed: API Gateway's 500, and the connection goes on
-                body = json.dumps({"message": "Internal Server Error"}).encode()
-                response = HttpResponse(500, [("Content-Type", "application/json")], body)
-            if not self._send(conn, request.method, response):
+            if not going_on:
                 self._close()
                 return
 
+    def answer(self, read: _Read) -> bool:
+        """Hand the request to the handler and write its response; whether the connection goes on. Raises
+        `Refusal` (500) for a response h11 cannot frame."""
+        try:
+            response = self.server.handler(read.request)
+        except Exception:  # what is behind the door failed: API Gateway's 500, and the connection goes on
+            body = json.dumps({"message": "Internal Server Error"}).encode()
+            response = HttpResponse(500, [("Content-Type", "application/json")], body)
+        return self._send(read, response)
+
     # --- reading ---
+
+    def _wait(self, events: int, deadline: float | None) -> bool:
+        """Whether the socket is ready for `events` (POLLIN or POLLOUT) before `deadline` (None: no limit)."""
+        if events != select.POLLIN:
+            self._poll.modify(self.sock, events)
+        try:
+            while True:
+                remaining = None if deadline is None else (deadline - time.monotonic()) * 1000
+                if remaining is not None and remaining <= 0:
+                    return False
+                if self._poll.poll(remaining):
+                    return True
+        finally:
+            if events != select.POLLIN:
+                self._poll.modify(self.sock, select.POLLIN)
 
     def _recv(self, deadline: float | None, *, silent_timeout: bool) -> bytes:
         """Bytes from the client before `deadline`; a timeout is a 408 unless nothing of a request has come yet."""
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise _Closed() if silent_timeout else Refusal(408, "timeout")
-        self.sock.settimeout(remaining)
-        try:
-            data = self.sock.recv(_RECV)
-        except TimeoutError:
-            raise _Closed() if silent_timeout else Refusal(408, "timeout") from None
-        except OSError:
-            raise _Closed() from None
-        if not data:
-            raise _Closed()
-        return data
+        while True:
+            if not self._wait(select.POLLIN, deadline):
+                raise _Closed() if silent_timeout else Refusal(408, "timeout")
+            try:
+                data = self.sock.recv(_RECV)
+            except BlockingIOError:  # woken without data after all: wait again
+                continue
+            except OSError:
+                raise _Closed() from None
+            if not data:
+                raise _Closed()
+            return data
 
-    def _read_head(self, first: bool) -> bytes:
+    def _read_head(self) -> bytes:
         """Bytes up to the end of the next request's head, within the header timeout and size limits."""
         limits = self.limits
-        idle = limits.header_timeout_s if first else limits.keep_alive_timeout_s
+        idle = limits.header_timeout_s if self.first else limits.keep_alive_timeout_s
         deadline = time.monotonic() + idle if not self.pending else time.monotonic() + limits.header_timeout_s
         started = bool(self.pending)
         while True:
@@ -295,32 +429,45 @@ class _Connection:
                 started, deadline = True, time.monotonic() + limits.header_timeout_s
             self.pending += self._recv(deadline, silent_timeout=not self.pending)
 
-    def _read_request(self, first: bool) -> tuple[h11.Connection, Request]:
-        head = self._read_head(first)
+    def read_plain(self, head: bytes) -> _Read | None:
+        """The request `head` opens when `plain_request` reads it (None: h11 must); raises `Refusal` for a head
+        `check_head` refuses, or over the quota."""
         check_head(head, self.limits)
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_RAW_HEAD)
-        conn.receive_data(self.pending)
+        plain = plain_request(head, self.client)
+        if plain is None:
+            return None
+        request, keep_alive = plain
+        self.method = request.method
+        self._check_quota(request)
+        self.pending = self.pending[len(head) :]
+        self.first = False
+        return _Read(request, None, head, keep_alive)
+
+    def _read_request(self) -> _Read:
+        head = self._read_head()
+        read = self.read_plain(head)
+        if read is not None:
+            return read
+        conn, event = h11_head(self.pending)
         self.pending = b""
+        self.first = False
+        request = request_from_h11(event, self.client)
+        self.method = request.method
+        self._check_quota(request)
+        length = next((v for k, v in event.headers if k == b"content-length"), b"0")
+        if int(length) > self.limits.max_body:
+            raise Refusal(413, "body too large")
         try:
-            event = conn.next_event()
-            if not isinstance(event, h11.Request):
-                raise Refusal(400, "no request")
-            method = event.method.decode("ascii")
-            target = event.target.decode("ascii")
-            self.method = method
-            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in event.headers.raw_items()]
-            version = "1.0" if event.http_version == b"1.0" else "1.1"
-            if head_size(method, target, f"HTTP/{version}", headers) > self.limits.max_head:
-                raise Refusal(431, "over the head quota")
-            length = next((v for k, v in event.headers if k == b"content-length"), b"0")
-            if int(length) > self.limits.max_body:
-                raise Refusal(413, "body too large")
             body = self._read_body(conn)
         except h11.RemoteProtocolError as exc:
-            status = exc.error_status_hint if exc.error_status_hint in (400, 413, 414, 431, 501, 505) else 400
-            raise Refusal(status, str(exc)) from None
+            raise h11_refusal(exc) from None
         self.pending = bytes(conn.trailing_data[0])
-        return conn, Request(method, target, version, headers, body, self.client)
+        return _Read(replace(request, body=body), conn, head, keep_alive=False)
+
+    def _check_quota(self, request: Request) -> None:
+        protocol = f"HTTP/{request.http_version}"
+        if head_size(request.method, request.target, protocol, request.headers) > self.limits.max_head:
+            raise Refusal(431, "over the head quota")
 
     def _read_body(self, conn: h11.Connection) -> bytes:
         """The whole body, chunked or not, so nothing of it is left on the connection to read as a request."""
@@ -344,27 +491,52 @@ class _Connection:
 
     # --- writing ---
 
-    def _send(self, conn: h11.Connection, method: str, response: HttpResponse) -> bool:
+    def _send(self, read: _Read, response: HttpResponse) -> bool:
         """Write the response in one send (`TCP_NODELAY` is on: nothing waits for a delayed ACK); whether the
-        connection goes on. h11 decided from the request whether it may (not after HTTP/1.0 or `close`)."""
+        connection goes on. The request decided whether it may (not after HTTP/1.0 or `close`): h11's state when h11
+        read it, the same rule applied by `plain_request` otherwise. Raises `Refusal` (500) for a handler's
+        response h11 cannot frame, as API Gateway answers a malformed Lambda response."""
         headers = response_headers(response)
-        keep_alive = conn.their_state is h11.DONE
+        method = read.request.method
+        keep_alive = read.keep_alive if read.conn is None else read.conn.their_state is h11.DONE
         data = encode_response(method, response.status, headers, response.body, keep_alive=keep_alive)
         if data is not None:
             return self._sendall(data) and keep_alive
+        conn = read.h11_connection()
         data = h11_response(conn, method, response, headers)
-        if data is None:  # a handler's response h11 cannot frame: API Gateway's 500
-            self._refuse(500)
-            return False
+        if data is None:
+            raise Refusal(500, "a response h11 cannot frame")
         return self._sendall(data) and conn.our_state is h11.DONE and conn.their_state is h11.DONE
 
     def _sendall(self, data: bytes) -> bool:
+        """Write all of `data`: one send unless the socket's buffer is full, then the rest as room comes, within the
+        body timeout; on the loop, which waits on no client, the rest is left in `unsent` for the thread."""
+        view = memoryview(data)
         try:
-            self.sock.settimeout(self.limits.body_timeout_s)
-            self.sock.sendall(data)
-            return True
+            view = view[self.sock.send(view) :]
+        except BlockingIOError:
+            pass
         except OSError:
             return False
+        if not view:
+            return True
+        if self.in_loop:
+            self.unsent = bytes(view)
+            return True
+        return self._write(view)
+
+    def _write(self, view: memoryview) -> bool:
+        deadline = time.monotonic() + self.limits.body_timeout_s
+        while view:
+            if not self._wait(select.POLLOUT, deadline):
+                return False
+            try:
+                view = view[self.sock.send(view) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                return False
+        return True
 
     def _refuse(self, status: int) -> None:
         """Answer and close without a reset: half-close, then read and drop what the client still sends."""
@@ -372,10 +544,10 @@ class _Connection:
         try:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + self.limits.linger_s
-            while (remaining := deadline - time.monotonic()) > 0:
-                self.sock.settimeout(remaining)
-                if not self.sock.recv(_RECV):
-                    break
+            while self._wait(select.POLLIN, deadline):
+                with contextlib.suppress(BlockingIOError):
+                    if not self.sock.recv(_RECV):
+                        break
         except OSError:
             pass
         self._close()
@@ -385,9 +557,24 @@ class _Connection:
             self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
 
+    def end(self) -> None:
+        """After the last response: half-close (what was written is still delivered), then close."""
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_WR)
+        self.sock.close()
+
 
 class Http11Server:
-    """A threaded HTTP/1.1 server on h11: one thread per connection, `handler` called with each whole request."""
+    """An HTTP/1.1 server on h11 and `plain_request`, `handler` called with each whole request.
+
+    One event loop thread accepts every connection and serves it while it stays plain: each request's whole head
+    in one read, `plain_request`'s case (no body), and a response that fits the socket's buffer. From the first
+    thing that is not (a head arriving in pieces, a body, a refusal, a client slow to read), the connection moves
+    to a thread of its own for as long as it lasts, which waits on it within the limits as before. The loop is
+    where the speed is: with a thread per connection, every read and write hands Python's interpreter lock to
+    another thread, often on another core, and at 32 busy connections that costs as much as the requests
+    themselves; the loop keeps it on one thread. Idle connections on the loop are closed at the same timeouts as
+    in a thread (the header timeout before a first request, the keep-alive one after a response)."""
 
     def __init__(
         self, handler: Callable[[Request], HttpResponse], host: str, port: int, limits: Limits | None = None
@@ -395,54 +582,161 @@ class Http11Server:
         self.handler = handler
         self.limits = limits or Limits()
         self.stopping = threading.Event()
-        self._open: set[socket.socket] = set()
+        self._listener = socket.create_server((host, port), backlog=128)
+        self._listener.setblocking(False)
+        self._wake, self._woken = socket.socketpair()
+        self._woken.setblocking(False)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(self._listener, selectors.EVENT_READ)
+        self._selector.register(self._woken, selectors.EVENT_READ)
+        self._looped: dict[socket.socket, _Connection] = {}  # the loop's, touched by the loop's thread only
+        self._open: set[socket.socket] = set()  # every connection's socket, the loop's and the threads'
         self._open_lock = threading.Lock()
-        owner = self
-
-        class Handler(socketserver.BaseRequestHandler):
-            def handle(self) -> None:
-                sock: socket.socket = self.request
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                with owner._open_lock:
-                    owner._open.add(sock)
-                try:
-                    _Connection(sock, str(self.client_address[0]), owner).serve()
-                finally:
-                    with owner._open_lock:
-                        owner._open.discard(sock)
-
-        class Server(socketserver.ThreadingTCPServer):
-            daemon_threads = True
-            allow_reuse_address = True
-            request_queue_size = 128
-
-            def handle_error(self, request: Any, client_address: Any) -> None:
-                pass  # a handler failure is answered in `_Connection`; a dropped socket needs no traceback
-
-        self._server = Server((host, port), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http11", daemon=True)
+        self._thread = threading.Thread(target=self._loop, name="http11", daemon=True)
 
     @property
     def port(self) -> int:
-        return int(self._server.server_address[1])
+        return int(self._listener.getsockname()[1])
 
     @property
     def host(self) -> str:
-        return str(self._server.server_address[0])
+        return str(self._listener.getsockname()[0])
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop accepting, and close kept-alive connections too: a stopped server must look stopped."""
+        """Stop accepting, and close kept-alive connections too: a stopped server must look stopped. A handler still
+        running on the loop is waited for as long as a body may take; past that, left to finish on its own."""
         self.stopping.set()
         if self._thread.is_alive():
-            self._server.shutdown()
-        self._server.server_close()
+            with contextlib.suppress(OSError):
+                self._wake.send(b"x")
+            self._thread.join(self.limits.body_timeout_s)
+        else:
+            self._selector.close()
+        for sock in (self._listener, self._wake, self._woken):
+            sock.close()
         with self._open_lock:
             for sock in list(self._open):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+    # --- the loop ---
+
+    def _loop(self) -> None:
+        try:
+            while not self.stopping.is_set():
+                deadline = min((c.deadline for c in self._looped.values()), default=None)
+                timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+                for key, _events in self._selector.select(timeout):
+                    if key.fileobj is self._listener:
+                        self._accept()
+                    elif key.fileobj is self._woken:
+                        with contextlib.suppress(OSError):
+                            self._woken.recv(64)
+                    else:
+                        self._readable(key.data)
+                now = time.monotonic()
+                for conn in [c for c in self._looped.values() if c.deadline <= now]:
+                    self._drop(conn)  # idle past its timeout: closed without an answer, as a thread does
+        finally:
+            for conn in list(self._looped.values()):
+                self._drop(conn)
+            self._selector.close()
+
+    def _accept(self) -> None:
+        """Every connection waiting to be accepted, each on the loop until it needs a thread."""
+        while True:
+            try:
+                sock, address = self._listener.accept()
+            except OSError:  # none left, gone before it was accepted, or out of descriptors: the next event retries
+                return
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                conn = _Connection(sock, str(address[0]), self)
+            except OSError:
+                sock.close()
+                continue
+            conn.in_loop = True
+            conn.deadline = time.monotonic() + self.limits.header_timeout_s
+            with self._open_lock:
+                self._open.add(sock)
+            self._looped[sock] = conn
+            self._selector.register(sock, selectors.EVENT_READ, conn)
+
+    def _readable(self, conn: _Connection) -> None:
+        try:
+            data = conn.sock.recv(_RECV)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the client went away
+            self._drop(conn)
+            return
+        conn.pending += data
+        try:
+            self._serve_pending(conn)
+        except Exception:  # a failure of ours with this connection: it alone ends, the loop goes on
+            if conn.sock in self._looped:
+                self._drop(conn)
+
+    def _serve_pending(self, conn: _Connection) -> None:
+        """Answer the whole plain requests received, in order; hand the connection to its thread at the first
+        thing that is not one."""
+        while not self.stopping.is_set():
+            conn.method = ""
+            conn.pending = conn.pending.lstrip(b"\r\n")  # RFC 9112 2.2: ignore empty lines before a request
+            found = _HEAD_END.search(conn.pending)
+            if found is None:
+                if conn.pending:  # a head arriving in pieces: its thread applies the header timeout and limits
+                    self._hand_over(conn)
+                return  # nothing yet, or blank lines only: the idle deadline stands
+            try:
+                read = conn.read_plain(conn.pending[: found.end()])
+                if read is None:  # a body, 100 Continue, a protocol switch...: h11 reads it, on the thread
+                    self._hand_over(conn)
+                    return
+                going_on = conn.answer(read)
+            except Refusal as refusal:
+                self._hand_over(conn, refusal=refusal.status)
+                return
+            if conn.unsent:
+                self._hand_over(conn, going_on=going_on)
+                return
+            if not going_on:
+                self._drop(conn)
+                return
+            conn.deadline = time.monotonic() + self.limits.keep_alive_timeout_s
+
+    def _hand_over(self, conn: _Connection, **where: Any) -> None:
+        self._selector.unregister(conn.sock)
+        del self._looped[conn.sock]
+        conn.in_loop = False
+        thread = threading.Thread(target=self._serve_thread, args=(conn, where), name="http11-conn", daemon=True)
+        try:
+            thread.start()
+        except RuntimeError:  # no thread to be had: the connection ends
+            self._end(conn)
+
+    def _serve_thread(self, conn: _Connection, where: dict[str, Any]) -> None:
+        try:
+            conn.serve(**where)
+        except Exception:  # noqa: S110 - a failure of ours ends this connection; a dropped socket needs no traceback
+            pass
+        finally:
+            self._end(conn)
+
+    def _drop(self, conn: _Connection) -> None:
+        self._selector.unregister(conn.sock)
+        del self._looped[conn.sock]
+        self._end(conn)
+
+    def _end(self, conn: _Connection) -> None:
+        conn.end()
+        with self._open_lock:
+            self._open.discard(conn.sock)
 
 
 class Gateway:
