@@ -1,13 +1,15 @@
 """Local-mode load: the gateway against a minimal stdlib server, same machine, same client, same run.
 
-Starts local mode exactly as `make run` does (a subprocess of `python -m local`, demo clubs, on a free port) and a
-minimal HTTP/1.1 server returning a constant (`BaselineServer`: a stdlib `ThreadingTCPServer`, a thread per
-connection as the gateway has, one buffered write per response, `TCP_NODELAY`, keep-alive) in a process of its own.
-Then, in alternating slices (gateway, baseline, gateway, ...), `--concurrency` keep-alive connections from
-`--processes` client processes send the same requests (a technician of a demo club, with a token from local mode's
-issuer) for `--seconds` on the gateway and `--baseline-seconds` on the baseline in all; polls run every
-`--interval` s against the demo clubs throughout. Last, `--c1-requests` sequential requests on one keep-alive
-connection go to a technician with open calls, on each server.
+Starts local mode exactly as `make run` does (a subprocess of `python -m local`, demo clubs, on a free port), with a
+clients file (CAPPI_CLIENTS_FILE) of one tester app per connection, and a minimal HTTP/1.1 server returning a
+constant (`BaselineServer`: a stdlib `ThreadingTCPServer`, a thread per connection as the gateway has, one buffered
+write per response, `TCP_NODELAY`, keep-alive) in a process of its own. Then, in alternating slices (gateway,
+baseline, gateway, ...), `--concurrency` keep-alive connections from `--processes` client processes send the same
+requests (a technician of a demo club) for `--seconds` on the gateway and `--baseline-seconds` on the baseline in
+all; polls run every `--interval` s against the demo clubs throughout. Each connection sends its own tester app's
+token from local mode's issuer, so the authorizer sees as many distinct tokens as there are connections (their
+number is printed), as it would with that many apps, rather than one token that its cache serves to everyone. Last,
+`--c1-requests` sequential requests on one keep-alive connection go to a technician with open calls, on each server.
 
 Every figure printed is measured in this run:
 - `rps`, `p50_ms`, `p99_ms`, `errors` (connections that failed), `status_5xx`: the gateway's slices;
@@ -218,15 +220,14 @@ class SliceResult:
         self.last_end = max(self.last_end, other.last_end)
 
 
-def run_slice(
-    port: int, requests: list[bytes], start_at: float, seconds: float, *, threads: int, seed: int
-) -> SliceResult:
-    """`threads` connections, each sending one request after another from `start_at` for `seconds`."""
+def run_slice(port: int, requests: list[list[bytes]], start_at: float, seconds: float, *, seed: int) -> SliceResult:
+    """One connection per list of `requests` (a connection's own token in each), each sending one request after
+    another from `start_at` for `seconds`."""
     total = SliceResult()
     lock = threading.Lock()
     stop_at = start_at + seconds
 
-    def run(thread_seed: int) -> None:
+    def run(thread_seed: int, own_requests: list[bytes]) -> None:
         rnd = random.Random(thread_seed)
         client = Client(port)
         mine = SliceResult()
@@ -234,7 +235,7 @@ def run_slice(
         while time.monotonic() < start_at:
             time.sleep(0.001)
         while time.monotonic() < stop_at:
-            request_bytes = rnd.choice(requests)
+            request_bytes = rnd.choice(own_requests)
             started = clock()
             try:
                 status = client.exchange(request_bytes)
@@ -249,7 +250,7 @@ def run_slice(
         with lock:
             total.add(mine)
 
-    pool = [threading.Thread(target=run, args=(seed * 1000 + i,)) for i in range(threads)]
+    pool = [threading.Thread(target=run, args=(seed * 1000 + i, own)) for i, own in enumerate(requests)]
     for thread in pool:
         thread.start()
     while time.monotonic() < start_at:
@@ -261,13 +262,14 @@ def run_slice(
     return total
 
 
-def client_process(ports: dict[str, int], token: str, paths: list[str], threads: int, queues: tuple[Any, Any]) -> None:
-    """A load-generator process: runs the slices it is sent, `(server, start_at, seconds, seed)`, until None."""
+def client_process(ports: dict[str, int], tokens: list[str], paths: list[str], queues: tuple[Any, Any]) -> None:
+    """A load-generator process, one connection per token: runs the slices it is sent, `(server, start_at, seconds,
+    seed)`, until None."""
     jobs, out = queues
-    requests = {name: build_requests(port, token, paths) for name, port in ports.items()}
+    requests = {name: [build_requests(port, token, paths) for token in tokens] for name, port in ports.items()}
     while (job := jobs.get()) is not None:
         name, start_at, seconds, seed = job
-        result = run_slice(ports[name], requests[name], start_at, seconds, threads=threads, seed=seed)
+        result = run_slice(ports[name], requests[name], start_at, seconds, seed=seed)
         out.put(result.as_tuple())  # plain data: the class is this script's, named differently in each process
 
 
@@ -301,13 +303,19 @@ class Totals:
 class Load:
     """The client processes, and slices run on them: every process starts its connections at the same moment."""
 
-    def __init__(self, ports: dict[str, int], token: str, paths: list[str], *, processes: int, threads: int) -> None:
+    def __init__(self, ports: dict[str, int], tokens: list[str], paths: list[str], *, processes: int) -> None:
+        """`tokens`: one per connection, dealt out to the processes in equal shares."""
         context = multiprocessing.get_context("spawn")
         self.out = context.Queue()
         self.jobs = [context.Queue() for _ in range(processes)]
+        share = len(tokens) // processes
         self.workers = [
-            context.Process(target=client_process, args=(ports, token, paths, threads, (jobs, self.out)), daemon=True)
-            for jobs in self.jobs
+            context.Process(
+                target=client_process,
+                args=(ports, tokens[index * share : (index + 1) * share], paths, (jobs, self.out)),
+                daemon=True,
+            )
+            for index, jobs in enumerate(self.jobs)
         ]
         for worker in self.workers:
             worker.start()
@@ -359,12 +367,18 @@ def p50_sequential_ms(port: int, request_bytes: bytes, count: int) -> tuple[floa
 # --- local mode ---
 
 
-def start_local(port: int, interval: float, state_dir: Path) -> subprocess.Popen:
+def tester_apps(count: int) -> list[dict[str, str]]:
+    """The clients file's entries: `count` tester apps, each with local mode's default scopes and no club list."""
+    return [{"client_id": f"cappi-load-tester-{n:02d}", "client_secret": f"load-secret-{n:02d}"} for n in range(count)]
+
+
+def start_local(port: int, interval: float, state_dir: Path, clients_file: Path) -> subprocess.Popen:
     env = {
         **os.environ,
         "CAPPI_PORT": str(port),
         "CAPPI_INGEST_INTERVAL": str(interval),
         "CAPPI_STATE_DIR": str(state_dir),
+        "CAPPI_CLIENTS_FILE": str(clients_file),
     }
     return subprocess.Popen(
         [sys.executable, "-m", "local"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -410,14 +424,12 @@ def wait_ready(process: subprocess.Popen, console: Console, timeout: float = 120
     raise RuntimeError("local mode did not become ready:\n" + "".join(console.lines))
 
 
-def get_token(port: int) -> str:
-    from local.clients import demo_clients
-
-    client = demo_clients()[0]
+def get_token(port: int, client: dict[str, str]) -> str:
+    """A token for `client` from local mode's issuer, as a tester app gets one."""
     body = json.dumps(
         {
-            "client_id": client.client_id,
-            "client_secret": client.client_secret,
+            "client_id": client["client_id"],
+            "client_secret": client["client_secret"],
             "audience": f"http://127.0.0.1:{port}",
             "grant_type": "client_credentials",
         }
@@ -465,17 +477,20 @@ def main() -> None:
 
     port = free_port()
     state_dir = Path(tempfile.mkdtemp(prefix="cappi-load-"))
-    process = start_local(port, args.interval, state_dir)
+    clients = tester_apps(threads * args.processes)
+    clients_file = state_dir / "load-clients.json"
+    clients_file.write_text(json.dumps({"clients": clients}, indent=2))
+    process = start_local(port, args.interval, state_dir, clients_file)
     console = Console()
     gateway, base = Totals(), Totals()
     load = None
     try:
         wait_ready(process, console)
-        token = get_token(port)
+        tokens = [get_token(port, client) for client in clients]  # one per connection
         paths = query_paths(state_dir)
         ports = {"gateway": port, "baseline": baseline_port}
         pids = {"gateway": process.pid, "baseline": baseline.pid}
-        load = Load(ports, token, paths, processes=args.processes, threads=threads)
+        load = Load(ports, tokens, paths, processes=args.processes)
         for name in ports:
             load.run(name, args.warmup, pids[name], None)
         polls_before = console.polls
@@ -484,9 +499,9 @@ def main() -> None:
             load.run("baseline", args.baseline_seconds / args.slices, baseline.pid, base)
         polls = console.polls - polls_before
         example = console.example_path
-        c1_ms, c1_statuses = p50_sequential_ms(port, build_requests(port, token, [example])[0], args.c1_requests)
+        c1_ms, c1_statuses = p50_sequential_ms(port, build_requests(port, tokens[0], [example])[0], args.c1_requests)
         base_c1_ms, _ = p50_sequential_ms(
-            baseline_port, build_requests(baseline_port, token, [example])[0], args.c1_requests
+            baseline_port, build_requests(baseline_port, tokens[0], [example])[0], args.c1_requests
         )
     finally:
         if load is not None:
@@ -505,7 +520,8 @@ def main() -> None:
     client_cpu = gateway.share(g.client_cpu_s) + " (gateway slices), " + base.share(b.client_cpu_s) + " (baseline)"
     print(
         f"load: concurrency {threads * args.processes} ({args.processes} client processes x {threads} keep-alive "
-        f"connections), {args.slices} alternating slice pairs: {args.seconds:g} s on the gateway, "
+        f"connections), {len(set(tokens))} distinct tokens (one per connection, each from its own tester app), "
+        f"{args.slices} alternating slice pairs: {args.seconds:g} s on the gateway, "
         f"{args.baseline_seconds:g} s on the baseline in all (after {args.warmup:g} s on each, not counted); "
         f"{os.cpu_count()} CPUs"
     )
