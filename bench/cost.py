@@ -272,6 +272,7 @@ class Measured:
     current_bytes_per_source: float = 0.0
     queries: int = 0
     query_log_bytes: int = 0
+    query_log_sample_rate: float = 1.0  # the share of answers with a request line, as the stack sets it
     query_read_units: float = 0.0
     query_seconds: list[float] = field(default_factory=list)
     statuses: dict[int, int] = field(default_factory=dict)
@@ -433,7 +434,10 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
                     club_rows = [r for r in feeds[registry.sources.index(source)] if r["ClubId"] == club_id]
                     techs += [(club_id, r["TechId"]) for r in rnd.sample(club_rows, per_source // 3 + 1)]
             now = [0.0]
-            settings = QuerySettings.from_env({"CAPPI_TABLE_NAME": table})
+            # The query function's settings as the stack gives them (put in the environment above: the request
+            # line's sample rate among them), on the benchmark's table.
+            settings = QuerySettings.from_env({**os.environ, "CAPPI_TABLE_NAME": table})
+            measured.query_log_sample_rate = settings.request_log_sample_rate
             clock_kw = (
                 {"clock": lambda: now[0]} if "clock" in inspect.signature(CachedSnapshotReader).parameters else {}
             )
@@ -593,7 +597,8 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     )
     print(
         f"log bytes: per poll {log_per_poll:,.0f}, per query {log_per_query:,.0f} (handler "
-        f"{m.query_log_bytes / m.queries:,.0f}, access log {access_log_bytes(template.access_log_format)}, platform "
+        f"{m.query_log_bytes / m.queries:,.0f} with a request line for every refusal and {m.query_log_sample_rate:.0%} "
+        f"of answers, access log {access_log_bytes(template.access_log_format)}, platform "
         f"{platform_bytes(template.functions['query']['platform_logs'])}; {LOG_EVENT_OVERHEAD} B/event overhead "
         f"included), per tick {log_per_tick:,.0f}: {log_gb:.1f} GB/month"
     )
