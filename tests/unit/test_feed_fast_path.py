@@ -292,3 +292,20 @@ def test_property_both_paths_agree_on_any_document(body: bytes | str, ratio: flo
 def test_property_documents_of_the_documented_shape_take_the_fast_path(body: bytes | str) -> None:
     took, _reference = same_as_reference(body)
     assert took
+
+
+@pytest.mark.parametrize("body", [document([good()]), b"{not json", document([good(), '"not a row"'])])
+def test_the_cycle_collector_is_left_as_it_was_found(body: bytes) -> None:
+    import gc
+
+    from cappi.domain import feed_fast
+
+    assert gc.isenabled()
+    feed_fast.parse(body, frozenset({212}))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        feed_fast.parse(body, frozenset({212}))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
