@@ -511,12 +511,8 @@ class _Connection:
     def _sendall(self, data: bytes) -> bool:
         """Write all of `data`: one send unless the socket's buffer is full, then the rest as room comes, within the
         body timeout; on the loop, which waits on no client, the rest is left in `unsent` for the thread."""
-        view = memoryview(data)
-        try:
-            view = view[self.sock.send(view) :]
-        except BlockingIOError:
-            pass
-        except OSError:
+        view = self._send_some(memoryview(data))
+        if view is None:
             return False
         if not view:
             return True
@@ -530,13 +526,21 @@ class _Connection:
         while view:
             if not self._wait(select.POLLOUT, deadline):
                 return False
-            try:
-                view = view[self.sock.send(view) :]
-            except BlockingIOError:
-                pass
-            except OSError:
+            rest = self._send_some(view)
+            if rest is None:
                 return False
+            view = rest
         return True
+
+    def _send_some(self, view: memoryview) -> memoryview | None:
+        """What of `view` the socket did not take in one send (all of it when its buffer is full); None when the
+        connection failed."""
+        try:
+            return view[self.sock.send(view) :]
+        except BlockingIOError:
+            return view
+        except OSError:
+            return None
 
     def _refuse(self, status: int) -> None:
         """Answer and close without a reset: half-close, then read and drop what the client still sends."""
