@@ -142,7 +142,7 @@ class LambdaContext:
 
 
 def _message(status: int, message: str, headers: Iterable[tuple[str, str]] = ()) -> HttpResponse:
-    body = json.dumps({"message": message}).encode()
+    body = json.dumps({"message": message}, separators=(",", ":")).encode()  # API Gateway's bytes, no spaces
     return HttpResponse(status, [("Content-Type", "application/json"), *headers], body)
 
 
