@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,28 +25,28 @@ def _required(env: Mapping[str, str], name: str) -> str:
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"environment variable {name} must be a number, got {raw!r}") from None
-    if value <= 0:
-        raise SettingsError(f"environment variable {name} must be positive, got {raw!r}")
-    return value
+    return _number(env, name, default, kind="a number", rule="positive", valid=lambda value: value > 0)
 
 
 def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
+    between = "a number from 0 to 1"
+    return _number(env, name, default, kind=between, rule=between, valid=lambda value: 0 <= value <= 1)
+
+
+def _number(
+    env: Mapping[str, str], name: str, default: float, *, kind: str, rule: str, valid: Callable[[float], bool]
+) -> float:
+    """`name` as a float, `default` when unset or empty; SettingsError saying it must be `kind` (not a number) or
+    `rule` (out of range)."""
     raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
         value = float(raw)
     except ValueError:
-        raise SettingsError(f"environment variable {name} must be a number from 0 to 1, got {raw!r}") from None
-    if not 0 <= value <= 1:
-        raise SettingsError(f"environment variable {name} must be a number from 0 to 1, got {raw!r}")
+        raise SettingsError(f"environment variable {name} must be {kind}, got {raw!r}") from None
+    if not valid(value):
+        raise SettingsError(f"environment variable {name} must be {rule}, got {raw!r}")
     return value
 
 

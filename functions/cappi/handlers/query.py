@@ -56,7 +56,7 @@ class QueryDependencies:
         return cls(settings, reader, registry.club_ids)
 
 
-def _route(event: dict[str, Any], deps: QueryDependencies) -> dict[str, Any]:
+def _route(event: dict[str, Any], deps: QueryDependencies, notes: dict[str, Any]) -> dict[str, Any]:
     """The one route: API Gateway sends this function only GET on it, anything else is a 404 of ours."""
     request = event.get("requestContext")
     http_context = request.get("http") if isinstance(request, dict) else None
@@ -64,7 +64,7 @@ def _route(event: dict[str, Any], deps: QueryDependencies) -> dict[str, Any]:
     segments = _segments(event)
     if segments is None or method != api.METHOD:
         return http.error(404, "not_found", f"unknown endpoint; see {api.METHOD} {api.ROUTE}")
-    return _serve(event, deps, *segments)
+    return _serve(event, deps, notes, *segments)
 
 
 def _segments(event: dict[str, Any]) -> tuple[str, str] | None:
@@ -83,11 +83,11 @@ def _segments(event: dict[str, Any]) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def _serve(event: dict[str, Any], deps: QueryDependencies, club_raw: str, tech_raw: str) -> dict[str, Any]:
+def _serve(
+    event: dict[str, Any], deps: QueryDependencies, notes: dict[str, Any], club_raw: str, tech_raw: str
+) -> dict[str, Any]:
+    """The answer; what the rules learn on the way goes into `notes`, the request's log keys."""
     settings = deps.settings
-    notes = _request_keys.get()
-    if notes is None:  # served outside `make_handler`'s handler
-        notes = {}
     answer = rules.open_call_ids(
         http.claims_of(event),
         club_raw,
@@ -175,16 +175,16 @@ def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependenci
         cold[0] = False
         token = _request_keys.set(keys)
         try:
-            return _resolve(event, built())
+            return _resolve(event, built(), keys)
         finally:
             _request_keys.reset(token)
 
     return handler
 
 
-def _resolve(event: dict[str, Any], deps: QueryDependencies) -> dict[str, Any]:
+def _resolve(event: dict[str, Any], deps: QueryDependencies, keys: dict[str, Any]) -> dict[str, Any]:
     try:
-        response = _route(event, deps)
+        response = _route(event, deps, keys)
     except rules.Refused as exc:
         response = http.refusal(exc)
     except SnapshotStoreError:

@@ -178,9 +178,8 @@ class DynamoSnapshotStore:
         try:
             return self._call(operation, **kwargs)
         except (ClientError, *_NETWORK_ERRORS) as exc:
-            reason = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
             raise SnapshotReadError(
-                f"{what} for {_subject(club_id)} in table {self.table_name} failed: {reason or type(exc).__name__}"
+                f"{what} for {_subject(club_id)} in table {self.table_name} failed: {_read_reason(exc)}"
             ) from exc
 
     def _conditional_update(
@@ -636,10 +635,7 @@ class DynamoSnapshotStore:
                 try:
                     response = self._call("batch_get_item", RequestItems=request)
                 except (ClientError, *_NETWORK_ERRORS) as exc:
-                    reason = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
-                    raise SnapshotReadError(
-                        f"{what} in table {self.table_name} failed: {reason or type(exc).__name__}"
-                    ) from exc
+                    raise SnapshotReadError(f"{what} in table {self.table_name} failed: {_read_reason(exc)}") from exc
                 items = response.get("Responses", {}).get(self.table_name, [])
                 found.update(((item[PK]["S"], item[SK]["S"]), item) for item in items)
                 pending = response.get("UnprocessedKeys", {}).get(self.table_name, {}).get("Keys", [])
@@ -652,6 +648,12 @@ class DynamoSnapshotStore:
                         )
                     self._backoff(stalls - 1)
         return found
+
+
+def _read_reason(exc: Exception) -> str:
+    """Why a read failed: DynamoDB's error code, or the name of the network failure botocore gave up on."""
+    code = exc.response.get("Error", {}).get("Code", "") if isinstance(exc, ClientError) else ""
+    return code or type(exc).__name__
 
 
 def _subject(subject: int | str) -> str:
