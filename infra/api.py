@@ -19,10 +19,11 @@ from aws_cdk.aws_apigatewayv2_integrations import HttpLambdaIntegration
 from constructs import Construct
 
 from cappi.contracts import api as api_contract
+from cappi.contracts import permissions
 from infra.config import StageConfig
 from infra.functions import QUERY, CappiFunction, stage_log_group
 from infra.nag import acknowledge
-from infra.storage import TABLE_READ_ACTIONS, Storage
+from infra.storage import Storage
 
 # The route and method are the contract's; the scope and club claim come from the stage config, whose defaults
 # are the query function's own (infra/config.py).
@@ -86,7 +87,7 @@ class QueryApi(Construct):
                 "CAPPI_REQUEST_LOG_SAMPLE_RATE": f"{config.request_log_sample_rate:g}",
             },
         )
-        self.query.allow(TABLE_READ_ACTIONS, [storage.table.table_arn])
+        self.query.grant_calls({permissions.TABLE: [storage.table.table_arn]})
         acknowledge(
             self.query.function,
             "Serverless-LambdaDLQ",

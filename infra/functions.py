@@ -16,7 +16,7 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from cappi.contracts import api as api_contract
-from cappi.contracts import metrics
+from cappi.contracts import metrics, permissions
 from infra.bundling import LAMBDA_PLATFORM, REGISTRY_NAME, Asset, build_asset
 from infra.config import LOG_RETENTION, StageConfig
 from infra.nag import acknowledge
@@ -151,8 +151,16 @@ class CappiFunction(Construct):
             "structured logs plus per-source metrics already show each poll and request.",
         )
 
-    def allow(self, actions: Sequence[str], resources: Sequence[str]) -> None:
-        self.role.add_to_principal_policy(iam.PolicyStatement(actions=list(actions), resources=list(resources)))
+    def grant_calls(self, resources: Mapping[str, Sequence[str]]) -> None:
+        """The calls this function's code makes (cappi.contracts.permissions), on the stack's resources of each
+        kind in `resources`. A kind the contract names but `resources` does not is a construction error; a kind with
+        no resources (a registry without secrets) grants nothing."""
+        for grant in permissions.grants_of(self.spec.role):
+            arns = resources[grant.resource]
+            if arns:
+                self.role.add_to_principal_policy(
+                    iam.PolicyStatement(actions=list(grant.actions), resources=list(arns))
+                )
 
 
 def _log_format(spec: FunctionSpec) -> dict[str, Any]:

@@ -15,13 +15,14 @@ from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
 from constructs import Construct
 
+from cappi.contracts import permissions
 from cappi.domain.registry import ClubRegistry
 from infra.config import StageConfig
 from infra.egress import StaticEgress
 from infra.functions import DISPATCH, INGEST, CappiFunction
 from infra.nag import acknowledge
 from infra.queues import dead_letter_queue
-from infra.storage import SECRET_READ_ACTIONS, TABLE_WRITE_ACTIONS, Storage
+from infra.storage import Storage
 
 # Reserved for ingest, per club source: a slow poll (up to the 180 s timeout) may still run when the next tick starts
 # it again, and asynchronous retries come on top; plus a few for `cappi poll`. Reserved concurrency is a floor no
@@ -64,9 +65,12 @@ class IngestPipeline(Construct):
         )
         if egress is not None:
             egress.allow_network_interfaces(self.ingest.role)
-        self.ingest.allow(TABLE_WRITE_ACTIONS, [storage.table.table_arn])
-        if storage.secrets:
-            self.ingest.allow(SECRET_READ_ACTIONS, [s.secret_arn for s in storage.secrets.values()])
+        self.ingest.grant_calls(
+            {
+                permissions.TABLE: [storage.table.table_arn],
+                permissions.CLUB_SECRETS: [s.secret_arn for s in storage.secrets.values()],
+            }
+        )
         self.ingest.function.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES,
             max_event_age=period,
@@ -80,7 +84,7 @@ class IngestPipeline(Construct):
             spec=DISPATCH,
             environment={"CAPPI_INGEST_FUNCTION": self.ingest.function.function_name},
         )
-        self.dispatch.allow(["lambda:InvokeFunction"], [self.ingest.function.function_arn])
+        self.dispatch.grant_calls({permissions.INGEST_FUNCTION: [self.ingest.function.function_arn]})
         self.dispatch.function.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES,
             max_event_age=period,

@@ -12,20 +12,6 @@ from cappi.domain.registry import ClubRegistry
 from infra.config import StageConfig
 from infra.nag import acknowledge
 
-# What each function may do to the table, and nothing more: the calls cappi.adapters.dynamo.store makes.
-# Readers fetch a source's head (GetItem) and one shard's parts (Query).
-TABLE_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query")
-# Writers read too: heads, manifests and expiries are checked before they are moved. Old versions expire through
-# TTL, so nothing needs DeleteItem.
-TABLE_WRITE_ACTIONS = (
-    "dynamodb:GetItem",
-    "dynamodb:Query",
-    "dynamodb:PutItem",
-    "dynamodb:UpdateItem",
-    "dynamodb:BatchWriteItem",
-)
-SECRET_READ_ACTIONS = ("secretsmanager:GetSecretValue",)
-
 
 class Storage(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, registry: ClubRegistry) -> None:

@@ -20,11 +20,13 @@ class DispatchDependencies:
     invoker: AsyncInvoker
 
     @classmethod
-    def from_env(cls) -> DispatchDependencies:
+    def from_env(cls, session: Any = None) -> DispatchDependencies:
+        """`session`: a boto3 Session with other credentials than the environment's (local mode's role)."""
         from cappi.adapters.lambda_invoker import LambdaInvoker
 
         settings = DispatchSettings.from_env()
-        return cls(load_registry(settings.clubs_file), LambdaInvoker(settings.ingest_function))
+        client = session.client("lambda") if session is not None else None
+        return cls(load_registry(settings.clubs_file), LambdaInvoker(settings.ingest_function, client))
 
 
 def _log_failure(source: str, _error: Exception) -> None:

@@ -33,7 +33,8 @@ class IngestDependencies:
     poll_log: PollLog | None = None  # where each source's last poll is kept (the store itself, deployed)
 
     @classmethod
-    def from_env(cls) -> IngestDependencies:
+    def from_env(cls, session: Any = None) -> IngestDependencies:
+        """`session`: a boto3 Session with other credentials than the environment's (tests, `cappi poll`)."""
         from cappi.adapters.club_client import ClientLimits, ClubFeedClient
         from cappi.adapters.dynamo.client import dynamodb_client
         from cappi.adapters.dynamo.store import DynamoSnapshotStore
@@ -42,10 +43,16 @@ class IngestDependencies:
         settings = IngestSettings.from_env()
         limits = ClientLimits(deadline=settings.fetch_deadline_s, max_body_bytes=settings.max_body_bytes)
         route_library_logs_through(logger, "cappi.club_client")
-        store = DynamoSnapshotStore(dynamodb_client(), settings.table_name)
+        store = DynamoSnapshotStore(dynamodb_client(session=session), settings.table_name)
         return cls(
             registry=load_registry(settings.clubs_file),
-            fetcher=ClubFeedClient(SecretsManagerSecrets(max_age=int(settings.secrets_max_age_s)), limits),
+            fetcher=ClubFeedClient(
+                SecretsManagerSecrets(
+                    max_age=int(settings.secrets_max_age_s),
+                    client=session.client("secretsmanager") if session is not None else None,
+                ),
+                limits,
+            ),
             store=store,
             poll_log=store,
         )

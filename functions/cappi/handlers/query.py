@@ -43,7 +43,8 @@ class QueryDependencies:
         return f"private, max-age={self.settings.cache_max_age_s}"
 
     @classmethod
-    def from_env(cls) -> QueryDependencies:
+    def from_env(cls, session: Any = None) -> QueryDependencies:
+        """`session`: a boto3 Session with other credentials than the environment's (local mode's role)."""
         from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
         from cappi.adapters.dynamo.store import DynamoSnapshotStore
         from cappi.adapters.snapshot_reader import CachedSnapshotReader
@@ -51,7 +52,7 @@ class QueryDependencies:
 
         settings = QuerySettings.from_env()
         registry = load_registry(settings.clubs_file)
-        store = DynamoSnapshotStore(dynamodb_client(QUERY_ATTEMPTS), settings.table_name)
+        store = DynamoSnapshotStore(dynamodb_client(QUERY_ATTEMPTS, session=session), settings.table_name)
         reader = CachedSnapshotReader(store, registry.sources_by_club, pointer_max_age=settings.pointer_max_age_s)
         return cls(settings, reader, registry.club_ids)
 

@@ -5,6 +5,8 @@ The store adds only what botocore cannot do (resending a batch's unprocessed ite
 
 from __future__ import annotations
 
+from typing import Any
+
 from cappi.adapters.dynamo.schema import DynamoClient
 
 INGEST_ATTEMPTS = 8  # a poll can wait out a throttled burst: its Lambda runs for minutes
@@ -16,8 +18,9 @@ def retry_config(max_attempts: int) -> dict[str, object]:
     return {"mode": "standard", "total_max_attempts": max_attempts}  # the first request included
 
 
-def dynamodb_client(max_attempts: int = INGEST_ATTEMPTS, **kwargs: object) -> DynamoClient:
+def dynamodb_client(max_attempts: int = INGEST_ATTEMPTS, *, session: Any = None, **kwargs: object) -> DynamoClient:
+    """`session`: a boto3 Session to build it from (credentials other than the environment's), else boto3's own."""
     import boto3
     from botocore.config import Config
 
-    return boto3.client("dynamodb", config=Config(retries=retry_config(max_attempts)), **kwargs)
+    return (session or boto3).client("dynamodb", config=Config(retries=retry_config(max_attempts)), **kwargs)

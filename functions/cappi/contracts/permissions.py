@@ -1,0 +1,55 @@
+"""What each function may call on AWS, and on which of the stack's resources: the one definition both sides read.
+
+infra grants exactly these statements to each function's role (resolving each resource kind to the stack's ARNs),
+and the IAM-enforced suite (tests/integration/test_deployed_permissions.py) runs every handler path under exactly
+these statements with moto's IAM enforcement on: a call the code makes that is missing here is refused there, and a
+grant here that no path uses fails there too. Local mode runs its handlers under the same statements.
+
+Logging (the function's own log group) and the on-failure destination of an asynchronous function are the
+platform's grants, added by infra with the log group and the destination; they are not calls the code makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+# Resource kinds: what a statement's resources are, resolved by infra to ARNs of the stack and by the IAM-enforced
+# suite and local mode to ARNs of their own resources.
+TABLE = "table"  # the snapshot table
+CLUB_SECRETS = "club-secrets"  # every club credential the registry names
+INGEST_FUNCTION = "ingest-function"  # what dispatch invokes: the ingest function's live alias
+QUERY_VERSIONS = "query-versions"  # every published version of the query function (the release check)
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    resource: str  # one of the kinds above
+    actions: tuple[str, ...]
+
+
+ROLE_GRANTS: Mapping[str, tuple[Grant, ...]] = MappingProxyType(
+    {
+        # Reads heads in batches (BatchGetItem), a head on its own when a batch is not worth it (GetItem) and one
+        # shard's parts (Query). Never writes.
+        "query": (Grant(TABLE, ("dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query")),),
+        # Reads heads and manifests before moving them; writes a version's parts in batches, its manifest and the
+        # last poll, and moves the head and expiries with conditional updates. It never reads a shard back (no
+        # Query), and old versions expire through TTL (no DeleteItem).
+        "ingest": (
+            Grant(TABLE, ("dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
+            Grant(CLUB_SECRETS, ("secretsmanager:GetSecretValue",)),
+        ),
+        # Starts one asynchronous ingest per source.
+        "dispatch": (Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),),
+    }
+)
+
+
+def grants_of(role: str) -> tuple[Grant, ...]:
+    return ROLE_GRANTS[role]
+
+
+def actions_of(role: str) -> frozenset[str]:
+    return frozenset(action for grant in ROLE_GRANTS[role] for action in grant.actions)

@@ -1,0 +1,240 @@
+"""Every handler path under exactly the permissions the stack grants its function, with IAM enforced.
+
+moto runs with its IAM authentication on (local/iam.py); each handler gets credentials of a role holding only its
+statements from cappi.contracts.permissions, the definition infra grants from (tests/infra/test_infra.py holds the
+templates to it). Every path is driven: the dispatch tick; ingest's first, changed, unchanged and failing polls,
+its secret read and last-poll records; the query's first answer, a head refresh after its cache aged, shard reads,
+unknown techs and clubs, a club not polled yet, and a new version. Then least privilege is measured both ways: no
+call is refused, every granted action is used, and taking away any one granted action makes some path fail.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from support.club_servers import LoopbackServer, respond, serve
+from support.query_support import Allow
+
+from cappi.adapters.dynamo.schema import create_table
+from cappi.contracts import api, permissions
+from cappi.handlers import dispatch, ingest, query
+from local.http_api import HttpApi, HttpRequest, LambdaContext, Route
+from local.iam import Credentials, Decision, Principals, enforcing, role_of
+
+REGION = "us-east-1"
+TABLE = "cappi-iam-test-snapshots"
+INGEST_ALIAS = "live"
+SECRET = "cappi/iam-test/clubs/alpha"
+FEED = "/service/calls/status"  # the registry's default feed path
+ROLES = tuple(permissions.ROLE_GRANTS)
+
+
+def _feed(rows: list[tuple[int, int, str]]) -> bytes:
+    return json.dumps({"Result": {"Calls": [{"CallId": c, "ClubId": k, "TechId": t} for c, k, t in rows]}}).encode()
+
+
+FIRST = _feed([(8679, 212, "AB12"), (9999, 212, "ab12"), (1234, 212, "CD34"), (77, 213, "EF56")])
+CHANGED = _feed([(8679, 212, "AB12"), (5555, 212, "AB12"), (77, 213, "EF56")])
+
+
+@dataclass
+class Deployed:
+    """moto on loopback with the stack's shape: the table, the club secret, and one role per function."""
+
+    endpoint: str
+    operator: Credentials
+    resources: dict[str, list[str]]
+    clubs_file: Path
+    club: LoopbackServer
+
+    def role(self, role: str, without: frozenset[str] = frozenset()) -> Any:
+        principals = Principals(self.endpoint, REGION, self.operator)
+        credentials = principals.function_role(role, self.resources, without=without)
+        return credentials.session(REGION)
+
+
+@pytest.fixture(scope="module")
+def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
+    from moto.core.models import default_user_config
+    from moto.server import ThreadedMotoServer
+
+    lambda_config = default_user_config.setdefault("lambda", {})
+    previous_docker = lambda_config.get("use_docker")
+    lambda_config["use_docker"] = False  # an asynchronous invoke is authorized and accepted, never run
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    tmp = tmp_path_factory.mktemp("deployed")
+    with pytest.MonkeyPatch.context() as env, serve() as club:
+        env.setenv("AWS_ENDPOINT_URL", endpoint)
+        operator = Principals(endpoint, REGION).operator()
+        with enforcing():
+            session = operator.session(REGION)
+            dynamodb = session.client("dynamodb")
+            create_table(dynamodb, TABLE)
+            secret_arn = session.client("secretsmanager").create_secret(Name=SECRET, SecretString="t0ken-4711")["ARN"]
+            account = session.client("sts").get_caller_identity()["Account"]
+            clubs_file = tmp / "clubs.json"
+            clubs_file.write_text(
+                json.dumps(
+                    {
+                        "sources": [
+                            {
+                                "name": "alpha",
+                                "club_ids": [212, 213],
+                                "base_url": club.base_url,
+                                "auth": {"type": "bearer", "secret": SECRET},
+                            },
+                            {"name": "beta", "club_ids": [300], "base_url": club.base_url + "/beta"},
+                        ]
+                    }
+                )
+            )
+            ingest_function = f"arn:aws:lambda:{REGION}:{account}:function:cappi-iam-test-ingest:{INGEST_ALIAS}"
+            resources = {
+                permissions.TABLE: [dynamodb.describe_table(TableName=TABLE)["Table"]["TableArn"]],
+                permissions.CLUB_SECRETS: [secret_arn],
+                permissions.INGEST_FUNCTION: [ingest_function],
+                permissions.QUERY_VERSIONS: [],
+            }
+            for name, value in {
+                "CAPPI_TABLE_NAME": TABLE,
+                "CAPPI_CLUBS_FILE": str(clubs_file),
+                "CAPPI_INGEST_FUNCTION": ingest_function,
+                "CAPPI_FETCH_DEADLINE_S": "5",
+                "CAPPI_POINTER_MAX_AGE_S": "0.2",  # the query's head cache ages within the test
+                "CAPPI_SECRETS_MAX_AGE_S": "1",
+            }.items():
+                env.setenv(name, value)
+            yield Deployed(endpoint, operator, resources, clubs_file, club)
+    server.stop()
+    if previous_docker is None:
+        lambda_config.pop("use_docker", None)
+    else:
+        lambda_config["use_docker"] = previous_docker
+
+
+@dataclass
+class Outcomes:
+    dispatched: dict[str, Any]
+    polls: list[dict[str, Any]]
+    answers: dict[str, tuple[int, Any]]
+
+
+def _ingest(session: Any, source: str) -> dict[str, Any]:
+    handler = ingest.make_handler(lambda: ingest.IngestDependencies.from_env(session=session))
+    try:
+        return handler({"source": source}, LambdaContext("cappi-iam-test-ingest", "req-ingest"))
+    except Exception as exc:
+        return {"status": "raised", "error": repr(exc)}
+
+
+def drive_every_path(deployed: Deployed, without: dict[str, frozenset[str]] | None = None) -> Outcomes:
+    """Every path of the three handlers, in the order they meet in a stage's life; `without` takes actions away
+    from a role's grants."""
+    without = without or {}
+    sessions = {role: deployed.role(role, without.get(role, frozenset())) for role in ROLES}
+    club = deployed.club
+    base = api.ROUTE.split("{")[0]
+
+    tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies.from_env(session=sessions["dispatch"]))
+    dispatched = tick(
+        {"scheduled_time": "2026-12-06T10:00:00Z"}, LambdaContext("cappi-iam-test-dispatch", "req-dispatch")
+    )
+
+    handler = query.make_handler(lambda: query.QueryDependencies.from_env(session=sessions["query"]))
+    http = HttpApi([Route(api.METHOD, api.ROUTE, handler, Allow())])
+
+    def ask(path: str) -> tuple[int, Any]:
+        response = http.handle(HttpRequest("GET", base + path, [("Authorization", "Bearer test")]))
+        return response.status, response.json()
+
+    answers: dict[str, tuple[int, Any]] = {}
+    polls = []
+    answers["before any poll"] = ask("212/AB12/ids")
+    club.route(FEED, respond(body=FIRST))
+    polls.append(_ingest(sessions["ingest"], "alpha"))  # first: reads the secret, writes, records the poll
+    polls.append(_ingest(sessions["ingest"], "alpha"))  # unchanged: confirms the head
+    time.sleep(1.1)  # the query looks a club it found no list for up again after a second
+    answers["first"] = ask("212/AB12/ids")
+    answers["second shard club"] = ask("213/EF56/ids")
+    answers["unknown tech"] = ask("212/NOBODY/ids")
+    answers["unknown club"] = ask("999/AB12/ids")
+    answers["not polled yet"] = ask("300/AB12/ids")
+    club.route(FEED, respond(body=CHANGED))
+    polls.append(_ingest(sessions["ingest"], "alpha"))  # changed: a new version
+    time.sleep(0.3)  # past CAPPI_POINTER_MAX_AGE_S: the next query refreshes its heads
+    answers["new version"] = ask("212/AB12/ids")
+    club.route(FEED, respond(status=500, body=b"down"))
+    polls.append(_ingest(sessions["ingest"], "alpha"))  # failing: only the poll record is written
+    time.sleep(0.3)
+    answers["after a failed poll"] = ask("212/AB12/ids")
+    return Outcomes(dispatched, polls, answers)
+
+
+def _used(decisions: list[Decision]) -> dict[str, set[str]]:
+    used: dict[str, set[str]] = {role: set() for role in ROLES}
+    for d in decisions:
+        role = role_of(d.principal)
+        if role in used:
+            used[role].add(d.action)
+    return used
+
+
+def test_every_path_runs_under_its_roles_statements_and_uses_every_grant(deployed: Deployed) -> None:
+    with enforcing() as decisions:
+        decisions.clear()
+        outcomes = drive_every_path(deployed)
+        made = decisions.all()
+
+    refused = [d for d in made if not d.allowed]
+    assert not refused, f"calls the stack's grants refuse: {refused}"
+    assert outcomes.dispatched["dispatched"] == ["alpha", "beta"]
+    assert [p["status"] for p in outcomes.polls] == ["ok", "ok", "ok", "failed"]
+    assert [[c["outcome"] for c in p["clubs"]] for p in outcomes.polls[:3]] == [
+        ["published", "published"],
+        ["unchanged", "unchanged"],
+        ["published", "unchanged"],
+    ]
+    answers = outcomes.answers
+    assert answers["before any poll"][0] == 503
+    assert answers["first"] == (200, ["8679", "9999"])
+    assert answers["second shard club"] == (200, ["77"])
+    assert answers["unknown tech"] == (200, [])
+    assert answers["unknown club"][0] == 404
+    assert answers["not polled yet"][0] == 503
+    assert answers["new version"] == (200, ["5555", "8679"])
+    assert answers["after a failed poll"] == (200, ["5555", "8679"])  # a broken feed never erases open calls
+
+    used = _used(made)
+    for role in ROLES:
+        assert used[role] == set(permissions.actions_of(role)), f"{role}: used {used[role]}"
+
+
+@pytest.mark.parametrize(
+    ("role", "action"), [(role, action) for role in ROLES for action in sorted(permissions.actions_of(role))]
+)
+def test_taking_away_any_one_grant_breaks_a_path(deployed: Deployed, role: str, action: str) -> None:
+    with enforcing() as decisions:
+        decisions.clear()
+        drive_every_path(deployed, without={role: frozenset({action})})
+        refused = {(role_of(d.principal), d.action) for d in decisions.all() if not d.allowed}
+    assert (role, action) in refused
+
+
+def test_the_query_role_of_before_answers_503_for_every_listed_club(deployed: Deployed) -> None:
+    """The defect this suite was written for: GetItem and Query without BatchGetItem refuse the head reads."""
+    with enforcing() as decisions:
+        decisions.clear()
+        outcomes = drive_every_path(deployed, without={"query": frozenset({"dynamodb:BatchGetItem"})})
+        refused = [d for d in decisions.all() if not d.allowed]
+    assert outcomes.answers["first"][0] == 503
+    assert outcomes.answers["first"][1]["error"] == "unavailable"
+    assert {(role_of(d.principal), d.action) for d in refused} == {("query", "dynamodb:BatchGetItem")}
