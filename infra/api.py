@@ -7,6 +7,7 @@ unauthenticated request, which is why it needs no JWT library.
 from __future__ import annotations
 
 import json
+import math
 
 import jsii
 from aws_cdk import CfnOutput
@@ -156,11 +157,22 @@ class QueryApi(Construct):
             ).override_logical_id("ApiDomainTarget")
 
 
+# What one query may take, on average, when sizing its reservation: many times a warm answer's duration (a few
+# tens of milliseconds, bench/query.py), with room for cold starts and a slow read.
+QUERY_SECONDS_BUDGET = 0.5
+
+
 def query_concurrency(config: StageConfig) -> int:
-    """The query function's reserved concurrency: the stage's throttle burst, the most requests API Gateway lets
-    in at once. A burst the API admits can all run; anything beyond the throttle is refused with 429 before it
-    reaches Lambda; and the rest of the account (ingest above all, infra/ingest.py) keeps its share."""
-    return config.throttle_burst
+    """The query function's reserved concurrency, a floor no other function can take and a cap.
+
+    By Little's law, executions in flight = arrival rate x duration: at the stage's steady throttle and the budget
+    above that is `throttle_rate * 0.5` (prod: 100, stage: 25), never more than the burst API Gateway admits.
+    It used to be the whole burst (prod 400), which a new account's quota could not hold next to ingest's floor and
+    AWS's unreserved 100, so a first deploy failed half-way. `query_reserved_concurrency` overrides it.
+    """
+    if config.query_reserved_concurrency is not None:
+        return config.query_reserved_concurrency
+    return min(config.throttle_burst, math.ceil(config.throttle_rate * QUERY_SECONDS_BUDGET))
 
 
 def _flag(value: bool) -> str:

@@ -47,6 +47,7 @@ LOG_RETENTION: Mapping[int, logs.RetentionDays] = {
     2922: logs.RetentionDays.EIGHT_YEARS,
 }
 LOG_RETENTION_DAYS = tuple(LOG_RETENTION)
+PRODUCTION = "prod"  # the stage whose alarms must notify someone: it refuses to synthesize without an address
 _STAGE_NAME = re.compile(r"[a-z][a-z0-9]{0,15}")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}")
@@ -83,8 +84,11 @@ class StageConfig:
     # Share of the query function's successful answers it logs a line for (every refusal and failure is logged;
     # API Gateway's access log records every request): cappi.settings.QuerySettings.request_log_sample_rate.
     request_log_sample_rate: float = 0.01
+    # Concurrent executions reserved for the query function (a floor and a cap). Unset: what the steady throttle
+    # needs, infra/api.py query_concurrency.
+    query_reserved_concurrency: int | None = None
     # Concurrency of the account and region the stage deploys to (Lambda's default quota), against which the
-    # stack's reservations are checked: AWS keeps at least 100 unreserved.
+    # stack's reservations are checked: AWS keeps at least 100 unreserved. `cappi preflight` checks the real one.
     account_concurrency: int = 1000
     # Alarm thresholds.
     stale_after_s: int = 1800
@@ -148,6 +152,15 @@ class StageConfig:
                 problems.append(f"{key}: missing")
         values.setdefault("retain_data", stage == "prod")
         problems.extend(_cross_checks(values))
+        if (
+            stage == PRODUCTION
+            and not values.get("alarm_email")
+            and not any(p.startswith("alarm_email:") for p in problems)
+        ):
+            problems.append(
+                "alarm_email: missing; prod's alarms must reach someone. Set alarm_email in cdk.json or pass "
+                "-c prod:alarm_email=ops@example.org (AWS mails a confirmation link to it on the first deploy)"
+            )
         if problems:
             where = f"stage {stage!r} (cdk.json 'cappi:{stage}', or -c {stage}:<key>=<value>)"
             raise ConfigError(f"{where}:\n" + "\n".join(f"  - {p}" for p in problems))
@@ -252,6 +265,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "pointer_max_age_s": _number(float, 0.1, 300),
     "cache_max_age_s": _number(int, 1, 3600),
     "request_log_sample_rate": _number(float, 0, 1),
+    "query_reserved_concurrency": _number(int, 1, 5_000),
     "account_concurrency": _number(int, 100, 1_000_000),
     "stale_after_s": _number(int, 600, 86_400),
     "rejected_ratio_alarm_percent": _number(float, 0.01, 100),

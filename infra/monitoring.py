@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy
+from aws_cdk import Annotations, CfnOutput, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
 from aws_cdk import aws_iam as iam
@@ -89,6 +89,11 @@ class Monitoring(Construct):
         self.config = config
         self.namespace = metrics.namespace_for(config.stage)  # what infra/functions.py gives the functions
         self.schedule_period = Duration.minutes(config.schedule_minutes)
+        stack = Stack.of(self)
+        # Every alarm of the stack is named cappi-<stage>-...: the topic and its key trust exactly those.
+        self.alarm_arn_pattern = (
+            f"arn:{stack.partition}:cloudwatch:{stack.region}:{stack.account}:alarm:{config.resource_name('*')}"
+        )
         self.delivery_dlq = dead_letter_queue(
             self, config, "alarm-delivery-dlq", holds="alarm notifications SNS could not deliver"
         )
@@ -132,6 +137,19 @@ class Monitoring(Construct):
     # -- notification -------------------------------------------------------------------------------------------
 
     def _topic(self, config: StageConfig, delivery_dlq: sqs.Queue) -> sns.Topic:
+        """The topic every alarm notifies, encrypted with a key of its own, and open to this stage's alarms only.
+
+        `enforce_ssl` gives the topic a resource policy, and a topic with a policy has none of SNS's default
+        grants: without the Allow below CloudWatch's publish is refused and no alarm ever reaches anyone. So
+        CloudWatch may publish, and use the key, only for alarms of this account whose names are this stage's
+        (`aws:SourceAccount`, `aws:SourceArn`), and only over TLS (the Deny `enforce_ssl` adds).
+        """
+        stack = Stack.of(self)
+        cloudwatch_principal = iam.ServicePrincipal("cloudwatch.amazonaws.com")
+        from_this_stage = {
+            "StringEquals": {"aws:SourceAccount": stack.account},
+            "ArnLike": {"aws:SourceArn": self.alarm_arn_pattern},
+        }
         # CloudWatch cannot publish to a topic encrypted with the AWS-managed SNS key, hence a key of our own whose
         # policy lets CloudWatch use it.
         key = kms.Key(
@@ -142,7 +160,15 @@ class Monitoring(Construct):
             removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
             pending_window=Duration.days(7),
         )
-        key.grant(iam.ServicePrincipal("cloudwatch.amazonaws.com"), "kms:Decrypt", "kms:GenerateDataKey*")
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsOfThisStageEncrypt",
+                principals=[cloudwatch_principal],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" is this key
+                conditions=from_this_stage,
+            )
+        )
         topic = sns.Topic(
             self,
             "AlarmTopic",
@@ -150,6 +176,15 @@ class Monitoring(Construct):
             display_name=f"CAPPI {config.stage} alarms",
             master_key=key,
             enforce_ssl=True,
+        )
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AlarmsOfThisStagePublish",
+                principals=[cloudwatch_principal],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions=from_this_stage,
+            )
         )
         if config.alarm_email:
             topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email, dead_letter_queue=delivery_dlq))

@@ -57,8 +57,10 @@ class CappiStack(Stack):
         )
         if config.account_concurrency - reserved < UNRESERVED_MINIMUM:
             Annotations.of(self).add_error(
-                f"Stage {config.stage} reserves {reserved} concurrent executions (query: throttle_burst, ingest: "
+                f"Stage {config.stage} reserves {reserved} concurrent executions (query: "
+                f"{self.api.query.reserved_concurrency}, from throttle_rate or query_reserved_concurrency; ingest: "
                 f"{INGEST_CONCURRENCY_PER_SOURCE} per club source + {INGEST_CONCURRENCY_SPARE}), which leaves fewer "
                 f"than {UNRESERVED_MINIMUM} of account_concurrency={config.account_concurrency} unreserved. Lower "
-                f"throttle_burst, or raise the account's Lambda quota and set account_concurrency."
+                f"throttle_rate or query_reserved_concurrency, or raise the account's Lambda quota and set "
+                f"account_concurrency."
             )

@@ -1,8 +1,10 @@
-"""Capacity and log volume: ingest has a floor of concurrency no burst of queries can take, the query function is
-capped at what the stage's throttle lets in, the account keeps AWS's 100 unreserved executions, and the query
+"""Capacity and log volume: ingest has a floor of concurrency no burst of queries can take, the query function
+reserves what its steady throttle needs, both stages fit one account with the default quota, and the query
 function leaves no Lambda platform lines (three per request at ~36 million requests a month, bench/cost.py)."""
 
 from __future__ import annotations
+
+import math
 
 import pytest
 
@@ -12,11 +14,12 @@ from support.synth import Synth, synth
 
 import app as cdk_app
 from cappi.domain.registry import load_registry
-from infra.api import ACCESS_LOG_FORMAT
+from infra.api import ACCESS_LOG_FORMAT, QUERY_SECONDS_BUDGET
 from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE
 
 STAGES = ("stage", "prod")
 BURST = {"stage": 100, "prod": 400}  # cdk.json's throttle_burst
+RATE = {"stage": 50, "prod": 200}  # cdk.json's throttle_rate
 
 
 @pytest.fixture(scope="module")
@@ -30,26 +33,40 @@ def _function(app: Synth, stage: str, role: str) -> dict:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_ingest_has_reserved_concurrency_for_every_source_and_query_a_cap_at_the_throttle_burst(
+def test_ingest_has_reserved_concurrency_for_every_source_and_query_what_its_steady_throttle_needs(
     app: Synth, stage: str
 ) -> None:
     sources = len(load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").sources)
     ingest = _function(app, stage, "ingest")["ReservedConcurrentExecutions"]
     assert ingest == INGEST_CONCURRENCY_PER_SOURCE * sources + INGEST_CONCURRENCY_SPARE
-    assert _function(app, stage, "query")["ReservedConcurrentExecutions"] == BURST[stage]
+    # Little's law at the steady throttle: requests per second x the seconds one query may take.
+    expected = min(BURST[stage], math.ceil(RATE[stage] * QUERY_SECONDS_BUDGET))
+    assert _function(app, stage, "query")["ReservedConcurrentExecutions"] == expected
     assert "ReservedConcurrentExecutions" not in _function(app, stage, "dispatch")  # one short run per tick
-    assert 1000 - ingest - BURST[stage] >= 100  # AWS keeps 100 of the default 1,000 unreserved
+
+
+def test_both_stages_fit_one_account_with_the_default_quota(app: Synth) -> None:
+    """Stage and prod often share an account: together they must leave AWS's 100 of the default 1,000, and room
+    for the account's other functions besides."""
+    reserved = sum(
+        r["Properties"].get("ReservedConcurrentExecutions", 0)
+        for stage in STAGES
+        for r in app.resources(stage, "AWS::Lambda::Function").values()
+    )
+    assert 1000 - reserved >= 100 + 500, reserved
 
 
 def test_a_reservation_that_leaves_under_100_unreserved_fails_the_synth() -> None:
-    crowded = synth(**{"cappi:stages": "stage", "stage:account_concurrency": "200", "stage:throttle_burst": "150"})
+    crowded = synth(
+        **{"cappi:stages": "stage", "stage:account_concurrency": "200", "stage:query_reserved_concurrency": "150"}
+    )
     errors = [
         entry["data"]
         for entries in crowded.metadata["stage"].values()
         for entry in entries
         if entry["type"] == "aws:cdk:error"
     ]
-    assert any("leaves fewer than 100" in str(e) for e in errors), errors
+    assert any("leaves fewer than 100" in str(e) and "query: 150" in str(e) for e in errors), errors
 
 
 @pytest.mark.parametrize("stage", STAGES)
