@@ -46,13 +46,28 @@ def target_options() -> argparse.ArgumentParser:
 EXIT_CODES = "exit codes: 0 all good, 1 a problem found, 2 usage or access error"
 
 
+def stage_options() -> argparse.ArgumentParser:
+    """For subcommands about a stage's AWS account rather than its data (preflight, smoke): no local mode."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--stage", required=True, choices=("stage", "prod"), help="the stage to check")
+    options.add_argument("--region", default=None, help="AWS region of the stage (default: your AWS configuration)")
+    return options
+
+
 def _subcommand(
-    commands: Any, name: str, *, summary: str, description: str, examples: str, exit_codes: str = EXIT_CODES
+    commands: Any,
+    name: str,
+    *,
+    summary: str,
+    description: str,
+    examples: str,
+    exit_codes: str = EXIT_CODES,
+    options: argparse.ArgumentParser | None = None,
 ) -> argparse.ArgumentParser:
-    """A subcommand that takes the target options, with its examples and exit codes under --help."""
+    """A subcommand that takes the target options (or `options`), with its examples and exit codes under --help."""
     return commands.add_parser(
         name,
-        parents=[target_options()],
+        parents=[options or target_options()],
         help=summary,
         description=description,
         epilog=f"{examples}\n\n{exit_codes}",
@@ -156,6 +171,24 @@ def parser() -> argparse.ArgumentParser:
         "  pass show clubs/aaa | cappi secrets set aaa-example --stage prod",
     )
     secret_set.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
+    preflight = _subcommand(
+        commands,
+        "preflight",
+        summary="check the AWS account against a stage's synthesized template before a deploy",
+        description="Check the target AWS account before a deploy, against what the stage's synthesized template "
+        "defines: Lambda concurrency (quota and unreserved executions vs the template's reservations), the JWT "
+        "authorizer's issuer (its discovery document and key set), a custom domain's certificate, the alarm "
+        "e-mail subscription, and named resources that already exist outside the stack (left by a failed first "
+        "create, or retained). One line per finding: FAIL, WARN, ok (ERROR: a check could not run), what was "
+        "found and what to change. `make deploy` runs it after synth and stops on a non-zero exit.",
+        examples="examples:\n  make synth && cappi preflight --stage prod\n"
+        "  cappi preflight --stage stage --template cdk.out/Cappi-stage.template.json --region eu-west-1 --json",
+        exit_codes="exit codes: 0 nothing blocks the deploy (warnings allowed), 1 a FAIL found, 2 usage or access "
+        "error (no template, no credentials, a check could not run)",
+        options=stage_options(),
+    )
+    preflight.add_argument("--template", help="the synthesized template (default cdk.out/Cappi-<stage>.template.json)")
+    _json_option(preflight, "print one JSON document with every check")
     return root
 
 
@@ -371,4 +404,17 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
     )
 
 
-COMMANDS = {"status": _status, "calls": _calls, "check-feed": _check_feed, "poll": _poll, "secrets": _secrets}
+def _preflight(args: argparse.Namespace) -> int:
+    from cli import preflight
+
+    return preflight.command(args)
+
+
+COMMANDS = {
+    "status": _status,
+    "calls": _calls,
+    "check-feed": _check_feed,
+    "poll": _poll,
+    "secrets": _secrets,
+    "preflight": _preflight,
+}
