@@ -290,7 +290,7 @@ def test_a_quota_too_low_fails_naming_the_figures_and_the_settings(
     ):
         assert figure in line, figure
     assert "'Concurrent executions' quota" in line
-    assert "throttle_burst" in line
+    assert "query_reserved_concurrency" in line and "throttle_rate" in line
     assert "account_concurrency" in line
     assert "clubs/stage.json" in line
 
