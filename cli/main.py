@@ -189,6 +189,23 @@ def parser() -> argparse.ArgumentParser:
     )
     preflight.add_argument("--template", help="the synthesized template (default cdk.out/Cappi-<stage>.template.json)")
     _json_option(preflight, "print one JSON document with every check")
+    smoke = _subcommand(
+        commands,
+        "smoke",
+        summary="after a deploy: ask the deployed API what a tester app would, and check the answers",
+        description="Smoke-check a deployed stage: its API URL from the stack's outputs, the issuer and audience "
+        "from its deployed template, a club from clubs/<stage>.json. A request without a token must be refused "
+        "(401, JSON); with a smoke client's credentials in CAPPI_SMOKE_CLIENT_ID and CAPPI_SMOKE_CLIENT_SECRET (a "
+        "machine-to-machine application of the stage's Auth0 tenant, authorized for the API with scope "
+        "read:callids) it gets a token and asks for technician SMOKETEST: 200 or 404 with the contract's "
+        "Content-Type, body and headers. `make deploy` runs it after the deploy.",
+        examples="examples:\n  cappi smoke --stage stage\n"
+        "  CAPPI_SMOKE_CLIENT_ID=... CAPPI_SMOKE_CLIENT_SECRET=... cappi smoke --stage prod --json",
+        exit_codes="exit codes: 0 the API answers as it should (warnings allowed), 1 it does not (roll back: "
+        "docs/operations.md), 2 usage or access error (no stack, no AWS credentials, smoke credentials refused)",
+        options=stage_options(),
+    )
+    _json_option(smoke, "print one JSON document with every check")
     return root
 
 
@@ -410,6 +427,12 @@ def _preflight(args: argparse.Namespace) -> int:
     return preflight.command(args)
 
 
+def _smoke(args: argparse.Namespace) -> int:
+    from cli import smoke
+
+    return smoke.command(args)
+
+
 COMMANDS = {
     "status": _status,
     "calls": _calls,
@@ -417,4 +440,5 @@ COMMANDS = {
     "poll": _poll,
     "secrets": _secrets,
     "preflight": _preflight,
+    "smoke": _smoke,
 }
