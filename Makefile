@@ -16,7 +16,7 @@ help:
 	@echo "make format  ruff format and autofix"
 	@echo "make synth   write both stages' CloudFormation templates to cdk.out/ (offline, no AWS account)"
 	@echo "make diff STAGE=stage|prod     compare a stage's stack with what is deployed (AWS credentials)"
-	@echo "make deploy STAGE=stage|prod   deploy a stage's stack (AWS credentials)"
+	@echo "make deploy STAGE=stage|prod   synth, preflight, deploy and smoke-check a stage's stack (AWS credentials)"
 	@echo "make bootstrap [ENV=aws://ACCOUNT/REGION]   one-time CDK bootstrap of an account and region"
 
 # Two layers in one virtualenv: local mode's (runtime requirements and moto: what `make run` needs) and the
@@ -72,7 +72,9 @@ clean:
 # --- AWS CDK (see README, Operations) ---------------------------------------------------------------------------
 # The CDK CLI comes from package.json/package-lock.json; the app it runs is the Python one in app.py.
 NODE_STAMP := node_modules/.installed
-CDK := node_modules/.bin/cdk
+CDK ?= node_modules/.bin/cdk
+# Where `make deploy` synthesizes the stage's cloud assembly: preflight checks its template, cdk deploys it.
+CDK_OUT ?= cdk.out
 # jsii's Node end-of-life banner is noise; the CLI's telemetry is off so nothing leaves the machine unasked.
 CDK_ENV := JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION=20 CDK_DISABLE_CLI_TELEMETRY=true
 # Synthesis needs no account: skip the CLI's probe of the EC2 metadata service for default credentials.
@@ -97,8 +99,22 @@ check-stage:
 diff: check-stage $(STAMP) $(NODE_STAMP)
 	$(CDK_ENV) $(CDK) diff -c cappi:stages=$(STAGE) $(CDK_ARGS) $(STACK)
 
+# Deploy = synthesize the stage, check the account against that template (`cappi preflight`: stops here on a
+# problem), deploy that very assembly, then ask the deployed API what a tester app would (`cappi smoke`).
 deploy: check-stage $(STAMP) $(NODE_STAMP)
-	$(CDK_ENV) $(CDK) deploy -c cappi:stages=$(STAGE) $(CDK_ARGS) $(STACK) --require-approval broadening
+	$(SYNTH_ENV) $(CDK) synth --quiet -c cappi:stages=$(STAGE) $(CDK_ARGS) --output $(CDK_OUT) $(STACK)
+	@$(BIN)/python -m cli preflight --stage $(STAGE) --template $(CDK_OUT)/$(STACK).template.json || { \
+		echo "make deploy: preflight stopped the deploy of $(STACK) (above); nothing was deployed." >&2; exit 1; }
+	$(CDK_ENV) $(CDK) deploy --app $(CDK_OUT) $(CDK_ARGS) $(STACK) --require-approval broadening
+	@status=0; $(BIN)/python -m cli smoke --stage $(STAGE) || status=$$?; \
+	if [ $$status = 1 ]; then \
+		echo "make deploy: $(STACK) is deployed but fails its smoke check (above). If this deploy caused it, roll" \
+			"back by hand: check out the last good commit and run make deploy STAGE=$(STAGE) (docs/operations.md," \
+			"'Updating and rolling back a stage'), and watch the API alarms." >&2; exit 1; \
+	elif [ $$status != 0 ]; then \
+		echo "make deploy: $(STACK) is deployed, but the smoke check could not run (above): fix that, then run" \
+			"$(BIN)/python -m cli smoke --stage $(STAGE)." >&2; exit $$status; \
+	fi
 
 bootstrap: $(STAMP) $(NODE_STAMP)
 	$(CDK_ENV) $(CDK) bootstrap $(CDK_ARGS) $(ENV)
