@@ -42,21 +42,26 @@ def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
         raise TargetError(f"cannot read {path}: {exc}") from None
     import boto3
 
+    # Local mode enforces IAM (local/iam.py): `cappi` works as its operator, and `cappi poll` runs the ingest
+    # handler with the ingest role's keys, as deployed. Never the caller's own AWS credentials.
+    fallback = {"AWS_ACCESS_KEY_ID": "cappi-local", "AWS_SECRET_ACCESS_KEY": "cappi-local"}
+    operator = endpoints.get("credentials") or fallback
+    ingest_role = endpoints.get("ingest_credentials") or operator
+
     def client(service: str) -> Any:
-        # moto takes any credentials; these keep the caller's real ones out of local mode.
         return boto3.client(
             service,
             endpoint_url=endpoints["dynamodb"],
             region_name=endpoints["region"],
-            aws_access_key_id="cappi-local",
-            aws_secret_access_key="cappi-local",  # noqa: S106 - moto's, not a secret
+            aws_access_key_id=operator["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=operator["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=operator.get("AWS_SESSION_TOKEN"),
         )
 
     environment = {
         "AWS_ENDPOINT_URL": endpoints["dynamodb"],
         "AWS_DEFAULT_REGION": endpoints["region"],
-        "AWS_ACCESS_KEY_ID": "cappi-local",
-        "AWS_SECRET_ACCESS_KEY": "cappi-local",
+        **ingest_role,
         "CAPPI_TABLE_NAME": endpoints["table"],
         "CAPPI_CLUBS_FILE": endpoints["clubs_file"],
         "CAPPI_STATE_DIR": str(Path(state_dir).resolve()),

@@ -1,15 +1,24 @@
-"""DynamoDB and Secrets Manager for local mode: moto's server on a loopback port, set up as the stack sets up AWS.
+"""DynamoDB, Secrets Manager and Lambda for local mode: moto's server on a loopback port, set up as the stack sets
+up AWS, with IAM enforced as AWS enforces it.
 
 Every boto3 client in this process and in the ingest workers reaches it through AWS_ENDPOINT_URL, so the handlers
-run their deployed code unchanged.
+run their deployed code unchanged. With `enforce`, each handler runs with credentials of a role holding exactly the
+statements the stack grants its function (local/iam.py): a call the stack does not allow is refused here too, and
+local mode prints the refusal. Local mode's own plumbing runs as an operator that may do anything.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
+
+from cappi.contracts import permissions
+from local.iam import Credentials, Decisions, Principals, start_enforcing
 
 TABLE_NAME = "cappi-local-snapshots"
+INGEST_FUNCTION = "cappi-local-ingest"
+LIVE_ALIAS = "live"  # the alias deployed functions are invoked through (infra)
 
 
 class LocalAws:
@@ -18,23 +27,57 @@ class LocalAws:
 
         self._server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
         self.endpoint_url = ""
+        self.region = os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        self.operator: Credentials | None = None  # set when IAM is enforced
+        self.decisions: Decisions | None = None
 
-    def start(self) -> None:
+    def start(self, *, enforce: bool = False) -> None:
+        """Start the server; with `enforce`, from then on every call must be signed by a known principal whose
+        policies allow it (for the rest of this process: moto's switch is process-wide)."""
         import logging
 
+        from moto.core.models import default_user_config
+
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per AWS call would drown the console
+        # Lambda authorizes dispatch's asynchronous invoke of ingest; the local pool runs it (local/run.py).
+        default_user_config.setdefault("lambda", {})["use_docker"] = False
         self._server.start()
         host, port = self._server.get_host_and_port()
         self.endpoint_url = f"http://{host}:{port}"
+        if enforce:
+            self.operator = Principals(self.endpoint_url, self.region).operator()
+            self.decisions = start_enforcing()
 
     def environment(self) -> dict[str, str]:
-        """What a process needs to talk to these services (fake credentials: moto accepts any)."""
+        """What a process needs to talk to these services: the operator's credentials when IAM is enforced, else
+        fake ones (moto accepts any)."""
+        credentials = self.operator.environment() if self.operator else {}
         return {
             "AWS_ENDPOINT_URL": self.endpoint_url,
             "AWS_ACCESS_KEY_ID": "local",
             "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+            "AWS_DEFAULT_REGION": self.region,
+            **credentials,
         }
+
+    def function_credentials(self, role: str, table: str, secret_names: Iterable[str]) -> Credentials:
+        """Credentials of `role`'s function: exactly its statements on this server's resources, as the stack
+        grants them on the deployed ones. Call after the table and the secrets exist."""
+        assert self.operator is not None, "IAM is not enforced"
+        session = self.operator.session(self.region)
+        dynamodb = session.client("dynamodb", endpoint_url=self.endpoint_url)
+        secrets = session.client("secretsmanager", endpoint_url=self.endpoint_url)
+        account = session.client("sts", endpoint_url=self.endpoint_url).get_caller_identity()["Account"]
+        resources = {
+            permissions.TABLE: [dynamodb.describe_table(TableName=table)["Table"]["TableArn"]],
+            permissions.CLUB_SECRETS: [secrets.describe_secret(SecretId=name)["ARN"] for name in sorted(secret_names)],
+            permissions.INGEST_FUNCTION: [self.ingest_function_arn(account)],
+            permissions.QUERY_VERSIONS: [],
+        }
+        return Principals(self.endpoint_url, self.region, self.operator).function_role(role, resources)
+
+    def ingest_function_arn(self, account: str = "123456789012") -> str:
+        return f"arn:aws:lambda:{self.region}:{account}:function:{INGEST_FUNCTION}:{LIVE_ALIAS}"
 
     def create_table(self, name: str = TABLE_NAME) -> None:
         import boto3
@@ -43,7 +86,9 @@ class LocalAws:
 
         create_table(boto3.client("dynamodb", endpoint_url=self.endpoint_url), name)
 
-    def put_secrets(self, secrets: Mapping[str, str]) -> None:
+    def put_secrets(self, secrets: Mapping[str, str], names: Iterable[str] = ()) -> None:
+        """Store `secrets`; create the other `names` without a value, as the stack creates every club secret and
+        ops set the value (a read then fails as it would deployed: no value yet)."""
         import boto3
 
         client = boto3.client("secretsmanager", endpoint_url=self.endpoint_url)
@@ -52,6 +97,9 @@ class LocalAws:
                 client.create_secret(Name=name, SecretString=value)
             except client.exceptions.ResourceExistsException:
                 client.put_secret_value(SecretId=name, SecretString=value)
+        for name in set(names) - set(secrets):
+            with suppress(client.exceptions.ResourceExistsException):
+                client.create_secret(Name=name)
 
     def stop(self) -> None:
         self._server.stop()

@@ -49,15 +49,18 @@ class Credentials:
             env["AWS_SESSION_TOKEN"] = self.session_token
         return env
 
+    def client_arguments(self) -> dict[str, Any]:
+        """As boto3.client's keyword arguments."""
+        return {
+            "aws_access_key_id": self.access_key_id,
+            "aws_secret_access_key": self.secret_access_key,
+            "aws_session_token": self.session_token,
+        }
+
     def session(self, region: str) -> Any:
         import boto3
 
-        return boto3.Session(
-            aws_access_key_id=self.access_key_id,
-            aws_secret_access_key=self.secret_access_key,
-            aws_session_token=self.session_token,
-            region_name=region,
-        )
+        return boto3.Session(region_name=region, **self.client_arguments())
 
     @classmethod
     def from_dict(cls, values: Mapping[str, str]) -> Credentials:
@@ -151,13 +154,9 @@ class Principals:
     def _client(self, service: str) -> Any:
         import boto3
 
-        extra = {}
-        if self._credentials is not None:
-            extra = {
-                "aws_access_key_id": self._credentials.access_key_id,
-                "aws_secret_access_key": self._credentials.secret_access_key,
-                "aws_session_token": self._credentials.session_token,
-            }
+        # Before enforcing starts moto takes any signature: the operator is made with placeholder keys.
+        credentials = self._credentials or Credentials("bootstrap", "bootstrap")
+        extra = credentials.client_arguments()
         return boto3.client(service, endpoint_url=self._endpoint_url, region_name=self._region, **extra)
 
     def operator(self) -> Credentials:
@@ -228,6 +227,9 @@ def _install() -> None:
             name = principal.rsplit("/", 2)[-2] if ":assumed-role/" in principal else principal
             try:
                 original(self, resource)
+            except access_control.AccessDeniedError:
+                DECISIONS.record(Decision(name, self._action, resource, False))
+                raise _access_denied(self._service, principal, self._action, resource) from None
             except Exception:
                 DECISIONS.record(Decision(name, self._action, resource, False))
                 raise
@@ -235,6 +237,20 @@ def _install() -> None:
 
         access_control.IAMRequestBase.check_action_permitted = check  # type: ignore[method-assign]
         _installed.append(True)
+
+
+def _access_denied(service: str, principal: str, action: str, resource: str) -> Exception:
+    """The refusal as the service itself words it: these three speak JSON, where moto's generic one is XML that
+    botocore reads as a bare "403" with no error code."""
+    from moto.core.exceptions import JsonRESTError
+
+    error = JsonRESTError(
+        "AccessDeniedException",
+        f"User: {principal} is not authorized to perform: {action} on resource: {resource} because no "
+        "identity-based policy allows the action",
+    )
+    error.code = 403 if service == "lambda" else 400
+    return error
 
 
 def _secrets_response() -> Any:

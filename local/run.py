@@ -38,12 +38,38 @@ from local.console import Console, banner, describe_poll, examples
 from local.demo_clubs import ClubFeedServer, DemoClubs
 from local.gateway import Gateway, serialized
 from local.http_api import HttpApi, Route
+from local.iam import Decision, role_of
 from local.issuer import TokenIssuer, routes
 from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
 from local.scheduler import Scheduler
 from local.state import KeptTable, discard, signing_key
 
 INGEST_HANDLER = "cappi.handlers.ingest.handler"
+FUNCTION_ROLES = ("dispatch", "ingest", "query")
+
+
+class AuthorizedInvoker:
+    """Dispatch's deployed invoker asks Lambda (moto, enforcing the dispatch role's statements) to start an ingest,
+    and the local pool runs it: a refused invoke fails the dispatch of that source as it would deployed."""
+
+    def __init__(self, lambda_invoker: Any, pool: Any) -> None:
+        self._lambda = lambda_invoker
+        self._pool = pool
+
+    def invoke_async(self, payload: dict[str, Any]) -> None:
+        self._lambda.invoke_async(payload)
+        self._pool.invoke_async(payload)
+
+
+def _say_refused(console: Console, decision: Decision) -> None:
+    """One clear line when a handler's call is refused: the stack would refuse it too."""
+    role = role_of(decision.principal)
+    if decision.allowed or role is None:
+        return
+    console.event(
+        f"AccessDenied: the {role} function may not call {decision.action} on {decision.resource}; the stack "
+        f"does not grant it (functions/cappi/contracts/permissions.py)"
+    )
 
 
 def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
@@ -103,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
     sys.stdout = log_file  # the handlers' JSON logs and metrics; must happen before they are imported
 
     aws = LocalAws(config.host)
-    aws.start()
-    os.environ.update(aws.environment())
+    aws.start(enforce=True)  # every handler under its own role's statements, as deployed (local/iam.py)
+    os.environ.update(aws.environment())  # local mode's own plumbing: the operator
     aws.create_table()
     import boto3
 
@@ -138,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as exc:
         console.say(f"cappi local: {exc}")
         return 2
-    aws.put_secrets(secrets)
+    aws.put_secrets(secrets, registry.secret_names)
     for source in registry.enabled_sources:
         if source.auth.secret and source.auth.secret not in secrets:
             console.say(
@@ -183,11 +209,17 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     authorizer = JwtAuthorizer(authorizer_config, jwks)
 
+    from cappi.adapters.lambda_invoker import LambdaInvoker
     from cappi.handlers import dispatch, query
     from local.lambda_pool import LocalAsyncInvoker
 
+    roles = {role: aws.function_credentials(role, TABLE_NAME, registry.secret_names) for role in FUNCTION_ROLES}
+    assert aws.decisions is not None
+    aws.decisions.listen(lambda decision: _say_refused(console, decision))
+    query_session = roles["query"].session(aws.region)
+    query_handler = query.make_handler(lambda: query.QueryDependencies.from_env(session=query_session))
     gateway.api = HttpApi(
-        [Route(METHOD, ROUTE, serialized(query.handler), authorizer, function_name="cappi-local-query")],
+        [Route(METHOD, ROUTE, serialized(query_handler), authorizer, function_name="cappi-local-query")],
         domain_name=f"{config.host}:{config.port}",
     )
     gateway.extra_routes = extra_routes
@@ -204,11 +236,13 @@ def main(argv: list[str] | None = None) -> int:
     invoker = LocalAsyncInvoker(
         INGEST_HANDLER,
         workers=max(1, min(4, len(registry.enabled_sources))),
-        environment=dict(os.environ),
+        environment={**os.environ, **roles["ingest"].environment()},  # Lambda hands a function its role's keys
         log_path=str(state / "logs" / "ingest.log"),
         on_result=on_result,
     )
-    tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(registry, invoker))
+    lambda_client = roles["dispatch"].session(aws.region).client("lambda")
+    start_ingest = AuthorizedInvoker(LambdaInvoker(aws.ingest_function_arn(), lambda_client), invoker)
+    tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(registry, start_ingest))
     scheduler = Scheduler(tick, config.interval_s, console)
 
     stop = threading.Event()
@@ -228,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
                 "ingest_interval_s": config.interval_s,
                 "stale_after_s": STALE_POLLS * config.interval_s,
                 "pid": os.getpid(),
+                # `cappi` against local mode: its own calls as the operator, `cappi poll` as the ingest role.
+                "credentials": aws.operator.environment() if aws.operator else None,
+                "ingest_credentials": roles["ingest"].environment(),
             },
             indent=2,
         )
