@@ -112,9 +112,10 @@ class QueryApi(Construct):
         self.http_api.add_routes(
             path=ROUTE_PATH,
             methods=[ROUTE_METHOD],
+            # The live alias (infra/functions.py).
             integration=HttpLambdaIntegration(
                 "QueryIntegration",
-                self.query.function,
+                self.query.live,
                 payload_format_version=apigateway.PayloadFormatVersion.VERSION_2_0,
             ),
             authorizer=self.authorizer,

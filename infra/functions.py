@@ -1,5 +1,10 @@
-"""The three Lambda functions as data, and one factory that turns a spec into a function with its own role and
-log group. Every function is built the same way; only the spec and the grants differ."""
+"""The Lambda functions as data, and one factory that turns a spec into a function with its own role and log group.
+Every function is built the same way; only the spec and the grants differ.
+
+Query, ingest and dispatch are released as versions behind an alias named `live`, and everything that invokes them
+invokes the alias: API Gateway, the schedule, dispatch (infra/api.py, infra/ingest.py). A deploy publishes a new
+version and moves the alias to it. Old versions are kept, to roll back to.
+"""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ ARCHITECTURE = lambda_.Architecture.ARM_64  # must match bundling.LAMBDA_WHEEL_P
 # Lambda unpacks the asset into its task root; the registry sits at the asset's top.
 BUNDLED_CLUBS_FILE = f"/var/task/{REGISTRY_NAME}"
 POWERTOOLS = "aws-lambda-powertools"
+LIVE_ALIAS = "live"  # the alias every caller invokes
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +45,8 @@ class FunctionSpec:
     # Lambda's START/END/REPORT lines. Off for the query function: three lines per request, ~36 million requests a
     # month, and its duration, errors and throttles are Lambda metrics anyway (what is lost: REPORT's memory used).
     platform_logs: bool = True
+    # Published as a version behind the `live` alias, which its callers invoke.
+    live_alias: bool = True
 
     @property
     def module(self) -> str:
@@ -129,6 +137,8 @@ class CappiFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             reserved_concurrent_executions=reserved_concurrency,
+            # A replaced version stays: ops can point the alias back at it.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
             **_log_format(spec),
             environment={
                 "POWERTOOLS_SERVICE_NAME": spec.service,
@@ -150,6 +160,24 @@ class CappiFunction(Construct):
             "X-Ray is off on purpose (cappi/observability.py): the Tracer import costs ~0.4 s of cold start, and "
             "structured logs plus per-source metrics already show each poll and request.",
         )
+        # The version of this synth's code and configuration (a new one whenever either changes; the old ones are
+        # retained) behind the alias callers invoke.
+        self.alias: lambda_.Alias | None = None
+        if spec.live_alias:
+            self.alias = lambda_.Alias(
+                self,
+                "Live",
+                alias_name=LIVE_ALIAS,
+                version=self.function.current_version,
+                description=f"What callers of the {spec.role} function invoke",
+            )
+
+    @property
+    def live(self) -> lambda_.Alias:
+        """The `live` alias: what API Gateway, the schedule and dispatch invoke."""
+        if self.alias is None:
+            raise ValueError(f"the {self.spec.role} function has no {LIVE_ALIAS} alias")
+        return self.alias
 
     def grant_calls(self, resources: Mapping[str, Sequence[str]]) -> None:
         """The calls this function's code makes (cappi.contracts.permissions), on the stack's resources of each

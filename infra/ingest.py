@@ -71,7 +71,8 @@ class IngestPipeline(Construct):
                 permissions.CLUB_SECRETS: [s.secret_arn for s in storage.secrets.values()],
             }
         )
-        self.ingest.function.configure_async_invoke(
+        # Asynchronous settings belong to what is invoked: the live alias (dispatch invokes it by its ARN).
+        self.ingest.live.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES,
             max_event_age=period,
             on_failure=destinations.SqsDestination(self.ingest_dlq),
@@ -82,10 +83,10 @@ class IngestPipeline(Construct):
             "Dispatch",
             config=config,
             spec=DISPATCH,
-            environment={"CAPPI_INGEST_FUNCTION": self.ingest.function.function_name},
+            environment={"CAPPI_INGEST_FUNCTION": self.ingest.live.function_arn},
         )
-        self.dispatch.grant_calls({permissions.INGEST_FUNCTION: [self.ingest.function.function_arn]})
-        self.dispatch.function.configure_async_invoke(
+        self.dispatch.grant_calls({permissions.INGEST_FUNCTION: [self.ingest.live.function_arn]})
+        self.dispatch.live.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES,
             max_event_age=period,
             on_failure=destinations.SqsDestination(self.dispatch_dlq),
@@ -99,7 +100,8 @@ class IngestPipeline(Construct):
                 "configure_async_invoke), which records more than a dead-letter queue; the rule only knows the latter.",
             )
 
-        # The schedule's own role may invoke the dispatch function and write to its dead-letter queue, nothing else.
+        # The schedule's own role may invoke the dispatch function's live alias (what it targets) and write to its
+        # dead-letter queue, nothing else.
         self.schedule_role = iam.Role(
             self,
             "ScheduleRole",
@@ -110,7 +112,7 @@ class IngestPipeline(Construct):
             description=f"{config.resource_name('dispatch')} schedule: invokes the dispatch function",
         )
         self.schedule_role.add_to_principal_policy(
-            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.dispatch.function.function_arn])
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[self.dispatch.live.function_arn])
         )
         self.dispatch_dlq.grant_send_messages(self.schedule_role)
         # The L1 resource: the L2 target grants `<function>:*` as well, which the scheduler never needs.
@@ -123,7 +125,7 @@ class IngestPipeline(Construct):
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
             state="ENABLED",
             target=scheduler.CfnSchedule.TargetProperty(
-                arn=self.dispatch.function.function_arn,
+                arn=self.dispatch.live.function_arn,
                 role_arn=self.schedule_role.role_arn,
                 input=json.dumps(SCHEDULE_INPUT),
                 retry_policy=scheduler.CfnSchedule.RetryPolicyProperty(

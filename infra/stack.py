@@ -42,9 +42,14 @@ class CappiStack(Stack):
             self, "Monitoring", config=config, registry=self.registry, pipeline=self.pipeline, api=self.api
         )
         # What `cappi` (ops' command) reads to find this stage's table and functions.
+        ingest = self.pipeline.ingest
         for name, value, description in (
             (outputs.TABLE_OUTPUT, self.storage.table.table_name, "Snapshot table (heads, versions, last polls)"),
-            (outputs.INGEST_FUNCTION_OUTPUT, self.pipeline.ingest.function.function_name, "Ingest function"),
+            (
+                outputs.INGEST_FUNCTION_OUTPUT,
+                f"{ingest.function.function_name}:{ingest.live.alias_name}",
+                "Ingest function's live alias (what scheduled polls run)",
+            ),
             (outputs.STALE_AFTER_OUTPUT, str(config.stale_after_s), "Seconds after which a club's list is stale"),
         ):
             CfnOutput(self, name, value=value, description=description).override_logical_id(name)

@@ -22,7 +22,7 @@ from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
 from cappi.contracts import permissions
 from cappi.domain.registry import load_registry, parse_registry
 from infra.config import ConfigError, StageConfig
-from infra.functions import FUNCTIONS, INGEST, QUERY
+from infra.functions import FUNCTIONS, INGEST, LIVE_ALIAS, QUERY
 from infra.storage import Storage
 
 STAGES = ("stage", "prod")
@@ -95,7 +95,7 @@ def test_authorizer_trusts_the_stage_issuer_and_audience_from_the_authorization_
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_the_single_route_needs_a_jwt_with_read_callids_and_reaches_the_query_function(app: Synth, stage: str) -> None:
+def test_the_single_route_needs_a_jwt_with_read_callids_and_reaches_the_query_alias(app: Synth, stage: str) -> None:
     routes = app.resources(stage, "AWS::ApiGatewayV2::Route")
     assert [r["Properties"]["RouteKey"] for r in routes.values()] == [ROUTE_KEY]
     route = next(iter(routes.values()))["Properties"]
@@ -106,8 +106,8 @@ def test_the_single_route_needs_a_jwt_with_read_callids_and_reaches_the_query_fu
     integration = app.templates[stage]["Resources"][integration_id]["Properties"]
     assert integration["IntegrationType"] == "AWS_PROXY"
     assert integration["PayloadFormatVersion"] == "2.0"
-    query = app.logical_id(stage, "AWS::Lambda::Function", FunctionName=f"cappi-{stage}-query")
-    assert integration["IntegrationUri"] == {"Fn::GetAtt": [query, "Arn"]}
+    # The live alias (tests/infra/test_release.py).
+    assert app.describe(stage, integration["IntegrationUri"]) == f"AWS::Lambda::Alias/cappi-{stage}-query:{LIVE_ALIAS}"
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -147,13 +147,13 @@ def test_schedule_ticks_dispatch_every_ten_minutes_with_retries_and_a_dead_lette
     assert props["ScheduleExpression"] == "rate(10 minutes)"
     assert props["State"] == "ENABLED"
     target = props["Target"]
-    assert app.describe(stage, target["Arn"]) == f"AWS::Lambda::Function/cappi-{stage}-dispatch"
+    assert app.describe(stage, target["Arn"]) == f"AWS::Lambda::Alias/cappi-{stage}-dispatch:{LIVE_ALIAS}"
     assert json.loads(target["Input"]) == {"scheduled_time": "<aws.scheduler.scheduled-time>"}
     assert target["RetryPolicy"] == {"MaximumRetryAttempts": 2, "MaximumEventAgeInSeconds": 600}
     assert app.describe(stage, target["DeadLetterConfig"]["Arn"]) == f"AWS::SQS::Queue/cappi-{stage}-dispatch-dlq"
     role = target["RoleArn"]["Fn::GetAtt"][0]
     assert app.role_grants(stage, role) == {
-        ("lambda:InvokeFunction", f"AWS::Lambda::Function/cappi-{stage}-dispatch"),
+        ("lambda:InvokeFunction", f"AWS::Lambda::Alias/cappi-{stage}-dispatch:{LIVE_ALIAS}"),  # the alias only
         *_send_to_queue(f"cappi-{stage}-dispatch-dlq"),
     }
     trust = app.templates[stage]["Resources"][role]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -230,7 +230,7 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
     assert env["dispatch"] == {
         **common,
         "POWERTOOLS_SERVICE_NAME": "cappi-dispatch",
-        "CAPPI_INGEST_FUNCTION": {"Ref": functions["ingest"]},
+        "CAPPI_INGEST_FUNCTION": {"Ref": _alias(app, stage, "ingest")},  # the alias's ARN
     }
     assert env["query"] == {
         **common,
@@ -245,6 +245,12 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         "CAPPI_POLL_INTERVAL_S": "600",  # the schedule's 10 minutes: a 503's Retry-After counts down to the next poll
         "CAPPI_REQUEST_LOG_SAMPLE_RATE": "0.01",  # every refusal and failure, and one success in a hundred, get a line
     }
+
+
+def _alias(app: Synth, stage: str, role: str) -> str:
+    """The logical ID of the `live` alias of function `role`."""
+    function = {"Ref": app.logical_id(stage, LAMBDA, FunctionName=f"cappi-{stage}-{role}")}
+    return app.logical_id(stage, "AWS::Lambda::Alias", FunctionName=function, Name=LIVE_ALIAS)
 
 
 def _send_to_queue(name: str) -> set[tuple[str, str]]:
@@ -265,7 +271,7 @@ def _contract_grants(app: Synth, stage: str, role: str) -> set[tuple[str, str]]:
             f"AWS::SecretsManager::Secret/{name}"
             for name in load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
         },
-        permissions.INGEST_FUNCTION: {f"AWS::Lambda::Function/cappi-{stage}-ingest"},
+        permissions.INGEST_FUNCTION: {f"AWS::Lambda::Alias/cappi-{stage}-ingest:{LIVE_ALIAS}"},
     }
     return {
         (action, r) for grant in permissions.grants_of(role) for action in grant.actions for r in kinds[grant.resource]

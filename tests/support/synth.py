@@ -59,7 +59,13 @@ class Synth:
         return found[0]
 
     def describe(self, stage: str, expression: Any) -> str:
-        """A readable name for a Ref/GetAtt to a resource of this template: `<type>/<its name>`."""
+        """A readable name for a Ref/GetAtt to a resource of this template: `<type>/<its name>`. A function's alias
+        is `AWS::Lambda::Alias/<function>:<alias>`, its version `AWS::Lambda::Version/<function>` (the one this
+        template publishes); an `Fn::Join` is its parts joined, references in angle brackets
+        (`arn:<AWS::Partition>:...:<AWS::CodeDeploy::Application/cappi-stage-query>/...`)."""
+        if isinstance(expression, dict) and "Fn::Join" in expression:
+            separator, parts = expression["Fn::Join"]
+            return separator.join(p if isinstance(p, str) else self._part(stage, p) for p in parts)
         if isinstance(expression, dict) and "Ref" in expression:
             lid = expression["Ref"]
         elif isinstance(expression, dict) and "Fn::GetAtt" in expression:
@@ -68,10 +74,22 @@ class Synth:
             return json.dumps(expression, sort_keys=True)
         resource = self.templates[stage]["Resources"][lid]
         props = resource.get("Properties", {})
-        for key in ("FunctionName", "TableName", "QueueName", "LogGroupName", "Name", "TopicName", "RoleName"):
+        if resource["Type"] == "AWS::Lambda::Alias":
+            function = self.describe(stage, props["FunctionName"]).split("/", 1)[1]
+            return f"{resource['Type']}/{function}:{props['Name']}"
+        if resource["Type"] == "AWS::Lambda::Version":
+            return f"{resource['Type']}/{self.describe(stage, props['FunctionName']).split('/', 1)[1]}"
+        names = ("FunctionName", "TableName", "QueueName", "LogGroupName", "Name", "TopicName", "RoleName")
+        for key in (*names, "ApplicationName", "DeploymentGroupName"):
             if isinstance(props.get(key), str):
                 return f"{resource['Type']}/{props[key]}"
         return f"{resource['Type']}/{lid}"
+
+    def _part(self, stage: str, expression: Any) -> str:
+        """One non-text part of an `Fn::Join`: a pseudo parameter by its name, a resource as `describe` names it."""
+        if isinstance(expression, dict) and str(expression.get("Ref", "")).startswith("AWS::"):
+            return f"<{expression['Ref']}>"
+        return f"<{self.describe(stage, expression)}>"
 
     def role_grants(self, stage: str, role_logical_id: str) -> set[tuple[str, str]]:
         """Every (action, resource) an IAM role's policies allow, resources described by `describe`."""

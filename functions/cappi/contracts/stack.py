@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 TABLE_OUTPUT = "TableName"  # the snapshot table: heads, versions and each source's last poll
-INGEST_FUNCTION_OUTPUT = "IngestFunctionName"  # invoked synchronously by `cappi poll`
+INGEST_FUNCTION_OUTPUT = "IngestFunctionName"  # `name:live`, what scheduled polls run: `cappi poll` invokes it
 STALE_AFTER_OUTPUT = "StaleAfterSeconds"  # the stage's staleness bound, the one its alarms use
 
 
