@@ -126,3 +126,27 @@ class QuerySettings:
             poll_interval_s=_float(env, "CAPPI_POLL_INTERVAL_S", 600.0),
             request_log_sample_rate=_fraction(env, "CAPPI_REQUEST_LOG_SAMPLE_RATE", 1.0),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class ReleaseCheckSettings:
+    """The release check's settings: the query version it asks, and what the query reads from a token (the same
+    values as the query function's, so its synthetic request passes the query's own checks)."""
+
+    table_name: str
+    clubs_file: str
+    query_version: str  # ARN of the query function's version being released (qualified with its number)
+    required_scope: str
+    club_claim: str
+    require_club_claim: bool
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ) -> ReleaseCheckSettings:
+        return cls(
+            table_name=_required(env, "CAPPI_TABLE_NAME"),
+            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
+            query_version=_required(env, "CAPPI_QUERY_VERSION"),
+            required_scope=env.get("CAPPI_REQUIRED_SCOPE", api.SCOPE).strip() or api.SCOPE,
+            club_claim=env.get("CAPPI_CLUB_CLAIM", api.CLUB_CLAIM).strip(),
+            require_club_claim=_bool(env, "CAPPI_REQUIRE_CLUB_CLAIM", False),
+        )

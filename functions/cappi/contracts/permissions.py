@@ -7,6 +7,8 @@ grant here that no path uses fails there too. Local mode runs its handlers under
 
 Logging (the function's own log group) and the on-failure destination of an asynchronous function are the
 platform's grants, added by infra with the log group and the destination; they are not calls the code makes.
+The release check's status call is a call its code makes, so it is listed here; CDK's deployment group grants it to
+the pre-traffic hook by itself, on the same resource, and infra leaves it at that rather than grant it twice.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from types import MappingProxyType
 TABLE = "table"  # the snapshot table
 CLUB_SECRETS = "club-secrets"  # every club credential the registry names
 INGEST_FUNCTION = "ingest-function"  # what dispatch invokes: the ingest function's live alias
-QUERY_VERSIONS = "query-versions"  # every published version of the query function (the release check)
+QUERY_VERSIONS = "query-versions"  # the query function's version being released (the release check invokes it)
+QUERY_DEPLOYMENT_GROUP = "query-deployment-group"  # CodeDeploy's deployment group that releases the query function
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +46,13 @@ ROLE_GRANTS: Mapping[str, tuple[Grant, ...]] = MappingProxyType(
         ),
         # Starts one asynchronous ingest per source.
         "dispatch": (Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),),
+        # CodeDeploy's pre-traffic hook: reads the enabled sources' heads in one batch to pick a club with a
+        # snapshot, asks the new query version once, and tells CodeDeploy whether the release may go on.
+        "release-check": (
+            Grant(TABLE, ("dynamodb:BatchGetItem",)),
+            Grant(QUERY_VERSIONS, ("lambda:InvokeFunction",)),
+            Grant(QUERY_DEPLOYMENT_GROUP, ("codedeploy:PutLifecycleEventHookExecutionStatus",)),
+        ),
     }
 )
 
