@@ -70,23 +70,25 @@ class _AccessLogSettings:
 class QueryApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, storage: Storage) -> None:
         super().__init__(scope, construct_id)
+        # Also what the release check reads to ask the query as a token the query accepts (infra/release.py).
+        self.environment = {
+            "CAPPI_TABLE_NAME": storage.table.table_name,
+            "CAPPI_REQUIRED_SCOPE": config.required_scope,
+            "CAPPI_CLUB_CLAIM": config.club_claim,
+            "CAPPI_REQUIRE_CLUB_CLAIM": _flag(config.require_club_claim),
+            "CAPPI_NESTED_SINGLE_RESULT": _flag(config.nested_single_result),
+            "CAPPI_POINTER_MAX_AGE_S": f"{config.pointer_max_age_s:g}",
+            "CAPPI_CACHE_MAX_AGE_S": str(config.cache_max_age_s),
+            "CAPPI_POLL_INTERVAL_S": str(config.schedule_minutes * 60),
+            "CAPPI_REQUEST_LOG_SAMPLE_RATE": f"{config.request_log_sample_rate:g}",
+        }
         self.query = CappiFunction(
             self,
             "Query",
             config=config,
             spec=QUERY,
             reserved_concurrency=query_concurrency(config),
-            environment={
-                "CAPPI_TABLE_NAME": storage.table.table_name,
-                "CAPPI_REQUIRED_SCOPE": config.required_scope,
-                "CAPPI_CLUB_CLAIM": config.club_claim,
-                "CAPPI_REQUIRE_CLUB_CLAIM": _flag(config.require_club_claim),
-                "CAPPI_NESTED_SINGLE_RESULT": _flag(config.nested_single_result),
-                "CAPPI_POINTER_MAX_AGE_S": f"{config.pointer_max_age_s:g}",
-                "CAPPI_CACHE_MAX_AGE_S": str(config.cache_max_age_s),
-                "CAPPI_POLL_INTERVAL_S": str(config.schedule_minutes * 60),
-                "CAPPI_REQUEST_LOG_SAMPLE_RATE": f"{config.request_log_sample_rate:g}",
-            },
+            environment=self.environment,
         )
         self.query.grant_calls({permissions.TABLE: [storage.table.table_arn]})
         acknowledge(
@@ -112,7 +114,7 @@ class QueryApi(Construct):
         self.http_api.add_routes(
             path=ROUTE_PATH,
             methods=[ROUTE_METHOD],
-            # The live alias (infra/functions.py).
+            # The live alias, which CodeDeploy moves from version to version (infra/release.py).
             integration=HttpLambdaIntegration(
                 "QueryIntegration",
                 self.query.live,

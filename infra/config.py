@@ -3,6 +3,11 @@
 `cdk.json` holds each stage's settings under `cappi:<stage>`; a `-c stage:throttle_rate=200` on the command line
 wins over it. Every value is parsed and checked here, and every problem is reported at once, so a typo fails the
 synth with the key's name instead of surfacing as a broken deploy.
+
+`query_release` is how CodeDeploy moves API traffic to a new version of the query function (infra/release.py), one
+of `QUERY_RELEASES`: `canary-10-5m` (the default: 10% for 5 minutes, then the rest), `canary-10-<n>m` for 10, 15
+or 30 minutes, `linear-10-<n>m` (10% more every 1, 2, 3 or 10 minutes) or `all-at-once`. Every one of them first
+runs the release check on the new version and rolls back on its failure or on a release alarm.
 """
 
 from __future__ import annotations
@@ -59,6 +64,58 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class QueryRelease:
+    """One of CodeDeploy's predefined Lambda deployment configurations."""
+
+    kind: str  # "canary", "linear" or "all-at-once"
+    percent: int  # canary: share of the first step; linear: share added at each step
+    interval_minutes: int  # between steps
+
+    @property
+    def codedeploy_name(self) -> str:
+        """CodeDeploy's name for it, as the deployment group names it."""
+        if self.kind == "canary":
+            return f"CodeDeployDefault.LambdaCanary{self.percent}Percent{self.interval_minutes}Minutes"
+        if self.kind == "linear":
+            unit = "Minute" if self.interval_minutes == 1 else "Minutes"
+            return f"CodeDeployDefault.LambdaLinear{self.percent}PercentEvery{self.interval_minutes}{unit}"
+        return "CodeDeployDefault.LambdaAllAtOnce"
+
+    @property
+    def cdk_name(self) -> str:
+        """The attribute of aws_codedeploy.LambdaDeploymentConfig."""
+        if self.kind == "canary":
+            return f"CANARY_{self.percent}_PERCENT_{self.interval_minutes}_MINUTES"
+        if self.kind == "linear":
+            unit = "MINUTE" if self.interval_minutes == 1 else "MINUTES"
+            return f"LINEAR_{self.percent}_PERCENT_EVERY_{self.interval_minutes}_{unit}"
+        return "ALL_AT_ONCE"
+
+    @property
+    def shifting_minutes(self) -> int:
+        """From the first shifted request to all traffic on the new version (the release check runs before)."""
+        if self.kind == "canary":
+            return self.interval_minutes
+        if self.kind == "linear":
+            return (100 // self.percent - 1) * self.interval_minutes
+        return 0
+
+
+QUERY_RELEASES: Mapping[str, QueryRelease] = {
+    "canary-10-5m": QueryRelease("canary", 10, 5),
+    "canary-10-10m": QueryRelease("canary", 10, 10),
+    "canary-10-15m": QueryRelease("canary", 10, 15),
+    "canary-10-30m": QueryRelease("canary", 10, 30),
+    "linear-10-1m": QueryRelease("linear", 10, 1),
+    "linear-10-2m": QueryRelease("linear", 10, 2),
+    "linear-10-3m": QueryRelease("linear", 10, 3),
+    "linear-10-10m": QueryRelease("linear", 10, 10),
+    "all-at-once": QueryRelease("all-at-once", 100, 0),
+}
+DEFAULT_QUERY_RELEASE = "canary-10-5m"
+
+
+@dataclass(frozen=True, slots=True)
 class StageConfig:
     stage: str
     issuer: str  # Auth0 tenant URL with its trailing slash: API Gateway compares `iss` byte for byte
@@ -94,7 +151,9 @@ class StageConfig:
     stale_after_s: int = 1800
     rejected_ratio_alarm_percent: float = 1.0  # below the 5% at which a whole poll is rejected: warns first
     api_5xx_alarm_percent: float = 5.0
-    api_p99_alarm_ms: int = 2000
+    api_p99_alarm_ms: int = 2000  # also the query release's latency alarm (p99 of the live alias per minute)
+    # How CodeDeploy shifts API traffic to a new query version: a key of QUERY_RELEASES (module docstring).
+    query_release: str = DEFAULT_QUERY_RELEASE
 
     def resource_name(self, suffix: str) -> str:
         return f"cappi-{self.stage}-{suffix}"
@@ -116,6 +175,10 @@ class StageConfig:
     def schedule_expression(self) -> str:
         unit = "minute" if self.schedule_minutes == 1 else "minutes"
         return f"rate({self.schedule_minutes} {unit})"
+
+    @property
+    def query_release_plan(self) -> QueryRelease:
+        return QUERY_RELEASES[self.query_release]  # one of them: the config checked it
 
     @property
     def custom_domain(self) -> bool:
@@ -237,6 +300,16 @@ def _pattern(pattern: re.Pattern[str], what: str) -> Callable[[Any], str]:
     return parse
 
 
+def _choice(choices: Mapping[str, Any]) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = _text(value)
+        if text not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}, got {value!r}")
+        return text
+
+    return parse
+
+
 def _scope(value: Any) -> str:
     text = _text(value)
     if not re.fullmatch(r"[!#-\[\]-~]+", text):
@@ -271,6 +344,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "rejected_ratio_alarm_percent": _number(float, 0.01, 100),
     "api_5xx_alarm_percent": _number(float, 0.1, 100),
     "api_p99_alarm_ms": _number(int, 50, 30_000),
+    "query_release": _choice(QUERY_RELEASES),
 }
 
 

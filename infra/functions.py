@@ -3,13 +3,14 @@ Every function is built the same way; only the spec and the grants differ.
 
 Query, ingest and dispatch are released as versions behind an alias named `live`, and everything that invokes them
 invokes the alias: API Gateway, the schedule, dispatch (infra/api.py, infra/ingest.py). A deploy publishes a new
-version and moves the alias to it. Old versions are kept, to roll back to.
+version; CodeDeploy moves the query's alias to it gradually (infra/release.py), the others' at once. Old versions
+are kept, as CodeDeploy needs them to roll back to.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,8 @@ class FunctionSpec:
     # Lambda's START/END/REPORT lines. Off for the query function: three lines per request, ~36 million requests a
     # month, and its duration, errors and throttles are Lambda metrics anyway (what is lost: REPORT's memory used).
     platform_logs: bool = True
-    # Published as a version behind the `live` alias, which its callers invoke.
+    # Published as a version behind the `live` alias, which its callers invoke. Off for the release check: CodeDeploy
+    # invokes it by its name (its latest code), and nothing else calls it.
     live_alias: bool = True
 
     @property
@@ -85,7 +87,18 @@ QUERY = FunctionSpec(
     description=f"Answers {api_contract.METHOD} {api_contract.ROUTE} from the current snapshots",
     platform_logs=False,
 )
-FUNCTIONS = (DISPATCH, INGEST, QUERY)
+RELEASE_CHECK = FunctionSpec(
+    role="release-check",
+    handler="cappi.handlers.release_check.handler",
+    packages=(POWERTOOLS,),
+    memory_mb=256,
+    # Two attempts of the query version's invoke (cappi.adapters.lambda_invoker: 25 s each at most), a heads read
+    # and the report to CodeDeploy.
+    timeout_s=60,
+    description="CodeDeploy's pre-traffic hook: asks a new query version one question before it takes traffic",
+    live_alias=False,
+)
+FUNCTIONS = (DISPATCH, INGEST, QUERY, RELEASE_CHECK)
 
 
 @functools.cache
@@ -137,7 +150,7 @@ class CappiFunction(Construct):
             role=self.role,
             log_group=self.log_group,
             reserved_concurrent_executions=reserved_concurrency,
-            # A replaced version stays: ops can point the alias back at it.
+            # A replaced version stays: CodeDeploy rolls the alias back to it, and ops can point the alias at it.
             current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.RETAIN),
             **_log_format(spec),
             environment={
@@ -179,11 +192,17 @@ class CappiFunction(Construct):
             raise ValueError(f"the {self.spec.role} function has no {LIVE_ALIAS} alias")
         return self.alias
 
-    def grant_calls(self, resources: Mapping[str, Sequence[str]]) -> None:
+    def grant_calls(self, resources: Mapping[str, Sequence[str]], *, granted_elsewhere: Collection[str] = ()) -> None:
         """The calls this function's code makes (cappi.contracts.permissions), on the stack's resources of each
         kind in `resources`. A kind the contract names but `resources` does not is a construction error; a kind with
-        no resources (a registry without secrets) grants nothing."""
+        no resources (a registry without secrets) grants nothing. A kind in `granted_elsewhere` is granted by
+        another construct already (CodeDeploy's deployment group grants its pre-traffic hook the status call) and
+        is not granted twice; tests/infra holds the role to the contract either way."""
         for grant in permissions.grants_of(self.spec.role):
+            if grant.resource in granted_elsewhere:
+                if grant.resource in resources:
+                    raise ValueError(f"{grant.resource} is granted elsewhere: give no resources for it")
+                continue
             arns = resources[grant.resource]
             if arns:
                 self.role.add_to_principal_policy(

@@ -228,6 +228,9 @@ class Monitoring(Construct):
         alarm.add_ok_action(self._action)
         return alarm
 
+    # Other constructs' alarms (infra/release.py) are made the same way: named cappi-<stage>-..., notifying the topic.
+    alarm = _alarm
+
     # -- per club source ----------------------------------------------------------------------------------------
 
     def _stale_alarm(self, source: ClubSource) -> cloudwatch.Alarm:

@@ -12,6 +12,7 @@ from infra.config import StageConfig
 from infra.egress import StaticEgress
 from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE, IngestPipeline
 from infra.monitoring import Monitoring
+from infra.release import QueryRelease
 from infra.storage import Storage
 
 UNRESERVED_MINIMUM = 100  # Lambda keeps this many of an account's concurrent executions unreserved
@@ -40,6 +41,9 @@ class CappiStack(Stack):
         self._check_concurrency(config)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config, registry=self.registry, pipeline=self.pipeline, api=self.api
+        )
+        self.release = QueryRelease(
+            self, "QueryRelease", config=config, storage=self.storage, api=self.api, monitoring=self.monitoring
         )
         # What `cappi` (ops' command) reads to find this stage's table and functions.
         ingest = self.pipeline.ingest

@@ -106,7 +106,7 @@ def test_the_single_route_needs_a_jwt_with_read_callids_and_reaches_the_query_al
     integration = app.templates[stage]["Resources"][integration_id]["Properties"]
     assert integration["IntegrationType"] == "AWS_PROXY"
     assert integration["PayloadFormatVersion"] == "2.0"
-    # The live alias (tests/infra/test_release.py).
+    # The live alias, which CodeDeploy moves between versions (tests/infra/test_release.py).
     assert app.describe(stage, integration["IntegrationUri"]) == f"AWS::Lambda::Alias/cappi-{stage}-query:{LIVE_ALIAS}"
 
 
@@ -220,6 +220,7 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
     functions = {
         spec.role: app.logical_id(stage, LAMBDA, FunctionName=f"cappi-{stage}-{spec.role}") for spec in FUNCTIONS
     }
+    assert set(functions) == {"dispatch", "ingest", "query", "release-check"}
     env = {
         role: app.templates[stage]["Resources"][lid]["Properties"]["Environment"]["Variables"]
         for role, lid in functions.items()
@@ -245,12 +246,26 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         "CAPPI_POLL_INTERVAL_S": "600",  # the schedule's 10 minutes: a 503's Retry-After counts down to the next poll
         "CAPPI_REQUEST_LOG_SAMPLE_RATE": "0.01",  # every refusal and failure, and one success in a hundred, get a line
     }
+    # The release check reads what the query reads of a token, with the query's own values, and the new version.
+    shared = ("CAPPI_TABLE_NAME", "CAPPI_REQUIRED_SCOPE", "CAPPI_CLUB_CLAIM", "CAPPI_REQUIRE_CLUB_CLAIM")
+    assert env["release-check"] == {
+        **common,
+        "POWERTOOLS_SERVICE_NAME": "cappi-release-check",
+        **{name: env["query"][name] for name in shared},
+        "CAPPI_QUERY_VERSION": {"Ref": _version(app, stage, "query")},
+    }
 
 
 def _alias(app: Synth, stage: str, role: str) -> str:
     """The logical ID of the `live` alias of function `role`."""
     function = {"Ref": app.logical_id(stage, LAMBDA, FunctionName=f"cappi-{stage}-{role}")}
     return app.logical_id(stage, "AWS::Lambda::Alias", FunctionName=function, Name=LIVE_ALIAS)
+
+
+def _version(app: Synth, stage: str, role: str) -> str:
+    """The logical ID of the version of function `role` this template publishes."""
+    function = {"Ref": app.logical_id(stage, LAMBDA, FunctionName=f"cappi-{stage}-{role}")}
+    return app.logical_id(stage, "AWS::Lambda::Version", FunctionName=function)
 
 
 def _send_to_queue(name: str) -> set[tuple[str, str]]:
@@ -272,15 +287,35 @@ def _contract_grants(app: Synth, stage: str, role: str) -> set[tuple[str, str]]:
             for name in load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
         },
         permissions.INGEST_FUNCTION: {f"AWS::Lambda::Alias/cappi-{stage}-ingest:{LIVE_ALIAS}"},
+        permissions.QUERY_VERSIONS: {f"AWS::Lambda::Version/cappi-{stage}-query"},  # the one being released
+        permissions.QUERY_DEPLOYMENT_GROUP: {
+            "arn:<AWS::Partition>:codedeploy:<AWS::Region>:<AWS::AccountId>:deploymentgroup:"
+            f"<AWS::CodeDeploy::Application/cappi-{stage}-query>/"
+            f"<AWS::CodeDeploy::DeploymentGroup/cappi-{stage}-query-release>"
+        },
     }
     return {
         (action, r) for grant in permissions.grants_of(role) for action in grant.actions for r in kinds[grant.resource]
     }
 
 
+def _granted_twice(app: Synth, stage: str, role_id: str) -> list[tuple[str, str]]:
+    """(action, resource) pairs more than one statement of the role's policies allows."""
+    seen: list[tuple[str, str]] = []
+    for policy in app.resources(stage, "AWS::IAM::Policy").values():
+        if {"Ref": role_id} in policy["Properties"]["Roles"]:
+            for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
+                actions, resources = statement["Action"], statement["Resource"]
+                for action in actions if isinstance(actions, list) else [actions]:
+                    for resource in resources if isinstance(resources, list) else [resources]:
+                        seen.append((action, app.describe(stage, resource)))
+    return sorted({pair for pair in seen if seen.count(pair) > 1})
+
+
 @pytest.mark.parametrize("stage", STAGES)
 def test_each_role_holds_exactly_its_grants(app: Synth, stage: str) -> None:
     # The code's calls, plus the platform's: its own log group, and the on-failure queue of an asynchronous function.
+    # The release check's status call to CodeDeploy is in the contract; CDK's deployment group grants it (once).
     expected = {
         "query": _contract_grants(app, stage, "query") | _write_logs(f"cappi-{stage}-query"),
         "ingest": _contract_grants(app, stage, "ingest")
@@ -289,11 +324,14 @@ def test_each_role_holds_exactly_its_grants(app: Synth, stage: str) -> None:
         "dispatch": _contract_grants(app, stage, "dispatch")
         | _send_to_queue(f"cappi-{stage}-dispatch-dlq")
         | _write_logs(f"cappi-{stage}-dispatch"),
+        "release-check": _contract_grants(app, stage, "release-check") | _write_logs(f"cappi-{stage}-release-check"),
     }
+    assert set(expected) == set(permissions.ROLE_GRANTS)
     assert ("dynamodb:BatchGetItem", f"AWS::DynamoDB::GlobalTable/cappi-{stage}-snapshots") in expected["query"]
     for role, grants in expected.items():
         role_id = app.function_role(stage, f"cappi-{stage}-{role}")
         assert app.role_grants(stage, role_id) == grants, role
+        assert _granted_twice(app, stage, role_id) == [], role
         props = app.templates[stage]["Resources"][role_id]["Properties"]
         assert "ManagedPolicyArns" not in props  # AWSLambdaBasicExecutionRole would write to any log group
         assert "Policies" not in props

@@ -30,6 +30,11 @@ ACKNOWLEDGED = {
     "Serverless::Serverless-SQSRedrivePolicy": "infra/queues.py: the queue is itself a dead-letter queue",
     "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
     "AWSLambdaVPCAccessExecutionRole]": "infra/egress.py: a function in a VPC needs network interfaces",
+    "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+    "AWSCodeDeployRoleForLambdaLimited]": "infra/release.py: CodeDeploy's own role for Lambda deployments",
+    "AwsSolutions::AwsSolutions-IAM5[Resource::<QueryReleaseCheckFunctionE58268EF.Arn>:*]": (
+        "infra/release.py: CDK's grant to invoke the pre-traffic hook covers its own qualified ARNs only"
+    ),
 }
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 CFN_LINT_ALLOWED = {
