@@ -179,7 +179,8 @@ def _release_check(deployed: Deployed, session: Any, answer: dict[str, Any]) -> 
 
     def dependencies() -> release_check.ReleaseCheckDependencies:
         built = release_check.ReleaseCheckDependencies.from_env(session=session)
-        return replace(built, report=LifecycleHookReporter(codedeploy))
+        # A refusal is retried while IAM catches up (cappi.handlers.release_check): no waiting here.
+        return replace(built, report=LifecycleHookReporter(codedeploy), sleep=lambda _s: None)
 
     with stubber:
         summary = release_check.make_handler(dependencies)(

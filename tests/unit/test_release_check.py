@@ -348,3 +348,42 @@ def test_the_invoker_turns_a_read_timeout_into_no_answer() -> None:
     invocation = SyncInvoker(VERSION, Slow())({})
     assert invocation.failure is not None
     assert invocation.failure.startswith("ReadTimeoutError")
+
+
+def _refused() -> Exception:
+    from botocore.exceptions import ClientError
+
+    return ClientError({"Error": {"Code": "AccessDeniedException", "Message": "not authorized"}}, "Invoke")
+
+
+def test_a_refused_invoke_is_retried_while_iam_catches_up_then_judged() -> None:
+    """The grant names the version being released: its policy is moments old when CodeDeploy calls the check."""
+    answers: list[Any] = [_refused(), _refused(), _answer(http.response(200, "[]", {"Content-Type": http.JSON}))]
+    waits: list[float] = []
+
+    def invoke(_event: dict[str, Any]) -> rules.Invocation:
+        answer = answers.pop(0)
+        if isinstance(answer, Exception):
+            raise answer
+        return answer
+
+    client, stubber = _codedeploy("Succeeded")
+    deps = replace(_dependencies({"alpha": _head("alpha", [212])}, invoke, client), sleep=waits.append)
+    result = _run_hook(deps)
+    stubber.assert_no_pending_responses()
+    assert (result["passed"], result["reported"]) == (True, "Succeeded")
+    assert waits == list(hook.ACCESS_RETRY_DELAYS_S[:2])
+
+
+def test_a_refusal_that_outlasts_the_retries_fails_the_release() -> None:
+    def invoke(_event: dict[str, Any]) -> rules.Invocation:
+        raise _refused()
+
+    waits: list[float] = []
+    client, stubber = _codedeploy("Failed")
+    deps = replace(_dependencies({"alpha": _head("alpha", [212])}, invoke, client), sleep=waits.append)
+    result = _run_hook(deps)
+    stubber.assert_no_pending_responses()
+    assert (result["passed"], result["reported"]) == (False, "Failed")
+    assert "AccessDenied" in result["reason"]
+    assert waits == list(hook.ACCESS_RETRY_DELAYS_S)

@@ -10,6 +10,7 @@ Invoked without a deployment (by hand), it checks and returns the verdict withou
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,10 @@ from cappi.handlers.entry import Handler, lambda_handler
 from cappi.observability import logger
 from cappi.settings import ReleaseCheckSettings
 
+# The role's grant names the version being released, so its policy changes with every release, moments before
+# CodeDeploy calls the check: IAM may take seconds to show it. A refusal is retried for a while before it counts,
+# so a release is never rolled back for IAM's propagation alone (14 s of the function's 60).
+ACCESS_RETRY_DELAYS_S = (2.0, 4.0, 8.0)
 HeadsReader = Callable[[Iterable[str]], Mapping[str, Head | None]]
 Invoke = Callable[[dict[str, Any]], rules.Invocation]
 Report = Callable[[str, str, bool], None]  # (deployment ID, hook execution ID, passed)
@@ -34,6 +39,7 @@ class ReleaseCheckDependencies:
     heads: HeadsReader
     invoke: Invoke
     report: Report
+    sleep: Callable[[float], None] = time.sleep
 
     @classmethod
     def from_env(cls, session: Any = None) -> ReleaseCheckDependencies:
@@ -69,11 +75,24 @@ def check(deps: ReleaseCheckDependencies, request_id: str) -> tuple[rules.Verdic
         return rules.Verdict(False, f"could not choose a club to ask: {type(exc).__name__}: {exc}"), None
     claims = rules.probe_claims(probe, scope=settings.required_scope, club_claim=settings.club_claim)
     event = rules.probe_event(probe, method=api.METHOD, route=api.ROUTE, claims=claims, request_id=request_id)
-    try:
-        invocation = deps.invoke(event)
-    except Exception as exc:
-        invocation = rules.Invocation(failure=f"{type(exc).__name__}: {exc}")
+    for delay in (*ACCESS_RETRY_DELAYS_S, None):
+        try:
+            invocation = deps.invoke(event)
+            break
+        except Exception as exc:
+            if delay is not None and _access_denied(exc):
+                logger.warning("the new version's invoke was refused: waiting for IAM", extra={"retry_in_s": delay})
+                deps.sleep(delay)
+                continue
+            invocation = rules.Invocation(failure=f"{type(exc).__name__}: {exc}")
+            break
     return rules.judge(invocation, probe), probe
+
+
+def _access_denied(exc: Exception) -> bool:
+    response = getattr(exc, "response", None)
+    code = response.get("Error", {}).get("Code", "") if isinstance(response, dict) else ""
+    return "AccessDenied" in str(code)
 
 
 def _check_and_report(event: dict[str, Any], context: Any, deps: ReleaseCheckDependencies) -> dict[str, Any]:
