@@ -70,6 +70,19 @@ def custom_metric(
     )
 
 
+def api_error_rate(api: QueryApi, period: Duration, min_requests: int, label: str) -> cloudwatch.MathExpression:
+    """The share of API requests answered 5xx in each period, in percent; 0 for a period with fewer than
+    `min_requests` requests, where a rate says nothing."""
+    requests = api.http_api.metric_count(statistic="Sum", period=period)
+    errors = api.http_api.metric_server_error(statistic="Sum", period=period)
+    return cloudwatch.MathExpression(
+        expression=f"IF(requests >= {min_requests}, 100 * FILL(errors, 0) / requests, 0)",
+        using_metrics={"requests": requests, "errors": errors},
+        label=label,
+        period=period,
+    )
+
+
 def chunks(items: Sequence[ClubSource], size: int) -> list[Sequence[ClubSource]]:
     return [items[start : start + size] for start in range(0, len(items), size)]
 
@@ -296,14 +309,7 @@ class Monitoring(Construct):
 
     def _api_alarms(self, api: QueryApi) -> list[cloudwatch.Alarm]:
         config = self.config
-        requests = api.http_api.metric_count(statistic="Sum", period=SYSTEM_PERIOD)
-        errors = api.http_api.metric_server_error(statistic="Sum", period=SYSTEM_PERIOD)
-        error_rate = cloudwatch.MathExpression(
-            expression=f"IF(requests >= {API_MIN_REQUESTS}, 100 * FILL(errors, 0) / requests, 0)",
-            using_metrics={"requests": requests, "errors": errors},
-            label="5xx %",
-            period=SYSTEM_PERIOD,
-        )
+        error_rate = api_error_rate(api, SYSTEM_PERIOD, API_MIN_REQUESTS, "5xx %")
         return [
             self._alarm(
                 "Api5xxRate",

@@ -26,7 +26,7 @@ from cappi.contracts import permissions
 from infra.api import QueryApi
 from infra.config import StageConfig
 from infra.functions import RELEASE_CHECK, CappiFunction
-from infra.monitoring import GE, GT, Monitoring
+from infra.monitoring import GE, GT, Monitoring, api_error_rate
 from infra.nag import acknowledge
 from infra.storage import Storage
 
@@ -101,14 +101,7 @@ class QueryRelease(Construct):
 
     def _alarms(self, config: StageConfig, api: QueryApi, monitoring: Monitoring) -> list[cloudwatch.Alarm]:
         live = api.query.live
-        requests = api.http_api.metric_count(statistic="Sum", period=RELEASE_PERIOD)
-        errors = api.http_api.metric_server_error(statistic="Sum", period=RELEASE_PERIOD)
-        error_rate = cloudwatch.MathExpression(
-            expression=f"IF(requests >= {RELEASE_MIN_REQUESTS}, 100 * FILL(errors, 0) / requests, 0)",
-            using_metrics={"requests": requests, "errors": errors},
-            label="5xx % per minute",
-            period=RELEASE_PERIOD,
-        )
+        error_rate = api_error_rate(api, RELEASE_PERIOD, RELEASE_MIN_REQUESTS, "5xx % per minute")
         subject = "query-release"
         rollback = "While a query release runs, CodeDeploy rolls it back to the previous version."
         return [
