@@ -27,12 +27,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from cappi.contracts.stack import stack_name
+from cappi.contracts.stack import UNRESERVED_MINIMUM, stack_name
 from cli.target import ROOT, TargetError
 
 FAIL, WARN, OK, ERROR = "FAIL", "WARN", "ok", "ERROR"
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
-UNRESERVED_MINIMUM = 100  # Lambda keeps this many of an account's concurrent executions unreserved
 HTTP_TIMEOUT_S = 5.0
 # Stack states in which the stack holds none of its named resources, so any that exists blocks the create.
 NOT_CREATED = frozenset(

@@ -6,6 +6,7 @@ from aws_cdk import Annotations, CfnOutput, Stack, Tags
 from constructs import Construct
 
 from cappi.contracts import stack as outputs
+from cappi.contracts.stack import UNRESERVED_MINIMUM
 from cappi.domain.registry import load_registry
 from infra.api import QueryApi
 from infra.config import StageConfig
@@ -14,8 +15,6 @@ from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE
 from infra.monitoring import Monitoring
 from infra.release import QueryRelease
 from infra.storage import Storage
-
-UNRESERVED_MINIMUM = 100  # Lambda keeps this many of an account's concurrent executions unreserved
 
 
 class CappiStack(Stack):
