@@ -26,8 +26,9 @@ from cli.target import ROOT, TargetError
 REGION = "us-east-1"
 STACK = "Cappi-stage"
 AUDIENCE = "https://stagecappi.clubassist.com"
-TOKEN = "smoke-access-token"
-ENV = {"CAPPI_SMOKE_CLIENT_ID": "smoke-client", "CAPPI_SMOKE_CLIENT_SECRET": "smoke-secret"}
+TOKEN = "smoke-Access-Token-7c41"
+CLIENT_SECRET = "smoke-Client-Secret-3b9e"
+ENV = {"CAPPI_SMOKE_CLIENT_ID": "smoke-client", "CAPPI_SMOKE_CLIENT_SECRET": CLIENT_SECRET}
 GOOD_HEADERS = {
     "Content-Type": "application/json",
     "ETag": '"abc"',
@@ -161,7 +162,7 @@ def test_a_good_answer_passes(server: Server, capsys: pytest.CaptureFixture[str]
     assert token_request[1] == "/oauth/token"
     assert json.loads(token_request[3]) == {
         "client_id": "smoke-client",
-        "client_secret": "smoke-secret",
+        "client_secret": CLIENT_SECRET,
         "audience": AUDIENCE,
         "grant_type": "client_credentials",
     }
@@ -273,7 +274,7 @@ def test_refused_smoke_credentials_exit_2(server: Server, capsys: pytest.Capture
     finding = result.one("token")
     assert finding["severity"] == "ERROR"
     assert "CAPPI_SMOKE_CLIENT_ID" in finding["fix"]
-    assert "smoke-secret" not in json.dumps(result.document)
+    assert CLIENT_SECRET not in json.dumps(result.document)
 
 
 def test_a_refused_token_fails_naming_the_challenge(server: Server, capsys: pytest.CaptureFixture[str]) -> None:

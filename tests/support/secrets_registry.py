@@ -41,6 +41,8 @@ SECRETS: dict[str, str] = {
     "check-feed test token": "club-Secret-Token-0042",  # tests/integration/test_cli_check_feed.py
     "gateway test bearer value": "secret-token-do-not-echo",  # tests/integration/test_local_gateway.py
     "leak-check self-test secret": "LEAK-CHECK-CANARY-5e1f",  # tests/faults/test_secret_leaks.py
+    "smoke test access token": "smoke-Access-Token-7c41",  # tests/integration/test_cli_smoke.py
+    "smoke test client secret": "smoke-Client-Secret-3b9e",  # tests/integration/test_cli_smoke.py
 }
 
 
