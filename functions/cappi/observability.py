@@ -7,14 +7,20 @@ Metrics are written as CloudWatch embedded metric format (EMF) lines by `emit` i
 Powertools' `Metrics`: one line per poll has to carry a per-source metric, stage-wide metrics (no dimension) and
 plain log fields side by side, and Powertools gives a line one dimension set (and `single_metric` adds a `service`
 dimension the alarms do not use). Writing the line here keeps every series exactly as the contract declares it.
+
+The keys that say which request a line belongs to (the Lambda context, the correlation ID, what the handler learns
+on the way) live in a request scope (`request_keys`, set for each invocation by `cappi.handlers.entry`) and are
+added to a line only when one is written, so a request that logs nothing spends nothing on the logger.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import time
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
@@ -27,6 +33,32 @@ if TYPE_CHECKING:  # the metrics contract is loaded by the first `emit`: the que
 NAMESPACE: str | None = os.environ.get("POWERTOOLS_METRICS_NAMESPACE")
 
 logger = Logger(service=os.environ.get("POWERTOOLS_SERVICE_NAME", "cappi"))
+
+# The keys of the request being served (None between requests); `cappi.handlers.entry` sets and resets it.
+current_request: ContextVar[dict[str, Any] | None] = ContextVar("cappi_request_keys", default=None)
+
+
+def request_keys() -> dict[str, Any]:
+    """The keys every line logged while this request is served carries; a handler adds its own to them
+    (`request_keys().update(source=...)`). Outside a request, a dict nobody reads."""
+    keys = current_request.get()
+    return {} if keys is None else keys
+
+
+class _RequestKeysFilter(logging.Filter):
+    """Puts the request's keys on each record the logger's handler writes (the library loggers routed through it
+    included); a line's own `extra` wins."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        keys = current_request.get()
+        if keys:
+            fields = record.__dict__
+            for key, value in keys.items():
+                fields.setdefault(key, value)
+        return True
+
+
+logger.registered_handler.addFilter(_RequestKeysFilter())
 
 
 def emit(points: Iterable[Datapoint]) -> None:
@@ -103,13 +135,11 @@ def _put(root: dict[str, Any], name: str, value: float) -> None:
 
 
 def route_library_logs_through(powertools_logger: Logger, *names: str) -> None:
-    """Give plain `logging` loggers (the adapters') the handler's structured format and appended keys,
+    """Give plain `logging` loggers (the adapters') the handler's structured format and the request's keys,
     so the club's name and IDs appear on their lines too.
 
     Done by hand: Powertools' copy_config_to_registered_loggers only configures top-level logger names.
     """
-    import logging
-
     for name in names:
         library_logger = logging.getLogger(name)
         library_logger.handlers = [powertools_logger.registered_handler]

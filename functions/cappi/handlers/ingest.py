@@ -17,7 +17,7 @@ from cappi.domain.poll import FeedFetcher, PollResult, poll_source
 from cappi.domain.publish import Outcome, SnapshotStore
 from cappi.domain.registry import ClubRegistry, load_registry
 from cappi.handlers.entry import Handler, lambda_handler
-from cappi.observability import emit, logger, route_library_logs_through
+from cappi.observability import emit, logger, request_keys, route_library_logs_through
 from cappi.settings import IngestSettings
 
 
@@ -71,7 +71,9 @@ def make_handler(dependencies: Callable[[], IngestDependencies] = IngestDependen
 
 def _poll(event: dict[str, Any], _context: Any, deps: IngestDependencies) -> dict[str, Any]:
     source = deps.registry.source(source_name_of(event))  # KeyError: registry and dispatch disagree (ours)
-    logger.append_keys(source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time"))
+    request_keys().update(
+        source=source.name, club_ids=sorted(source.club_ids), scheduled_time=event.get("scheduled_time")
+    )
     result = poll_source(source, deps.fetcher, deps.store)
     status_units = deps.poll_log.record_poll(last_poll_of(result)) if deps.poll_log is not None else 0
     emit(poll_datapoints(result))

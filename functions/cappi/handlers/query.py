@@ -8,22 +8,20 @@ Powertools event handler: API Gateway matched the one route already, and importi
 
 from __future__ import annotations
 
-import logging
 import random
 import time
 from collections.abc import Callable
-from contextvars import ContextVar
 from dataclasses import dataclass
 from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
-from functools import cache, cached_property, lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from cappi.adapters.dynamo.store import SnapshotStoreError
 from cappi.contracts import api
 from cappi.domain import query as rules
 from cappi.handlers import http
-from cappi.handlers.entry import Handler
-from cappi.observability import logger
+from cappi.handlers.entry import Handler, lambda_handler
+from cappi.observability import logger, request_keys
 from cappi.settings import QuerySettings
 
 
@@ -87,7 +85,8 @@ def _segments(event: dict[str, Any]) -> tuple[str, str] | None:
 def _serve(
     event: dict[str, Any], deps: QueryDependencies, notes: dict[str, Any], club_raw: str, tech_raw: str
 ) -> dict[str, Any]:
-    """The answer; what the rules learn on the way goes into `notes`, the request's log keys."""
+    """The answer; what the rules learn on the way goes into `notes`, the request's log keys (client, club,
+    version, the list's age)."""
     settings = deps.settings
     answer = rules.open_call_ids(
         http.claims_of(event),
@@ -130,62 +129,22 @@ def _header(event: dict[str, Any], name: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
-# What the lines logged while a request is served say about it: the Lambda context, the correlation ID and what the
-# rules learnt on the way (client, club, version). Kept here and added to a line only when one is written, so a
-# request that logs nothing (most of them: the request line is sampled) spends nothing on the logger.
-_request_keys: ContextVar[dict[str, Any] | None] = ContextVar("cappi_request_keys", default=None)
-
-
-class _RequestKeysFilter(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        fields = record.__dict__
-        for key, value in (_request_keys.get() or {}).items():
-            fields.setdefault(key, value)  # a line's own `extra` wins
-        return True
-
-
-logger.registered_handler.addFilter(_RequestKeysFilter())
-
-
-@cache
-def _container_keys(function_name: str, memory: Any, arn: str) -> dict[str, Any]:
-    return {"function_name": function_name, "function_memory_size": memory, "function_arn": arn}
-
-
 def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Handler:
-    """The Lambda handler; tests, local mode and benchmarks pass their own dependencies.
-
-    Powertools' `inject_lambda_context` is left out on this path: it rebuilds the logger's keys on every request
-    (and `correlation_id_path` runs a JMESPath search), which cost more than the answer. The same keys (the
-    Lambda context, `cold_start`, `correlation_id` = the API request ID) reach every line through
-    `_RequestKeysFilter`.
-    """
-    built = cache(dependencies)
-    cold = [True]
-
-    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        if not isinstance(event, dict):
-            event = {}  # not an API Gateway event: a 404 like any other request this function does not serve
-        request = event.get("requestContext")
-        keys = {
-            **_container_keys(context.function_name, context.memory_limit_in_mb, context.invoked_function_arn),
-            "function_request_id": context.aws_request_id,
-            "cold_start": cold[0],
-            "correlation_id": request.get("requestId") if isinstance(request, dict) else None,
-        }
-        cold[0] = False
-        token = _request_keys.set(keys)
-        try:
-            return _resolve(event, built(), keys)
-        finally:
-            _request_keys.reset(token)
-
-    return handler
+    """The Lambda handler; tests, local mode and benchmarks pass their own dependencies. Its log lines carry the
+    Lambda context and `correlation_id`, the API's request ID (`cappi.handlers.entry`)."""
+    return lambda_handler(dependencies, _resolve, correlation_id=_api_request_id)
 
 
-def _resolve(event: dict[str, Any], deps: QueryDependencies, keys: dict[str, Any]) -> dict[str, Any]:
+def _api_request_id(event: Any) -> str | None:
+    request = event.get("requestContext") if isinstance(event, dict) else None
+    return request.get("requestId") if isinstance(request, dict) else None
+
+
+def _resolve(event: dict[str, Any], _context: Any, deps: QueryDependencies) -> dict[str, Any]:
+    if not isinstance(event, dict):
+        event = {}  # not an API Gateway event: a 404 like any other request this function does not serve
     try:
-        response = _route(event, deps, keys)
+        response = _route(event, deps, request_keys())
     except rules.Refused as exc:
         response = http.refusal(exc)
     except SnapshotStoreError:
