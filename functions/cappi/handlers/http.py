@@ -1,5 +1,6 @@
 """The query API's HTTP side of the domain's answers: one table from refusal to status and headers, JSON error
-bodies, the token claims API Gateway's JWT authorizer put in the event, and the payload 2.0 response itself.
+bodies, an answer's validators and caching headers, what the handler reads from the payload 2.0 event (method,
+request ID, headers, the token claims API Gateway's JWT authorizer put there), and the payload 2.0 response itself.
 
 No Powertools event handler: the function serves one route that API Gateway has already matched, and importing
 `aws_lambda_powertools.event_handler` (every resolver it has, asyncio included) cost about a third of the cold
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
+from functools import lru_cache
 from typing import Any
 
 from cappi.domain import query as rules
@@ -27,6 +30,19 @@ STATUS: dict[type[rules.Refused], int] = {
 def response(status: int, body: str, headers: dict[str, str]) -> dict[str, Any]:
     """A payload 2.0 response: API Gateway sends `body` as is (text, never base64) with `headers`."""
     return {"statusCode": status, "body": body, "isBase64Encoded": False, "headers": headers, "cookies": []}
+
+
+def answered(answer: rules.Answer, cache_control: str) -> dict[str, Any]:
+    """The list (200), or 304 when the client's copy still matches: with its ETag and Last-Modified either way."""
+    headers = {"ETag": answer.etag, "Last-Modified": _http_date(answer.fetched_at_ms), "Cache-Control": cache_control}
+    if answer.not_modified:
+        return response(304, "", headers)
+    return response(200, answer.body.decode(), {"Content-Type": JSON, **headers})
+
+
+@lru_cache(maxsize=512)  # one per published version a container serves: formatting it per request costs more
+def _http_date(epoch_ms: int) -> str:
+    return formatdate(epoch_ms / 1000, usegmt=True)
 
 
 def error(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> dict[str, Any]:
@@ -54,3 +70,27 @@ def claims_of(event: Mapping[str, Any]) -> dict[str, str] | None:
     jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
     claims = jwt.get("claims") if isinstance(jwt, dict) else None
     return {str(k): str(v) for k, v in claims.items()} if isinstance(claims, dict) else None
+
+
+def method(event: Mapping[str, Any]) -> str | None:
+    request = event.get("requestContext")
+    http_context = request.get("http") if isinstance(request, dict) else None
+    return http_context.get("method") if isinstance(http_context, dict) else None
+
+
+def request_id(event: Any) -> str | None:
+    """API Gateway's ID of the request (the `apigw-requestid` response header), from any event."""
+    request = event.get("requestContext") if isinstance(event, dict) else None
+    return request.get("requestId") if isinstance(request, dict) else None
+
+
+def header(event: Mapping[str, Any], name: str) -> str | None:
+    """A request header by its lower-case name, as payload 2.0 names them (repeats joined with commas); another
+    casing (a hand-made test event) is found too."""
+    headers = event.get("headers")
+    if not isinstance(headers, dict):
+        return None
+    value = headers.get(name)
+    if value is None:
+        value = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == name), None)
+    return value if isinstance(value, str) else None

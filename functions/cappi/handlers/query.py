@@ -1,9 +1,10 @@
 """Query Lambda: GET /api/CallData/OpenCalls/{ClubId}/{TechId}/ids -> the call IDs open for that technician.
 
 Behind API Gateway's HTTP API (payload 2.0) with a JWT authorizer. Wiring only: the rules are
-`cappi.domain.query.open_call_ids`; this module reads the event, calls it, and writes the answer's headers;
-`cappi.handlers.http` maps each refusal to its status and writes the payload 2.0 response. There is no
-Powertools event handler: API Gateway matched the one route already, and importing it cost a third of the cold start.
+`cappi.domain.query.open_call_ids`; this module routes the event, calls them, and turns our own failures into
+answers; `cappi.handlers.http` reads the event's parts, maps each refusal to its status and writes the payload 2.0
+response with its headers. There is no Powertools event handler: API Gateway matched the one route already, and
+importing it cost a third of the cold start.
 """
 
 from __future__ import annotations
@@ -12,8 +13,7 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
-from functools import cached_property, lru_cache
+from functools import cached_property
 from typing import Any
 
 from cappi.adapters.dynamo.store import SnapshotStoreError
@@ -55,15 +55,12 @@ class QueryDependencies:
         return cls(settings, reader, registry.club_ids)
 
 
-def _route(event: dict[str, Any], deps: QueryDependencies, notes: dict[str, Any]) -> dict[str, Any]:
+def _route(event: dict[str, Any], deps: QueryDependencies) -> dict[str, Any]:
     """The one route: API Gateway sends this function only GET on it, anything else is a 404 of ours."""
-    request = event.get("requestContext")
-    http_context = request.get("http") if isinstance(request, dict) else None
-    method = http_context.get("method") if isinstance(http_context, dict) else None
     segments = _segments(event)
-    if segments is None or method != api.METHOD:
+    if segments is None or http.method(event) != api.METHOD:
         return http.error(404, "not_found", f"unknown endpoint; see {api.METHOD} {api.ROUTE}")
-    return _serve(event, deps, notes, *segments)
+    return _serve(event, deps, *segments)
 
 
 def _segments(event: dict[str, Any]) -> tuple[str, str] | None:
@@ -82,12 +79,10 @@ def _segments(event: dict[str, Any]) -> tuple[str, str] | None:
     return (match.group(1), match.group(2)) if match else None
 
 
-def _serve(
-    event: dict[str, Any], deps: QueryDependencies, notes: dict[str, Any], club_raw: str, tech_raw: str
-) -> dict[str, Any]:
-    """The answer; what the rules learn on the way goes into `notes`, the request's log keys (client, club,
-    version, the list's age)."""
-    settings = deps.settings
+def _serve(event: dict[str, Any], deps: QueryDependencies, club_raw: str, tech_raw: str) -> dict[str, Any]:
+    """The answer; what the rules learn on the way (client, club, version, the list's age) goes into the request's
+    log keys."""
+    settings, notes = deps.settings, request_keys()
     answer = rules.open_call_ids(
         http.claims_of(event),
         club_raw,
@@ -95,56 +90,27 @@ def _serve(
         policy=deps.policy,
         reader=deps.reader,
         nested_single=settings.nested_single_result,
-        if_none_match=_header(event, "if-none-match"),
+        if_none_match=http.header(event, "if-none-match"),
         note=notes.update,
         poll_interval_s=settings.poll_interval_s,
     )
     if answer.checked_at_ms is not None:
         # The age of the list this answer came from, on the request's line (no metric; the line is sampled).
         notes["snapshot_age_s"] = round(max(0.0, time.time() - answer.checked_at_ms / 1000), 1)
-    headers = {
-        "ETag": answer.etag,
-        "Last-Modified": _http_date(answer.fetched_at_ms),
-        "Cache-Control": deps.cache_control,
-    }
-    if answer.not_modified:
-        return http.response(304, "", headers)
-    return http.response(200, answer.body.decode(), {"Content-Type": http.JSON, **headers})
-
-
-@lru_cache(maxsize=512)  # one per published version a container serves: formatting it per request costs more
-def _http_date(epoch_ms: int) -> str:
-    return formatdate(epoch_ms / 1000, usegmt=True)
-
-
-def _header(event: dict[str, Any], name: str) -> str | None:
-    """A request header by its lower-case name, as payload 2.0 names them (repeats joined with commas); another
-    casing (a hand-made test event) is found too."""
-    headers = event.get("headers")
-    if not isinstance(headers, dict):
-        return None
-    value = headers.get(name)
-    if value is None:
-        value = next((v for k, v in headers.items() if isinstance(k, str) and k.lower() == name), None)
-    return value if isinstance(value, str) else None
+    return http.answered(answer, deps.cache_control)
 
 
 def make_handler(dependencies: Callable[[], QueryDependencies] = QueryDependencies.from_env) -> Handler:
     """The Lambda handler; tests, local mode and benchmarks pass their own dependencies. Its log lines carry the
     Lambda context and `correlation_id`, the API's request ID (`cappi.handlers.entry`)."""
-    return lambda_handler(dependencies, _resolve, correlation_id=_api_request_id)
-
-
-def _api_request_id(event: Any) -> str | None:
-    request = event.get("requestContext") if isinstance(event, dict) else None
-    return request.get("requestId") if isinstance(request, dict) else None
+    return lambda_handler(dependencies, _resolve, correlation_id=http.request_id)
 
 
 def _resolve(event: dict[str, Any], _context: Any, deps: QueryDependencies) -> dict[str, Any]:
     if not isinstance(event, dict):
         event = {}  # not an API Gateway event: a 404 like any other request this function does not serve
     try:
-        response = _route(event, deps, request_keys())
+        response = _route(event, deps)
     except rules.Refused as exc:
         response = http.refusal(exc)
     except SnapshotStoreError:
