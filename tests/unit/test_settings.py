@@ -3,8 +3,11 @@ the same (`X.from_env(x.to_env()) == x`); the one reader of numbers and true/fal
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import re
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +27,7 @@ from cappi.settings import (
 )
 from cappi.values import FALSE_WORDS, TRUE_WORDS, number_text, read_bool, read_number, read_whole_number
 
+ROOT = Path(__file__).resolve().parents[2]
 CLASSES = pytest.mark.parametrize("cls", FUNCTION_SETTINGS, ids=lambda c: c.__name__)
 
 _STRIPPED = st.text(min_size=1).map(str.strip).filter(bool)
@@ -232,3 +236,61 @@ def test_numbers_are_written_so_they_read_back(value: float) -> None:
     text = number_text(value)
     assert (read_whole_number(text) if isinstance(value, int) else read_number(text)) == value
     assert not text.endswith(".0")
+
+
+# No function setting's name is spelled outside cappi/settings.py: infra, local mode and the CLI build settings
+# objects and call to_env. Prose may name a variable in backticks (an OpenAPI description, an error's help).
+PRODUCT = ("functions", "infra", "local", "cli", "tools")
+SETTINGS_MODULE = ROOT / "functions" / "cappi" / "settings.py"
+FUNCTION_VARIABLES = sorted({v.name for cls in FUNCTION_SETTINGS for v in cls.variables().values()})
+_SPELLED = re.compile(rf"(?<![`\w])({'|'.join(map(re.escape, FUNCTION_VARIABLES))})(?![`\w])")
+
+
+def spelled_names(source: str, where: str) -> list[str]:
+    """`where:line: NAME` for each function setting's name in a string literal of `source` (docstrings aside)."""
+    return [f"{where}:{line}: {name}" for line, name in sorted(_spelled(source))]
+
+
+def _spelled(source: str) -> Iterator[tuple[int, str]]:
+    tree = ast.parse(source)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            yield from ((node.lineno, m.group(1)) for m in _SPELLED.finditer(node.value))
+
+
+def test_no_function_setting_is_named_outside_its_settings_class() -> None:
+    assert {"CAPPI_TABLE_NAME", "CAPPI_CLUBS_FILE", "CAPPI_INGEST_FUNCTION", "CAPPI_QUERY_VERSION"} <= set(
+        FUNCTION_VARIABLES
+    )
+    files = [p for folder in PRODUCT for p in sorted((ROOT / folder).rglob("*.py")) if p != SETTINGS_MODULE]
+    assert len(files) > 100
+    spelled = [name for p in files for name in spelled_names(p.read_text(), str(p.relative_to(ROOT)))]
+    assert spelled == []
+
+
+def test_the_name_check_sees_names_in_code_and_not_in_prose() -> None:
+    source = '''"""Module docs may say CAPPI_TABLE_NAME."""
+env = {"CAPPI_TABLE_NAME": table, "CAPPI_PORT": "3000"}
+line = f"CAPPI_POLL_INTERVAL_S={interval}"
+say = f"cappi local: CAPPI_REQUIRED_SCOPE: {exc}"
+prose = "a stage whose `CAPPI_NESTED_SINGLE_RESULT` setting is on; CAPPI_TABLE_NAMES"
+
+
+def f():
+    """So may a function's: CAPPI_CLUBS_FILE."""
+    return os.environ.get("CAPPI_CLUBS_FILE")
+'''
+    assert spelled_names(source, "x.py") == [
+        "x.py:2: CAPPI_TABLE_NAME",
+        "x.py:3: CAPPI_POLL_INTERVAL_S",
+        "x.py:4: CAPPI_REQUIRED_SCOPE",
+        "x.py:10: CAPPI_CLUBS_FILE",
+    ]
