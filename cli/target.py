@@ -13,6 +13,7 @@ from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.contracts import stack
 from cappi.contracts.local_state import DEFAULT_STATE_DIR, ENDPOINTS_FILE
 from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
+from cappi.settings import IngestSettings
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: clubs/<stage>.json is the deployed registry
 
@@ -62,9 +63,8 @@ def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
         "AWS_ENDPOINT_URL": endpoints["dynamodb"],
         "AWS_DEFAULT_REGION": endpoints["region"],
         **ingest_role,
-        "CAPPI_TABLE_NAME": endpoints["table"],
-        "CAPPI_CLUBS_FILE": endpoints["clubs_file"],
-        "CAPPI_STATE_DIR": str(Path(state_dir).resolve()),
+        **IngestSettings(table_name=endpoints["table"], clubs_file=endpoints["clubs_file"]).to_env(defaults=False),
+        "CAPPI_STATE_DIR": str(Path(state_dir).resolve()),  # local mode's own: where `cappi poll` logs
     }
     return Target(
         where=f"local mode at {endpoints['api']}",

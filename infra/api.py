@@ -21,8 +21,9 @@ from constructs import Construct
 
 from cappi.contracts import api as api_contract
 from cappi.contracts import permissions
+from cappi.settings import QuerySettings
 from infra.config import StageConfig
-from infra.functions import QUERY, CappiFunction, stage_log_group
+from infra.functions import BUNDLED_CLUBS_FILE, QUERY, CappiFunction, stage_log_group
 from infra.nag import acknowledge
 from infra.storage import Storage
 
@@ -71,24 +72,14 @@ class QueryApi(Construct):
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, storage: Storage) -> None:
         super().__init__(scope, construct_id)
         # Also what the release check reads to ask the query as a token the query accepts (infra/release.py).
-        self.environment = {
-            "CAPPI_TABLE_NAME": storage.table.table_name,
-            "CAPPI_REQUIRED_SCOPE": config.required_scope,
-            "CAPPI_CLUB_CLAIM": config.club_claim,
-            "CAPPI_REQUIRE_CLUB_CLAIM": _flag(config.require_club_claim),
-            "CAPPI_NESTED_SINGLE_RESULT": _flag(config.nested_single_result),
-            "CAPPI_POINTER_MAX_AGE_S": f"{config.pointer_max_age_s:g}",
-            "CAPPI_CACHE_MAX_AGE_S": str(config.cache_max_age_s),
-            "CAPPI_POLL_INTERVAL_S": str(config.schedule_minutes * 60),
-            "CAPPI_REQUEST_LOG_SAMPLE_RATE": f"{config.request_log_sample_rate:g}",
-        }
+        self.settings = query_settings(config, storage.table.table_name)
         self.query = CappiFunction(
             self,
             "Query",
             config=config,
             spec=QUERY,
             reserved_concurrency=query_concurrency(config),
-            environment=self.environment,
+            environment=self.settings.to_env(),
         )
         self.query.grant_calls({permissions.TABLE: [storage.table.table_arn]})
         acknowledge(
@@ -178,5 +169,17 @@ def query_concurrency(config: StageConfig) -> int:
     return min(config.throttle_burst, math.ceil(config.throttle_rate * QUERY_SECONDS_BUDGET))
 
 
-def _flag(value: bool) -> str:
-    return "true" if value else "false"
+def query_settings(config: StageConfig, table_name: str) -> QuerySettings:
+    """The query function's settings on the stage (`table_name` may be a token: it renders in the template)."""
+    return QuerySettings(
+        clubs_file=BUNDLED_CLUBS_FILE,
+        table_name=table_name,
+        required_scope=config.required_scope,
+        club_claim=config.club_claim,
+        require_club_claim=config.require_club_claim,
+        nested_single_result=config.nested_single_result,
+        pointer_max_age_s=config.pointer_max_age_s,
+        cache_max_age_s=config.cache_max_age_s,
+        poll_interval_s=config.schedule_minutes * 60,  # a 503's Retry-After counts down to the schedule's next poll
+        request_log_sample_rate=config.request_log_sample_rate,
+    )

@@ -23,11 +23,12 @@ from constructs import Node
 
 from cappi.contracts.stack import stack_name
 from cappi.settings import QuerySettings
+from cappi.values import read_bool, read_number, read_whole_number
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # The query Lambda's own defaults (cappi.settings) are the stage defaults, so the two never disagree.
-_QUERY_DEFAULTS = QuerySettings.from_env({"CAPPI_TABLE_NAME": "unused"})
+_QUERY_DEFAULT = QuerySettings.default
 # Retention periods CloudWatch Logs accepts, in days, and CDK's name for each.
 LOG_RETENTION: Mapping[int, logs.RetentionDays] = {
     1: logs.RetentionDays.ONE_DAY,
@@ -123,7 +124,7 @@ class StageConfig:
     clubs_file: Path
     retain_data: bool  # keep the table, secrets and logs when the stack is deleted (prod)
     alarm_email: str = ""  # "" = alarms go to the topic only (synth warns)
-    schedule_minutes: int = 10
+    schedule_minutes: int = round(_QUERY_DEFAULT("poll_interval_s") / 60)  # the query's poll interval, in minutes
     throttle_rate: float = 100.0  # steady requests per second for the whole API
     throttle_burst: int = 200
     log_retention_days: int = 30
@@ -132,12 +133,12 @@ class StageConfig:
     static_egress: bool = False  # ingest calls clubs from fixed addresses (a VPC with NAT gateways and Elastic IPs)
     egress_addresses: int = 1  # how many (one NAT gateway and address per availability zone)
     # Query Lambda settings (see cappi.settings.QuerySettings).
-    required_scope: str = _QUERY_DEFAULTS.required_scope
-    club_claim: str = _QUERY_DEFAULTS.club_claim
-    require_club_claim: bool = _QUERY_DEFAULTS.require_club_claim
-    nested_single_result: bool = _QUERY_DEFAULTS.nested_single_result
-    pointer_max_age_s: float = _QUERY_DEFAULTS.pointer_max_age_s
-    cache_max_age_s: int = _QUERY_DEFAULTS.cache_max_age_s
+    required_scope: str = _QUERY_DEFAULT("required_scope")
+    club_claim: str = _QUERY_DEFAULT("club_claim")
+    require_club_claim: bool = _QUERY_DEFAULT("require_club_claim")
+    nested_single_result: bool = _QUERY_DEFAULT("nested_single_result")
+    pointer_max_age_s: float = _QUERY_DEFAULT("pointer_max_age_s")
+    cache_max_age_s: int = _QUERY_DEFAULT("cache_max_age_s")
     # Share of the query function's successful answers it logs a line for (every refusal and failure is logged;
     # API Gateway's access log records every request): cappi.settings.QuerySettings.request_log_sample_rate.
     request_log_sample_rate: float = 0.01
@@ -236,30 +237,9 @@ def _text(value: Any) -> str:
     return str(value).strip()
 
 
-def _bool(value: Any) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = _text(value).lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"must be true or false, got {value!r}")
-
-
 def _number(kind: type, low: float, high: float) -> Callable[[Any], Any]:
-    def parse(value: Any) -> Any:
-        if isinstance(value, bool):
-            raise ValueError(f"must be a number, got {value!r}")
-        try:
-            number = kind(value) if kind is float else kind(str(value).strip())
-        except (TypeError, ValueError):
-            raise ValueError(f"must be {'a whole' if kind is int else 'a'} number, got {value!r}") from None
-        if not low <= number <= high:
-            raise ValueError(f"must be between {low:g} and {high:g}, got {value!r}")
-        return number
-
-    return parse
+    read = read_whole_number if kind is int else read_number
+    return lambda value: read(value, low=low, high=high)
 
 
 def _url(value: Any) -> str:
@@ -321,7 +301,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "issuer": _issuer,
     "audience": _url,
     "clubs_file": _clubs_file,
-    "retain_data": _bool,
+    "retain_data": read_bool,
     "alarm_email": _pattern(_EMAIL, "an e-mail address"),
     "schedule_minutes": _number(int, 1, 60),
     "throttle_rate": _number(float, 1, 10_000),
@@ -329,12 +309,12 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "log_retention_days": _retention,
     "domain_name": _pattern(_DOMAIN, "a lowercase domain name"),
     "certificate_arn": _pattern(_CERTIFICATE_ARN, "an ACM certificate ARN"),
-    "static_egress": _bool,
+    "static_egress": read_bool,
     "egress_addresses": _number(int, 1, 3),
     "required_scope": _scope,
     "club_claim": _text,
-    "require_club_claim": _bool,
-    "nested_single_result": _bool,
+    "require_club_claim": read_bool,
+    "nested_single_result": read_bool,
     "pointer_max_age_s": _number(float, 0.1, 300),
     "cache_max_age_s": _number(int, 1, 3600),
     "request_log_sample_rate": _number(float, 0, 1),

@@ -29,7 +29,8 @@ from infra.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13  # must match bundling.LAMBDA_PYTHON: the wheels are built for it
 ARCHITECTURE = lambda_.Architecture.ARM_64  # must match bundling.LAMBDA_WHEEL_PLATFORM
-# Lambda unpacks the asset into its task root; the registry sits at the asset's top.
+# Lambda unpacks the asset into its task root; the registry sits at the asset's top: every function's settings
+# name it (their clubs_file).
 BUNDLED_CLUBS_FILE = f"/var/task/{REGISTRY_NAME}"
 POWERTOOLS = "aws-lambda-powertools"
 LIVE_ALIAS = "live"  # the alias every caller invokes
@@ -156,7 +157,6 @@ class CappiFunction(Construct):
             environment={
                 "POWERTOOLS_SERVICE_NAME": spec.service,
                 "POWERTOOLS_METRICS_NAMESPACE": metrics.namespace_for(config.stage),
-                "CAPPI_CLUBS_FILE": BUNDLED_CLUBS_FILE,
                 **environment,
             },
             **dict(network or {}),

@@ -17,9 +17,10 @@ from constructs import Construct
 
 from cappi.contracts import permissions
 from cappi.domain.registry import ClubRegistry
+from cappi.settings import DispatchSettings, IngestSettings
 from infra.config import StageConfig
 from infra.egress import StaticEgress
-from infra.functions import DISPATCH, INGEST, CappiFunction
+from infra.functions import BUNDLED_CLUBS_FILE, DISPATCH, INGEST, CappiFunction
 from infra.nag import acknowledge
 from infra.queues import dead_letter_queue
 from infra.storage import Storage
@@ -59,7 +60,10 @@ class IngestPipeline(Construct):
             "Ingest",
             config=config,
             spec=INGEST,
-            environment={"CAPPI_TABLE_NAME": storage.table.table_name},
+            # Its fetch limits are the function's own defaults: not written out.
+            environment=IngestSettings(clubs_file=BUNDLED_CLUBS_FILE, table_name=storage.table.table_name).to_env(
+                defaults=False
+            ),
             network=egress.network if egress is not None else None,
             reserved_concurrency=ingest_concurrency(registry),
         )
@@ -83,7 +87,9 @@ class IngestPipeline(Construct):
             "Dispatch",
             config=config,
             spec=DISPATCH,
-            environment={"CAPPI_INGEST_FUNCTION": self.ingest.live.function_arn},
+            environment=DispatchSettings(
+                clubs_file=BUNDLED_CLUBS_FILE, ingest_function=self.ingest.live.function_arn
+            ).to_env(),
         )
         self.dispatch.grant_calls({permissions.INGEST_FUNCTION: [self.ingest.live.function_arn]})
         self.dispatch.live.configure_async_invoke(

@@ -23,6 +23,7 @@ from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
 
 from cappi.contracts import permissions
+from cappi.settings import ReleaseCheckSettings
 from infra.api import QueryApi
 from infra.config import StageConfig
 from infra.functions import RELEASE_CHECK, CappiFunction
@@ -35,8 +36,6 @@ RELEASE_PERIOD = Duration.minutes(1)
 # the release check has already seen the new version answer, and the errors alarm still counts what it raises.
 RELEASE_MIN_REQUESTS = 10
 LATENCY_PERIODS = 2  # a new version's first minute is its cold starts: its p99 must stay high for two in a row
-# What the release check reads of the query function's environment to send a request the query accepts.
-CHECK_READS = ("CAPPI_TABLE_NAME", "CAPPI_REQUIRED_SCOPE", "CAPPI_CLUB_CLAIM", "CAPPI_REQUIRE_CLUB_CLAIM")
 
 
 class QueryRelease(Construct):
@@ -59,10 +58,8 @@ class QueryRelease(Construct):
             "Check",
             config=config,
             spec=RELEASE_CHECK,
-            environment={
-                **{name: api.environment[name] for name in CHECK_READS},
-                "CAPPI_QUERY_VERSION": version.function_arn,
-            },
+            # What the query reads of a token, with the query's values, so the check's request passes the query.
+            environment=ReleaseCheckSettings.for_query(api.settings, query_version=version.function_arn).to_env(),
         )
         self.check.grant_calls(
             {permissions.TABLE: [storage.table.table_arn], permissions.QUERY_VERSIONS: [version.function_arn]},

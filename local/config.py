@@ -9,10 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cappi.contracts.local_state import DEFAULT_STATE_DIR as LOCAL_STATE_DIR
+from cappi.settings import QuerySettings
+from cappi.values import read_bool, read_number, read_whole_number
 
 DEFAULT_PORT = 3000
 DEFAULT_STATE_DIR = Path(__file__).resolve().parent.parent / LOCAL_STATE_DIR
-DEFAULT_INTERVAL_S = 600.0
+DEFAULT_INTERVAL_S: float = QuerySettings.default("poll_interval_s")  # the stages' schedule
+# Local mode's registry is the functions' own variable: the functions read what local mode was given.
+CLUBS_FILE = QuerySettings.variables()["clubs_file"].name
 
 
 class LocalConfigError(ValueError):
@@ -60,31 +64,33 @@ class LocalConfig:
             return value
 
         port_raw = env.get("CAPPI_PORT", "").strip() or str(DEFAULT_PORT)
-        if not port_raw.isdigit() or not 0 <= int(port_raw) <= 65535:
-            raise LocalConfigError(f"CAPPI_PORT must be a port number (0-65535), got {port_raw!r}")
+        try:
+            port = read_whole_number(port_raw, low=0, high=65535)
+        except ValueError:
+            raise LocalConfigError(f"CAPPI_PORT must be a port number (0-65535), got {port_raw!r}") from None
         interval_raw = env.get("CAPPI_INGEST_INTERVAL", "").strip() or str(DEFAULT_INTERVAL_S)
         try:
-            interval = float(interval_raw)
-        except ValueError:
-            raise LocalConfigError(f"CAPPI_INGEST_INTERVAL must be a number of seconds, got {interval_raw!r}") from None
-        if interval < 1:
-            raise LocalConfigError(f"CAPPI_INGEST_INTERVAL must be at least 1 second, got {interval_raw!r}")
+            interval = read_number(interval_raw, low=1)
+        except ValueError as exc:
+            raise LocalConfigError(f"CAPPI_INGEST_INTERVAL (seconds) {exc}") from None
         issuer = env.get("CAPPI_ISSUER", "").strip() or None
         if issuer and not issuer.endswith("/"):
             raise LocalConfigError(f"CAPPI_ISSUER must end with '/' as Auth0 issuers do, got {issuer!r}")
-        fresh_raw = env.get("CAPPI_FRESH", "").strip().lower()
-        if fresh_raw not in ("", "0", "1", "true", "false", "yes", "no"):
-            raise LocalConfigError(f"CAPPI_FRESH must be 1 or 0, got {fresh_raw!r}")
+        fresh_raw = env.get("CAPPI_FRESH", "").strip() or "0"
+        try:
+            fresh = read_bool(fresh_raw)
+        except ValueError:
+            raise LocalConfigError(f"CAPPI_FRESH must be 1 or 0, got {fresh_raw!r}") from None
         return cls(
-            port=int(port_raw),
-            clubs_file=path("CAPPI_CLUBS_FILE"),
+            port=port,
+            clubs_file=path(CLUBS_FILE),
             secrets_file=path("CAPPI_SECRETS_FILE"),
             interval_s=interval,
             issuer=issuer,
             audience=env.get("CAPPI_AUDIENCE", "").strip() or None,
             clients_file=path("CAPPI_CLIENTS_FILE"),
             state_dir=Path(env.get("CAPPI_STATE_DIR", "").strip() or DEFAULT_STATE_DIR),
-            fresh=fresh_raw in ("1", "true", "yes"),
+            fresh=fresh,
         )
 
 

@@ -30,7 +30,7 @@ from cappi.contracts.api import METHOD, ROUTE
 from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS
 from cappi.contracts.metrics import NAMESPACE
 from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
-from cappi.settings import QuerySettings, SettingsError
+from cappi.settings import IngestSettings, QuerySettings, SettingsError
 from local.aws import TABLE_NAME, LocalAws
 from local.clients import demo_clients, load_clients
 from local.config import LocalConfig, LocalConfigError, load_secrets
@@ -171,22 +171,25 @@ def main(argv: list[str] | None = None) -> int:
                 f"cappi local: warning: no value for secret {source.auth.secret} (source {source.name}) in "
                 f"CAPPI_SECRETS_FILE: its polls will fail until it is set (cappi secrets set {source.name})"
             )
-    os.environ.update(
-        {
-            "CAPPI_TABLE_NAME": TABLE_NAME,
-            "CAPPI_CLUBS_FILE": str(clubs_file),
-            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
-            # The query side counts a pending club's Retry-After down to the next poll of this schedule.
-            "CAPPI_POLL_INTERVAL_S": f"{config.interval_s:g}",
-        }
-    )
-
     try:
-        # The query handler checks the route's scope again, from this setting: an override must change both.
-        required_scope = QuerySettings.from_env().required_scope
+        # The functions' settings: local mode's table and registry, the rest as its environment says
+        # (DESIGN.md section 5), written back for the handlers it runs here and in the ingest workers.
+        given = {"table_name": TABLE_NAME, "clubs_file": str(clubs_file)}
+        ingest_settings = IngestSettings.from_env(os.environ, **given)
+        # The query side counts a pending club's Retry-After down to the next poll of this schedule.
+        query_settings = QuerySettings.from_env(os.environ, **given, poll_interval_s=config.interval_s)
     except SettingsError as exc:
         console.say(f"cappi local: {exc}")
         return 2
+    os.environ.update(
+        {
+            **ingest_settings.to_env(defaults=False),
+            **query_settings.to_env(),
+            "POWERTOOLS_METRICS_NAMESPACE": NAMESPACE,
+        }
+    )
+    # The query handler checks the route's scope again, from this setting: an override must change both.
+    required_scope = query_settings.required_scope
 
     extra_routes: dict = {}
     issuer = None
@@ -205,7 +208,7 @@ def main(argv: list[str] | None = None) -> int:
             issuer=config.effective_issuer, audience=config.effective_audience, required_scopes=(required_scope,)
         )
     except ValueError as exc:
-        console.say(f"cappi local: CAPPI_REQUIRED_SCOPE: {exc}")
+        console.say(f"cappi local: {QuerySettings.variables()['required_scope'].name}: {exc}")
         return 2
     authorizer = JwtAuthorizer(authorizer_config, jwks)
 

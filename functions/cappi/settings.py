@@ -1,152 +1,198 @@
-"""Environment settings, parsed once at cold start into typed objects so a missing variable fails loudly."""
+"""Environment settings, parsed once at cold start into typed objects so a missing variable fails loudly.
+
+Each settings class is the one home of the variables its function reads: every field is declared with its
+`Variable` (the name, how the text reads and is written back) and its default, so both can be asked of the class
+(`QuerySettings.variables()`, `QuerySettings.default("poll_interval_s")`). `from_env` reads an environment;
+`to_env` writes one that reads back to the same object (`X.from_env(x.to_env()) == x`). Infra, local mode and the
+CLI build these objects and call `to_env`: no other module spells a function setting's name.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
+from typing import Any, ClassVar, Self
 
 from cappi.contracts import api
+from cappi.domain.query import DEFAULT_POLL_INTERVAL_S
+from cappi.values import number_text, read_bool, read_number, read_whole_number
 
 # The deploy bundles the stage's registry next to the package; local mode points elsewhere.
 DEFAULT_CLUBS_FILE = str(Path(__file__).resolve().parent.parent / "clubs.json")
+_VARIABLE = "cappi.settings.variable"  # where a field's metadata keeps its Variable
 
 
 class SettingsError(RuntimeError):
     pass
 
 
-def _required(env: Mapping[str, str], name: str) -> str:
-    value = env.get(name, "").strip()
-    if not value:
-        raise SettingsError(f"environment variable {name} is required")
-    return value
-
-
-def _float(env: Mapping[str, str], name: str, default: float) -> float:
-    return _number(env, name, default, kind="a number", rule="positive", valid=lambda value: value > 0)
-
-
-def _fraction(env: Mapping[str, str], name: str, default: float) -> float:
-    between = "a number from 0 to 1"
-    return _number(env, name, default, kind=between, rule=between, valid=lambda value: 0 <= value <= 1)
-
-
-def _number(
-    env: Mapping[str, str], name: str, default: float, *, kind: str, rule: str, valid: Callable[[float], bool]
-) -> float:
-    """`name` as a float, `default` when unset or empty; SettingsError saying it must be `kind` (not a number) or
-    `rule` (out of range)."""
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise SettingsError(f"environment variable {name} must be {kind}, got {raw!r}") from None
-    if not valid(value):
-        raise SettingsError(f"environment variable {name} must be {rule}, got {raw!r}")
-    return value
-
-
 @dataclass(frozen=True, slots=True)
-class IngestSettings:
-    table_name: str
-    clubs_file: str
-    fetch_deadline_s: float
-    max_body_bytes: int
-    secrets_max_age_s: float
+class Variable:
+    """One environment variable a function reads: its name, its default (MISSING: the variable is required), how
+    its text reads into the field's value (ValueError: what it must be) and how the value is written back."""
+
+    name: str
+    read: Callable[[str], Any]
+    write: Callable[[Any], str]
+    default: Any = MISSING
+    strip: bool = True  # blanks around the text are dropped before reading
+    blank_is_unset: bool = True  # empty text reads as the default; else as itself
+
+    def field(self) -> Any:
+        """The settings class's field that this variable sets."""
+        return dataclasses.field(default=self.default, metadata={_VARIABLE: self})
+
+    def value(self, env: Mapping[str, str]) -> Any:
+        raw = env.get(self.name)
+        text = raw.strip() if raw is not None and self.strip else raw
+        if text is None or (text == "" and self.blank_is_unset):
+            if self.default is MISSING:
+                raise SettingsError(f"environment variable {self.name} is required")
+            return self.default
+        try:
+            return self.read(text)
+        except ValueError as exc:
+            raise SettingsError(f"environment variable {self.name} {exc}") from None
+
+
+def _text(name: str, default: Any = MISSING, *, strip: bool = True, blank_is_unset: bool = True) -> Variable:
+    return Variable(name, str, str, default, strip=strip, blank_is_unset=blank_is_unset)
+
+
+def _flag(name: str, default: bool) -> Variable:
+    return Variable(name, read_bool, lambda value: "true" if value else "false", default)
+
+
+def _seconds(name: str, default: float) -> Variable:
+    return Variable(name, lambda text: read_number(text, positive=True), number_text, default)
+
+
+def _count(name: str, default: int) -> Variable:
+    return Variable(name, lambda text: read_whole_number(text, positive=True), number_text, default)
+
+
+def _share(name: str, default: float) -> Variable:
+    return Variable(name, lambda text: read_number(text, low=0, high=1), number_text, default)
+
+
+# Read by more than one function, each time the same way.
+_TABLE_NAME = _text("CAPPI_TABLE_NAME")
+_CLUBS_FILE = _text("CAPPI_CLUBS_FILE", DEFAULT_CLUBS_FILE, strip=False)
+_REQUIRED_SCOPE = _text("CAPPI_REQUIRED_SCOPE", api.SCOPE)
+_CLUB_CLAIM = _text("CAPPI_CLUB_CLAIM", api.CLUB_CLAIM, blank_is_unset=False)  # "" turns club checks off
+_REQUIRE_CLUB_CLAIM = _flag("CAPPI_REQUIRE_CLUB_CLAIM", False)
+
+
+class FunctionSettings:
+    """What every settings class can say of itself and do; its fields are dataclass fields made by
+    `Variable.field()`."""
+
+    __slots__ = ()
+    __dataclass_fields__: ClassVar[dict[str, dataclasses.Field[Any]]]
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> IngestSettings:
-        return cls(
-            table_name=_required(env, "CAPPI_TABLE_NAME"),
-            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
-            fetch_deadline_s=_float(env, "CAPPI_FETCH_DEADLINE_S", 120.0),
-            max_body_bytes=int(_float(env, "CAPPI_MAX_BODY_BYTES", 50 * 1024 * 1024)),
-            secrets_max_age_s=_float(env, "CAPPI_SECRETS_MAX_AGE_S", 300.0),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchSettings:
-    clubs_file: str
-    ingest_function: str
+    def variables(cls) -> dict[str, Variable]:
+        """Field name -> its variable, in field order."""
+        return {f.name: f.metadata[_VARIABLE] for f in dataclasses.fields(cls)}
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> DispatchSettings:
-        return cls(
-            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
-            ingest_function=_required(env, "CAPPI_INGEST_FUNCTION"),
-        )
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name)
-    if raw is None or raw.strip() == "":
+    def default(cls, field: str) -> Any:
+        """The value of `field` when its variable is unset (KeyError when it is required)."""
+        default = cls.variables()[field].default
+        if default is MISSING:
+            raise KeyError(f"{cls.__name__}.{field} is required: it has no default")
         return default
-    value = raw.strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise SettingsError(f"environment variable {name} must be true or false, got {raw!r}")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] = os.environ, **given: Any) -> Self:
+        """The settings `env` holds, except the fields in `given`, which are taken as they are."""
+        variables = cls.variables()
+        unknown = sorted(set(given) - set(variables))
+        if unknown:
+            raise TypeError(f"{cls.__name__} has no setting {', '.join(unknown)}")
+        values = {name: given[name] if name in given else v.value(env) for name, v in variables.items()}
+        return cls(**values)
+
+    def to_env(self, *, defaults: bool = True) -> dict[str, str]:
+        """The environment that reads back to these settings; with `defaults` off, without the variables whose
+        value is their default (the function falls back to it when they are unset)."""
+        env = {}
+        for name, variable in self.variables().items():
+            value = getattr(self, name)
+            if defaults or variable.default is MISSING or value != variable.default:
+                env[variable.name] = variable.write(value)
+        return env
 
 
-@dataclass(frozen=True, slots=True)
-class QuerySettings:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class IngestSettings(FunctionSettings):
+    clubs_file: str = _CLUBS_FILE.field()
+    table_name: str = _TABLE_NAME.field()
+    fetch_deadline_s: float = _seconds("CAPPI_FETCH_DEADLINE_S", 120.0).field()
+    max_body_bytes: int = _count("CAPPI_MAX_BODY_BYTES", 50 * 1024 * 1024).field()
+    secrets_max_age_s: float = _seconds("CAPPI_SECRETS_MAX_AGE_S", 300.0).field()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DispatchSettings(FunctionSettings):
+    clubs_file: str = _CLUBS_FILE.field()
+    ingest_function: str = _text("CAPPI_INGEST_FUNCTION").field()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class QuerySettings(FunctionSettings):
     """The query Lambda's stage settings (CDK sets them from the stage config; local mode from its own)."""
 
-    table_name: str
-    clubs_file: str
-    required_scope: str  # checked again in the handler, whatever the route's authorizer says
-    club_claim: str  # claim listing the clubs a client may read ("" disables club-level authorization)
-    require_club_claim: bool  # refuse tokens that lack the club claim
-    nested_single_result: bool  # answer one call as [["8679"]], as the integration document's example shows
-    pointer_max_age_s: float  # how long a warm Lambda trusts its cached snapshot pointer (staleness bound)
-    cache_max_age_s: int  # Cache-Control max-age for clients
-    poll_interval_s: float = 600.0  # the ingest schedule's period: a 503's Retry-After counts down to the next poll
+    clubs_file: str = _CLUBS_FILE.field()
+    table_name: str = _TABLE_NAME.field()
+    # Checked again in the handler, whatever the route's authorizer says.
+    required_scope: str = _REQUIRED_SCOPE.field()
+    # The claim listing the clubs a client may read ("" disables club-level authorization).
+    club_claim: str = _CLUB_CLAIM.field()
+    # Refuse tokens that lack the club claim.
+    require_club_claim: bool = _REQUIRE_CLUB_CLAIM.field()
+    # Answer one call as [["8679"]], as the integration document's example shows.
+    nested_single_result: bool = _flag("CAPPI_NESTED_SINGLE_RESULT", False).field()
+    # How long a warm Lambda trusts its cached snapshot pointer (staleness bound).
+    pointer_max_age_s: float = _seconds("CAPPI_POINTER_MAX_AGE_S", 10.0).field()
+    # Cache-Control max-age for clients.
+    cache_max_age_s: int = _count("CAPPI_CACHE_MAX_AGE_S", 30).field()
+    # The ingest schedule's period: a 503's Retry-After counts down to the next poll.
+    poll_interval_s: float = _seconds("CAPPI_POLL_INTERVAL_S", DEFAULT_POLL_INTERVAL_S).field()
     # Share of successful answers (200, 304) that get the `request` log line; every refusal and failure gets one.
     # API Gateway's access log records every request, so a line per answer would pay CloudWatch Logs twice; infra
     # sets a small share, local mode and tests keep every line.
-    request_log_sample_rate: float = 1.0
+    request_log_sample_rate: float = _share("CAPPI_REQUEST_LOG_SAMPLE_RATE", 1.0).field()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ReleaseCheckSettings(FunctionSettings):
+    """The release check's settings: what the query reads from a token (the same values as the query function's,
+    so its synthetic request passes the query's own checks: `for_query`), and the query version it asks."""
+
+    clubs_file: str = _CLUBS_FILE.field()
+    table_name: str = _TABLE_NAME.field()
+    required_scope: str = _REQUIRED_SCOPE.field()
+    club_claim: str = _CLUB_CLAIM.field()
+    require_club_claim: bool = _REQUIRE_CLUB_CLAIM.field()
+    # ARN of the query function's version being released (qualified with its number).
+    query_version: str = _text("CAPPI_QUERY_VERSION").field()
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> QuerySettings:
-        return cls(
-            table_name=_required(env, "CAPPI_TABLE_NAME"),
-            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
-            required_scope=env.get("CAPPI_REQUIRED_SCOPE", api.SCOPE).strip() or api.SCOPE,
-            club_claim=env.get("CAPPI_CLUB_CLAIM", api.CLUB_CLAIM).strip(),
-            require_club_claim=_bool(env, "CAPPI_REQUIRE_CLUB_CLAIM", False),
-            nested_single_result=_bool(env, "CAPPI_NESTED_SINGLE_RESULT", False),
-            pointer_max_age_s=_float(env, "CAPPI_POINTER_MAX_AGE_S", 10.0),
-            cache_max_age_s=int(_float(env, "CAPPI_CACHE_MAX_AGE_S", 30.0)),
-            poll_interval_s=_float(env, "CAPPI_POLL_INTERVAL_S", 600.0),
-            request_log_sample_rate=_fraction(env, "CAPPI_REQUEST_LOG_SAMPLE_RATE", 1.0),
-        )
+    def for_query(cls, query: QuerySettings, *, query_version: str) -> ReleaseCheckSettings:
+        """The check of `query_version`, a version of the query function with settings `query`: every setting the
+        two share has the query's value."""
+        shared = set(cls.variables()) & set(QuerySettings.variables())
+        return cls(query_version=query_version, **{name: getattr(query, name) for name in shared})
 
 
-@dataclass(frozen=True, slots=True)
-class ReleaseCheckSettings:
-    """The release check's settings: the query version it asks, and what the query reads from a token (the same
-    values as the query function's, so its synthetic request passes the query's own checks)."""
-
-    table_name: str
-    clubs_file: str
-    query_version: str  # ARN of the query function's version being released (qualified with its number)
-    required_scope: str
-    club_claim: str
-    require_club_claim: bool
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ReleaseCheckSettings:
-        return cls(
-            table_name=_required(env, "CAPPI_TABLE_NAME"),
-            clubs_file=env.get("CAPPI_CLUBS_FILE") or DEFAULT_CLUBS_FILE,
-            query_version=_required(env, "CAPPI_QUERY_VERSION"),
-            required_scope=env.get("CAPPI_REQUIRED_SCOPE", api.SCOPE).strip() or api.SCOPE,
-            club_claim=env.get("CAPPI_CLUB_CLAIM", api.CLUB_CLAIM).strip(),
-            require_club_claim=_bool(env, "CAPPI_REQUIRE_CLUB_CLAIM", False),
-        )
+# Every function's settings, for whoever needs their variables (tests/unit/test_settings.py).
+FUNCTION_SETTINGS: tuple[type[FunctionSettings], ...] = (
+    IngestSettings,
+    DispatchSettings,
+    QuerySettings,
+    ReleaseCheckSettings,
+)

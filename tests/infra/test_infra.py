@@ -442,13 +442,12 @@ def test_prod_retains_data_unless_told_otherwise() -> None:
 def test_query_defaults_are_the_query_functions_own(app: Synth) -> None:
     from cappi.settings import QuerySettings
 
-    defaults = QuerySettings.from_env({"CAPPI_TABLE_NAME": "t"})
     config = StageConfig.from_mapping("stage", cdk_context()["cappi:stage"])
-    assert (config.required_scope, config.club_claim, config.pointer_max_age_s, config.cache_max_age_s) == (
-        defaults.required_scope,
-        defaults.club_claim,
-        defaults.pointer_max_age_s,
-        defaults.cache_max_age_s,
+    shared = ("required_scope", "club_claim", "pointer_max_age_s", "cache_max_age_s")
+    assert {name: getattr(config, name) for name in shared} == {name: QuerySettings.default(name) for name in shared}
+    unscheduled = {k: v for k, v in cdk_context()["cappi:stage"].items() if k != "schedule_minutes"}
+    assert StageConfig.from_mapping("stage", unscheduled).schedule_minutes * 60 == QuerySettings.default(
+        "poll_interval_s"
     )
     assert QUERY.service == "cappi-query"
 
