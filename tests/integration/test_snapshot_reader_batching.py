@@ -15,11 +15,11 @@ from moto import mock_aws
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.clock import Clock
 
+from cappi.adapters.dynamo import shards as shards_module
 from cappi.adapters.dynamo import store as store_module
 from cappi.adapters.dynamo.schema import HEAD_SK, PK, SK, source_item_key
 from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotReadError
 from cappi.adapters.snapshot_reader import CachedSnapshotReader, SnapshotReader
-from cappi.domain import snapshot as snapshot_module
 from cappi.domain.publish import publish_source
 from cappi.domain.snapshot import ClubSnapshot, build_club_snapshot
 
@@ -220,7 +220,7 @@ def test_flipped_shards_are_prefetched_in_one_batch(store: DynamoSnapshotStore, 
 def test_shards_of_several_parts_are_prefetched_in_two_rounds(
     store: DynamoSnapshotStore, client: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(snapshot_module, "MAX_PART_BYTES", 100)  # several parts per shard
+    monkeypatch.setattr(shards_module, "MAX_PART_BYTES", 100)  # several parts per shard
     by_club = {1: "a", 2: "b", 3: "c"}
     for club_id, source in by_club.items():
         publish(store, source, [build_club_snapshot(club_id, contents(1, calls=8))], T0)
@@ -380,5 +380,5 @@ def test_answers_are_the_uncached_readers_within_the_pointer_age(steps: list[tup
                 # The version served was current at some moment within the last pointer_max_age seconds.
                 later = [t for t, v in history[what] if versions.index(v) > versions.index(got.version)]
                 assert not later or clock.now - min(later) < 10.0
-                shard = snapshot_module.shard_of(tech, shard_counts[got.version])
+                shard = shards_module.shard_of(tech, shard_counts[got.version])
                 assert got.call_ids == store.read_shard(what, got.version, shard).get(tech, ())

@@ -13,6 +13,7 @@ from support.aws import SNAPSHOT_TABLE
 from support.clock import Clock
 
 from cappi.adapters.dynamo import schema as store_module
+from cappi.adapters.dynamo import shards as shards_module
 from cappi.adapters.dynamo.cost import item_size, write_units
 from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE, create_table
 from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotReadError, SnapshotWriteError
@@ -257,7 +258,7 @@ def test_as_of_jumps_over_a_version_parts_to_its_manifest(store: DynamoSnapshotS
 
 def test_reads_follow_pagination(make_store: Callable[..., DynamoSnapshotStore], client: Any, monkeypatch) -> None:
     # Small parts make several items per shard; one-item pages make every read paginate.
-    monkeypatch.setattr(snapshot_module, "MAX_PART_BYTES", 512)
+    monkeypatch.setattr(shards_module, "MAX_PART_BYTES", 512)
     store = make_store(PagingClient(client))
     v1 = random_snapshot(1, techs=200, calls_per_tech=4)
     v2 = random_snapshot(2, techs=200, calls_per_tech=4)

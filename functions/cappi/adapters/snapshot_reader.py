@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from cappi.adapters.dynamo.shards import ShardKey, Techs
 from cappi.adapters.dynamo.store import SnapshotStoreError, shard_address
 from cappi.domain.heads import Head, OpenCalls, Pointer, open_calls_from
 
@@ -27,15 +28,9 @@ class ShardSource(Protocol):
 
     def head(self, source: str, *, consistent: bool = True) -> Head | None: ...
 
-    def read_shard(
-        self, club_id: int, version: str, shard: int, *, expected_parts: int | None = None
-    ) -> dict[str, tuple[str, ...]]: ...
+    def read_shard(self, club_id: int, version: str, shard: int, *, expected_parts: int | None = None) -> Techs: ...
 
     def last_poll(self, source: str) -> LastPoll | None: ...
-
-
-ShardKey = tuple[int, str, int]  # (club, version, shard)
-Techs = dict[str, tuple[str, ...]]  # one decoded shard: TechId -> call IDs
 
 
 class BatchShardSource(ShardSource, Protocol):

@@ -63,8 +63,9 @@ from cappi.adapters.dynamo.schema import (
     source_key,
     version_name,
 )
+from cappi.adapters.dynamo.shards import ShardKey, decode_shard, encode_shards, shard_count_for, shard_of
 from cappi.domain.heads import Head, OpenCalls, Pointer, VersionRef
-from cappi.domain.snapshot import FORMAT_VERSION, ClubSnapshot, decode_shard, encode_shards, shard_count_for, shard_of
+from cappi.domain.snapshot import FORMAT_VERSION, ClubSnapshot
 
 if TYPE_CHECKING:  # queries never read last polls: keep the module out of their cold start
     from cappi.domain.last_poll import LastPoll
@@ -75,7 +76,6 @@ BATCH_GET_SIZE = 100  # BatchGetItem's limit on keys per request
 # unprocessed (throttling), with the store's backoff between them (50, 100, 200 ms by default); a resend after
 # partial progress (the 16 MB response cap) goes out at once.
 READ_BATCH_ATTEMPTS = 4
-ShardKey = tuple[int, str, int]  # (club, version, shard): one shard of one version
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
 _CONDITION_FAILED = "ConditionalCheckFailedException"
 # Network failures botocore gave up on are storage failures; other botocore errors (bad parameters, missing
@@ -668,7 +668,7 @@ def _require_known_format(format_version: int, club_id: int, table_name: str) ->
         )
 
 
-def shard_address(pointer: Pointer, tech_id: str, table_name: str) -> tuple[int, str, int]:
+def shard_address(pointer: Pointer, tech_id: str, table_name: str) -> ShardKey:
     """(club, version, shard) holding `tech_id` under `pointer`; refuses formats this code cannot read."""
     _require_known_format(pointer.format_version, pointer.club_id, table_name)
     return pointer.club_id, pointer.version, shard_of(tech_id, pointer.shard_count)
