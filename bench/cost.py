@@ -364,8 +364,11 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
 
     from cappi.adapters.club_client import ClubFeedClient
     from cappi.adapters.dynamo.cost import item_size, write_units
+    from cappi.adapters.dynamo.poll_log import DynamoPollLog
     from cappi.adapters.dynamo.schema import create_table
-    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.adapters.dynamo.shard_source import DynamoShardSource
+    from cappi.adapters.dynamo.table import SnapshotTable
+    from cappi.adapters.dynamo.writer import SnapshotWriter
     from cappi.adapters.secrets import StaticSecrets
     from cappi.adapters.snapshot_reader import CachedSnapshotReader
     from cappi.domain.registry import parse_registry
@@ -397,8 +400,10 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
         with mock_aws():
             client = CountingClient(boto3.client("dynamodb"))
             create_table(client._client, table)
-            store = DynamoSnapshotStore(client, table)
-            deps = ingest.IngestDependencies(registry, ClubFeedClient(StaticSecrets({})), store, poll_log=store)
+            snapshot_table = SnapshotTable(client, table)
+            shards, polls = DynamoShardSource(snapshot_table), DynamoPollLog(snapshot_table)
+            fetcher = ClubFeedClient(StaticSecrets({}))
+            deps = ingest.IngestDependencies(registry, fetcher, SnapshotWriter(snapshot_table), poll_log=polls)
             poll = ingest.make_handler(lambda: deps)
 
             def table_bytes() -> int:
@@ -426,7 +431,7 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
 
             # Technicians: as many per source as the load spreads over all sources, each asking every interval.
             per_source = max(1, round(load.technicians / load.sources))
-            head = store.head(registry.sources[0].name)
+            head = shards.head(registry.sources[0].name)
             assert head is not None
             techs = []
             for source in registry.sources:
@@ -445,7 +450,11 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
             def container() -> Any:
                 """One warm query container: a handler with a reader (and so a cache) of its own."""
                 reader = CachedSnapshotReader(
-                    store, registry.sources_by_club, pointer_max_age=settings.pointer_max_age_s, **clock_kw
+                    shards,
+                    registry.sources_by_club,
+                    polls=polls,
+                    pointer_max_age=settings.pointer_max_age_s,
+                    **clock_kw,
                 )
                 return query.make_handler(lambda: query.QueryDependencies(settings, reader, registry.club_ids))
 

@@ -123,7 +123,8 @@ def write_units() -> dict[str, float]:
     from cappi.adapters.club_client import ClubFeedClient
     from cappi.adapters.dynamo.cost import item_size, write_units
     from cappi.adapters.dynamo.schema import create_table
-    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.adapters.dynamo.table import SnapshotTable
+    from cappi.adapters.dynamo.writer import SnapshotWriter
     from cappi.adapters.secrets import StaticSecrets
     from cappi.domain.poll import poll_source
     from cappi.domain.registry import ClubSource
@@ -134,7 +135,7 @@ def write_units() -> dict[str, float]:
         with mock_aws():
             client = boto3.client("dynamodb")
             create_table(client, TABLE)
-            store = DynamoSnapshotStore(client, TABLE)
+            store = SnapshotWriter(SnapshotTable(client, TABLE))
             source = ClubSource(name="bench-club", club_ids=frozenset(CLUB_IDS), base_url=server.base_url)
             fetcher = ClubFeedClient(StaticSecrets({}))
 
@@ -182,7 +183,8 @@ def _ingest_100k() -> None:
 
     from cappi.adapters.club_client import ClubFeedClient
     from cappi.adapters.dynamo.schema import create_table
-    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.adapters.dynamo.table import SnapshotTable
+    from cappi.adapters.dynamo.writer import SnapshotWriter
     from cappi.adapters.secrets import StaticSecrets
     from cappi.domain.poll import poll_source
     from cappi.domain.registry import ClubSource
@@ -193,7 +195,7 @@ def _ingest_100k() -> None:
         client = boto3.client("dynamodb")
         create_table(client, TABLE)
         source = ClubSource(name="bench-club", club_ids=frozenset(CLUB_IDS), base_url=server.base_url)
-        result = poll_source(source, ClubFeedClient(StaticSecrets({})), DynamoSnapshotStore(client, TABLE))
+        result = poll_source(source, ClubFeedClient(StaticSecrets({})), SnapshotWriter(SnapshotTable(client, TABLE)))
         assert result.ok and result.accepted == 100_000, result.summary()
     server.close()
     print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)

@@ -182,11 +182,12 @@ class World:
     """The ingest side: sources with one club each, their content variants, and every version published so far."""
 
     def __init__(self, client: Any, load: Load) -> None:
-        from cappi.adapters.dynamo.store import DynamoSnapshotStore
+        from cappi.adapters.dynamo.table import SnapshotTable
+        from cappi.adapters.dynamo.writer import SnapshotWriter
         from cappi.domain.snapshot import build_club_snapshot
 
         self.load = load
-        self.store = DynamoSnapshotStore(client, TABLE)  # the publisher's own request counter: not a reader's
+        self.writer = SnapshotWriter(SnapshotTable(client, TABLE))  # the publisher's own request counter
         self.clubs = [load.first_club + n for n in range(load.sources)]
         self.source_of = {club: f"bench-{club:03d}" for club in self.clubs}
         self.variants = {}
@@ -205,7 +206,7 @@ class World:
         index = len(self.versions[club])
         fetched_at_ms = EPOCH_MS + round(at_s * 1000)
         snapshot = self.variants[club][index % VARIANTS]
-        (result,) = publish_source(self.store, self.source_of[club], [snapshot], fetched_at_ms)
+        (result,) = publish_source(self.writer, self.source_of[club], [snapshot], fetched_at_ms)
         assert result.outcome is Outcome.PUBLISHED and result.version, result
         self.versions[club].append(Version(at_s, result.version, snapshot.techs))
         self.by_name[club][result.version] = index
@@ -237,9 +238,9 @@ def _grouped(rows: list[dict]) -> dict[str, list[int]]:
 
 @dataclass
 class Container:
-    """One warm query Lambda: its own store (request counter) and reader; a handler when the fleet uses one."""
+    """One warm query Lambda: its own table (request counter) and reader; a handler when the fleet uses one."""
 
-    store: Any
+    table: Any
     reader: Any
     handler: Callable[[dict[str, Any], Any], dict[str, Any]] | None
     first_seen: set[tuple[int, int]] = field(default_factory=set)
@@ -262,7 +263,7 @@ class Fleet:
 
     @property
     def requests(self) -> int:
-        return sum(c.store.requests for c in self.containers)
+        return sum(c.table.requests for c in self.containers)
 
     def per_1000(self) -> float:
         return (self.requests - self.requests_before) / (self.queries / 1000)
@@ -280,18 +281,23 @@ def make_fleet(
     via_handler: bool,
     seed: int,
 ) -> Fleet:
-    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.adapters.dynamo.poll_log import DynamoPollLog
+    from cappi.adapters.dynamo.shard_source import DynamoShardSource
+    from cappi.adapters.dynamo.table import SnapshotTable
     from cappi.handlers import query
 
     containers = []
     for _ in range(count):
-        store = DynamoSnapshotStore(client, TABLE)
-        reader = reader_class(store, world.source_of, pointer_max_age=settings.pointer_max_age_s, clock=clock)
+        table = SnapshotTable(client, TABLE)
+        shards, polls = DynamoShardSource(table), DynamoPollLog(table)
+        reader = reader_class(
+            shards, world.source_of, polls=polls, pointer_max_age=settings.pointer_max_age_s, clock=clock
+        )
         handler = None
         if via_handler:
             deps = query.QueryDependencies(settings, reader, frozenset(world.clubs))
             handler = query.make_handler(lambda deps=deps: deps)
-        containers.append(Container(store, reader, handler))
+        containers.append(Container(table, reader, handler))
     return Fleet(name, containers, random.Random(seed))
 
 

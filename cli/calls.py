@@ -35,9 +35,9 @@ def open_calls(target: Target, club: str, tech: str, at_ms: int | None) -> tuple
         return (
             club_id,
             tech_id,
-            SnapshotReader(target.store, target.registry.sources_by_club).open_calls(club_id, tech_id),
+            SnapshotReader(target.snapshots, target.registry.sources_by_club).open_calls(club_id, tech_id),
         )
-    return club_id, tech_id, target.store.open_calls_as_of(club_id, tech_id, at_ms)
+    return club_id, tech_id, target.history.open_calls_as_of(club_id, tech_id, at_ms)
 
 
 def calls_document(club_id: int, tech_id: str, at_ms: int | None, found: OpenCalls | None) -> dict[str, Any]:

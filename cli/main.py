@@ -229,7 +229,9 @@ def _status(args: argparse.Namespace) -> int:
     target = _target(args)
     with _progress(f"reading {target.where}"):
         now_ms = int(time.time() * 1000)
-        rows = registry_status(target.registry, target.store, now_ms=now_ms, stale_after_s=target.stale_after_s)
+        rows = registry_status(
+            target.registry, target.snapshots, target.polls, now_ms=now_ms, stale_after_s=target.stale_after_s
+        )
     if args.json:
         print(json.dumps(_status_document(target, rows), indent=2))
     else:
@@ -275,7 +277,7 @@ def _check_feed(args: argparse.Namespace) -> int:
         target = _target(args)
         source = source_of(target, args.source)
         club_ids = frozenset(source.club_ids)
-        head = target.store.head(source.name)
+        head = target.snapshots.head(source.name)
         published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
         with _progress(f"fetching {source.name}"):
             fetched = fetch_source(source, SecretsManagerSecrets(max_age=0, client=target.client("secretsmanager")))

@@ -18,9 +18,11 @@ OK, STALE, FAILING, NEVER_POLLED, DISABLED = "ok", "stale", "failing", "never_po
 PROBLEMS = frozenset({STALE, FAILING, REJECTED, HELD, NEVER_POLLED})
 
 
-class SourceReads(Protocol):
+class HeadReads(Protocol):
     def head(self, source: str, *, consistent: bool = True) -> Head | None: ...
 
+
+class PollReads(Protocol):
     def last_poll(self, source: str) -> LastPoll | None: ...
 
 
@@ -50,9 +52,11 @@ class SourceStatus:
         return asdict(self)
 
 
-def source_status(source: ClubSource, store: SourceReads, *, now_ms: int, stale_after_s: float) -> SourceStatus:
-    head = store.head(source.name)
-    poll = store.last_poll(source.name)
+def source_status(
+    source: ClubSource, heads: HeadReads, polls: PollReads, *, now_ms: int, stale_after_s: float
+) -> SourceStatus:
+    head = heads.head(source.name)
+    poll = polls.last_poll(source.name)
     pointers = [p for c in sorted(source.club_ids) if head and (p := head.clubs.get(c)) is not None]
     age = max((now_ms - p.checked_at_ms) / 1000 for p in pointers) if pointers else None
     if pointers and len(pointers) < len(source.club_ids):
@@ -94,6 +98,6 @@ def source_status(source: ClubSource, store: SourceReads, *, now_ms: int, stale_
 
 
 def registry_status(
-    registry: ClubRegistry, store: SourceReads, *, now_ms: int, stale_after_s: float
+    registry: ClubRegistry, heads: HeadReads, polls: PollReads, *, now_ms: int, stale_after_s: float
 ) -> list[SourceStatus]:
-    return [source_status(s, store, now_ms=now_ms, stale_after_s=stale_after_s) for s in registry.sources]
+    return [source_status(s, heads, polls, now_ms=now_ms, stale_after_s=stale_after_s) for s in registry.sources]

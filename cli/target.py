@@ -9,7 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
+from cappi.adapters.dynamo.as_of import PointInTimeReads
+from cappi.adapters.dynamo.poll_log import DynamoPollLog
+from cappi.adapters.dynamo.shard_source import DynamoShardSource
+from cappi.adapters.dynamo.table import SnapshotTable
 from cappi.contracts import stack
 from cappi.contracts.local_state import DEFAULT_STATE_DIR, ENDPOINTS_FILE
 from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
@@ -25,12 +28,27 @@ class TargetError(Exception):
 @dataclass(frozen=True)
 class Target:
     where: str  # for people: "stage (eu-west-1)", "local mode at http://127.0.0.1:3000"
-    store: DynamoSnapshotStore
+    table: SnapshotTable
     registry: ClubRegistry
     stale_after_s: float
     client: Callable[[str], Any]  # boto3 client of a service ("secretsmanager", "lambda") at this target
     ingest_function: str | None = None  # deployed stages: polled with a synchronous invoke
     local_environment: dict[str, str] | None = None  # local mode: what its ingest handler runs with
+
+    @property
+    def snapshots(self) -> DynamoShardSource:
+        """Heads and shards, as the query reads them."""
+        return DynamoShardSource(self.table)
+
+    @property
+    def polls(self) -> DynamoPollLog:
+        """Each source's last poll."""
+        return DynamoPollLog(self.table)
+
+    @property
+    def history(self) -> PointInTimeReads:
+        """What was open at a past moment still kept."""
+        return PointInTimeReads(self.table)
 
 
 def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
@@ -68,7 +86,7 @@ def local_target(state_dir: str | Path = DEFAULT_STATE_DIR) -> Target:
     }
     return Target(
         where=f"local mode at {endpoints['api']}",
-        store=DynamoSnapshotStore(client("dynamodb"), endpoints["table"]),
+        table=SnapshotTable(client("dynamodb"), endpoints["table"]),
         registry=_registry(Path(endpoints["clubs_file"])),
         stale_after_s=float(endpoints["stale_after_s"]),
         client=client,
@@ -92,7 +110,7 @@ def stage_target(stage: str, *, region: str | None = None, cloudformation: Any =
     dynamodb = dynamodb or boto3.client("dynamodb", region_name=region)
     return Target(
         where=f"{stage} ({dynamodb.meta.region_name})",
-        store=DynamoSnapshotStore(dynamodb, outputs[stack.TABLE_OUTPUT]),
+        table=SnapshotTable(dynamodb, outputs[stack.TABLE_OUTPUT]),
         registry=_registry(ROOT / "clubs" / f"{stage}.json"),
         stale_after_s=float(outputs[stack.STALE_AFTER_OUTPUT]),
         client=lambda service: boto3.client(service, region_name=dynamodb.meta.region_name),

@@ -76,14 +76,16 @@ def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
     """A club and a technician with open calls, from what the first polls published (a custom clubs file)."""
     import boto3
 
-    from cappi.adapters.dynamo.store import DynamoSnapshotStore
+    from cappi.adapters.dynamo.shard_source import DynamoShardSource
+    from cappi.adapters.dynamo.table import SnapshotTable
 
-    store = DynamoSnapshotStore(boto3.client("dynamodb"), TABLE_NAME)  # local mode's moto, from the environment
+    table = SnapshotTable(boto3.client("dynamodb"), TABLE_NAME)  # local mode's moto, from the environment
+    snapshots = DynamoShardSource(table)
     for source in registry.enabled_sources:
-        head = store.head(source.name)
+        head = snapshots.head(source.name)
         for club_id, pointer in sorted(head.clubs.items()) if head else ():
             for shard in range(pointer.shard_count):
-                techs = store.read_shard(club_id, pointer.version, shard)
+                techs = snapshots.read_shard(club_id, pointer.version, shard)
                 tech = next((t for t, calls in sorted(techs.items()) if calls), None)
                 if tech is not None:
                     return club_id, tech

@@ -35,10 +35,10 @@ from support.club_servers import (
     serve,
 )
 from support.secrets_registry import BEARER_SECRET
+from support.stores import stores
 
 from cappi.adapters.club_client import FETCH_ERROR_CODES, ClientLimits, ClubFeedClient
 from cappi.adapters.club_client.redaction import RedactingFilter
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.secrets import StaticSecrets
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.domain.registry import ClubAuth, ClubRegistry, ClubSource
@@ -200,9 +200,11 @@ def run(club: LoopbackServer, dynamodb: Any, lambda_context: LambdaContext, hand
             base_url=base_url or club.base_url,
             auth=ClubAuth(type="bearer", secret="clubs/hostile"),
         )
-        store = DynamoSnapshotStore(dynamodb, SNAPSHOT_TABLE)
+        store = stores(dynamodb, SNAPSHOT_TABLE)
         fetcher = ClubFeedClient(StaticSecrets({"clubs/hostile": BEARER_SECRET}), limits, session=session)
-        deps = IngestDependencies(registry=ClubRegistry((source,)), fetcher=fetcher, store=store, poll_log=store)
+        deps = IngestDependencies(
+            registry=ClubRegistry((source,)), fetcher=fetcher, store=store.writer, poll_log=store.polls
+        )
         return ingest.make_handler(lambda: deps)(
             {"source": SOURCE, "scheduled_time": "2026-11-27T21:00:00Z"}, lambda_context
         )
@@ -211,7 +213,7 @@ def run(club: LoopbackServer, dynamodb: Any, lambda_context: LambdaContext, hand
 
 
 def reader(dynamodb: Any) -> SnapshotReader:
-    return SnapshotReader(DynamoSnapshotStore(dynamodb, SNAPSHOT_TABLE), {212: SOURCE})
+    return SnapshotReader(stores(dynamodb, SNAPSHOT_TABLE).snapshots, {212: SOURCE})
 
 
 def assert_no_secret(*texts: str) -> None:
@@ -246,7 +248,7 @@ def test_a_hostile_club_fails_the_poll_cleanly(
     assert case.status == "rejected" or case.code in FETCH_ERROR_CODES
     assert took < case.max_seconds
     assert reader(dynamodb).open_calls(212, "AB12").call_ids == ("8679",)  # nothing published was erased
-    recorded = DynamoSnapshotStore(dynamodb, SNAPSHOT_TABLE).last_poll(SOURCE)
+    recorded = stores(dynamodb, SNAPSHOT_TABLE).polls.last_poll(SOURCE)
     assert recorded is not None
     assert (recorded.status, recorded.error_code) == (case.status, case.code)
     assert recorded.last_success_ms is not None and recorded.last_success_ms < recorded.fetched_at_ms

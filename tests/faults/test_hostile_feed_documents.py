@@ -16,9 +16,9 @@ import pytest
 from moto import mock_aws
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.club_servers import LoopbackServer, respond, serve
+from support.stores import Stores, stores
 
 from cappi.adapters.club_client import ClubFeedClient
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.secrets import StaticSecrets
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.domain import feed
@@ -228,7 +228,7 @@ class Ingest:
     source: str
     run: Callable[[], dict[str, Any]]
     reader: SnapshotReader
-    store: DynamoSnapshotStore
+    store: Stores
 
     def served(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
         return self.reader.open_calls(212, "AB12").call_ids, self.reader.open_calls(213, "CD34").call_ids
@@ -249,14 +249,14 @@ def table() -> Iterator[Any]:
 def ingest_lambda(club: LoopbackServer, table: Any, lambda_context: Any) -> Ingest:
     source = f"hostile-{next(_SOURCE_NUMBERS)}"
     registry = parse_registry({"sources": [{"name": source, "club_ids": list(CLUBS), "base_url": club.base_url}]})
-    store = DynamoSnapshotStore(table, SNAPSHOT_TABLE)
-    deps = ingest.IngestDependencies(registry, ClubFeedClient(StaticSecrets({})), store, poll_log=store)
+    store = stores(table, SNAPSHOT_TABLE)
+    deps = ingest.IngestDependencies(registry, ClubFeedClient(StaticSecrets({})), store.writer, poll_log=store.polls)
     handler = ingest.make_handler(lambda: deps)
 
     def run() -> dict[str, Any]:
         return handler({"source": source, "scheduled_time": "2026-11-27T21:00:00Z"}, lambda_context)
 
-    reader = SnapshotReader(DynamoSnapshotStore(table, SNAPSHOT_TABLE), dict.fromkeys(CLUBS, source))
+    reader = SnapshotReader(stores(table, SNAPSHOT_TABLE).snapshots, dict.fromkeys(CLUBS, source))
     return Ingest(source, run, reader, store)
 
 
@@ -279,7 +279,7 @@ def test_ingest_keeps_serving_the_last_good_snapshot_through_each_hostile_docume
     else:
         assert (result["status"], result["error_code"]) == ("rejected", case.code)
         assert result["rejected"] == case.rejected
-        recorded = ingest_lambda.store.last_poll(ingest_lambda.source)
+        recorded = ingest_lambda.store.polls.last_poll(ingest_lambda.source)
         assert recorded is not None
         assert (recorded.status, recorded.error_code) == ("rejected", case.code)
     assert ingest_lambda.served() == SERVED

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 from support.aws import SNAPSHOT_TABLE
 from support.club_servers import Handler, LoopbackServer, Responder, in_turn, redirect, respond, serve
+from support.stores import Stores, stores
 
 from cappi.adapters.club_client import ClientLimits, ClubFeedClient
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.secrets import StaticSecrets
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.domain.last_poll import last_poll_of
@@ -85,7 +85,7 @@ def club() -> Iterator[LoopbackServer]:
 
 
 @pytest.fixture
-def setup(club: LoopbackServer, dynamodb: Any) -> tuple[ClubSource, ClubFeedClient, DynamoSnapshotStore]:
+def setup(club: LoopbackServer, dynamodb: Any) -> tuple[ClubSource, ClubFeedClient, Stores]:
     source = ClubSource(
         name=SOURCE,
         club_ids=frozenset({212}),
@@ -93,12 +93,12 @@ def setup(club: LoopbackServer, dynamodb: Any) -> tuple[ClubSource, ClubFeedClie
         auth=ClubAuth(type="bearer", secret="clubs/overlap"),
     )
     client = ClubFeedClient(StaticSecrets({"clubs/overlap": "overlap-bearer"}), LIMITS)
-    return source, client, DynamoSnapshotStore(dynamodb, SNAPSHOT_TABLE)
+    return source, client, stores(dynamodb, SNAPSHOT_TABLE)
 
 
 def overlapping(
     club: LoopbackServer,
-    setup: tuple[ClubSource, ClubFeedClient, DynamoSnapshotStore],
+    setup: tuple[ClubSource, ClubFeedClient, Stores],
     feed_responder: Responder,
 ) -> tuple[Sampler, PollResult, PollResult, dict[str, float]]:
     """A first poll publishes START; then poll 1 starts, and poll 2 once the club has heard poll 1's first request.
@@ -107,9 +107,9 @@ def overlapping(
     """
     source, client, store = setup
     club.route(FEED, respond(body=feed(START)))
-    poll_source(source, client, store)
+    poll_source(source, client, store.writer)
     club.route(FEED, feed_responder)
-    reader = SnapshotReader(store, {212: SOURCE})
+    reader = SnapshotReader(store.snapshots, {212: SOURCE})
 
     def served() -> tuple[str, ...] | None:
         found = reader.open_calls(212, "AB12")
@@ -118,12 +118,12 @@ def overlapping(
     before = len(club.requests_to(FEED))
     results: dict[str, PollResult] = {}
     with Sampler(served) as sampler:
-        one = threading.Thread(target=lambda: results.__setitem__("one", poll_source(source, client, store)))
+        one = threading.Thread(target=lambda: results.__setitem__("one", poll_source(source, client, store.writer)))
         one.start()
         while len(club.requests_to(FEED)) <= before:
             time.sleep(0.002)
         time.sleep(0.05)  # poll 2 asks clearly later
-        results["two"] = poll_source(source, client, store)
+        results["two"] = poll_source(source, client, store.writer)
         one.join(15)
     seen = club.requests_to(FEED)
     first_heard = {str(START): 0.0, str(OLDER_X): seen[before].at, str(NEWER_Y): seen[before + 1].at}
@@ -151,7 +151,7 @@ CASES: dict[str, Callable[[], Responder]] = {
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_readers_never_go_back_to_an_older_list(
-    case: str, club: LoopbackServer, setup: tuple[ClubSource, ClubFeedClient, DynamoSnapshotStore]
+    case: str, club: LoopbackServer, setup: tuple[ClubSource, ClubFeedClient, Stores]
 ) -> None:
     club.route("/slow", slowly(1.0, respond(body=feed(OLDER_X))))
 
@@ -164,15 +164,15 @@ def test_readers_never_go_back_to_an_older_list(
 
 
 def test_the_last_poll_record_is_the_later_sent_poll(
-    club: LoopbackServer, setup: tuple[ClubSource, ClubFeedClient, DynamoSnapshotStore]
+    club: LoopbackServer, setup: tuple[ClubSource, ClubFeedClient, Stores]
 ) -> None:
     _source, _client, store = setup
     _sampler, one, two, _ = overlapping(club, setup, CASES["slow-older-answer"]())
 
-    store.record_poll(last_poll_of(two))
-    store.record_poll(last_poll_of(one))  # finished last, asked first: must not replace the record
+    store.polls.record_poll(last_poll_of(two))
+    store.polls.record_poll(last_poll_of(one))  # finished last, asked first: must not replace the record
 
-    recorded = store.last_poll(SOURCE)
+    recorded = store.polls.last_poll(SOURCE)
     assert recorded is not None
     assert recorded.fetched_at_ms == two.fetched_at_ms
     # The age of what readers see counts from when its list was asked for, so it includes the fetch itself.

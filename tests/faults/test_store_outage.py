@@ -21,11 +21,12 @@ from support.aws import REGION, SNAPSHOT_TABLE
 from support.clock import Clock
 from support.club_servers import LoopbackServer, closed_port, respond, serve
 from support.query_support import ALPHA_212, FETCHED_AT_MS, REGISTRY, ROUTE, SETTINGS, Allow
+from support.stores import Stores, stores
 
 from cappi.adapters.club_client import ClubFeedClient
 from cappi.adapters.dynamo.client import retry_config
 from cappi.adapters.dynamo.schema import create_table
-from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotStoreError
+from cappi.adapters.dynamo.table import SnapshotStoreError
 from cappi.adapters.secrets import StaticSecrets
 from cappi.adapters.snapshot_reader import CachedSnapshotReader, SnapshotReader
 from cappi.domain.publish import publish_source
@@ -89,17 +90,17 @@ def club() -> Iterator[LoopbackServer]:
 @dataclass
 class Ingest:
     run: Callable[[], dict[str, Any]]
-    store: DynamoSnapshotStore
+    store: Stores
 
     def served(self) -> tuple[str, ...]:
-        return SnapshotReader(self.store, {212: SOURCE}).open_calls(212, "AB12").call_ids
+        return SnapshotReader(self.store.snapshots, {212: SOURCE}).open_calls(212, "AB12").call_ids
 
 
 @pytest.fixture
 def ingest_lambda(dynamo: Dynamo, club: LoopbackServer, lambda_context: Any) -> Ingest:
     registry = parse_registry({"sources": [{"name": SOURCE, "club_ids": [212], "base_url": club.base_url}]})
-    store = DynamoSnapshotStore(dynamo.client(), SNAPSHOT_TABLE, sleep=lambda _s: None, max_attempts=2)
-    deps = ingest.IngestDependencies(registry, ClubFeedClient(StaticSecrets({})), store, poll_log=store)
+    store = stores(dynamo.client(), SNAPSHOT_TABLE, sleep=lambda _s: None, max_attempts=2)
+    deps = ingest.IngestDependencies(registry, ClubFeedClient(StaticSecrets({})), store.writer, poll_log=store.polls)
     handler = ingest.make_handler(lambda: deps)  # one container: its dependencies are built once and kept
 
     def run() -> dict[str, Any]:
@@ -129,7 +130,7 @@ def test_a_poll_during_a_store_outage_fails_fast_and_the_next_one_after_it_publi
     assert result["status"] == "ok"
     assert [c["outcome"] for c in result["clubs"]] == ["published"]
     assert ingest_lambda.served() == ("1234", "8679")
-    recorded = ingest_lambda.store.last_poll(SOURCE)
+    recorded = ingest_lambda.store.polls.last_poll(SOURCE)
     assert recorded is not None
     assert recorded.status == "ok"
 
@@ -174,9 +175,13 @@ class QueryApi:
 def query_container(dynamo: Dynamo) -> QueryApi:
     """A fresh query Lambda container (cold: nothing cached) reading the store through a fast-failing client."""
     clock = Clock()
-    store = DynamoSnapshotStore(dynamo.client(), SNAPSHOT_TABLE)
+    store = stores(dynamo.client(), SNAPSHOT_TABLE)
     reader = CachedSnapshotReader(
-        store, REGISTRY.sources_by_club, pointer_max_age=SETTINGS.pointer_max_age_s, clock=clock
+        store.snapshots,
+        REGISTRY.sources_by_club,
+        polls=store.polls,
+        pointer_max_age=SETTINGS.pointer_max_age_s,
+        clock=clock,
     )
     handler = query.make_handler(lambda: query.QueryDependencies(SETTINGS, reader, REGISTRY.club_ids))
     return QueryApi(HttpApi([Route("GET", ROUTE, handler, Allow())]), clock)
@@ -184,8 +189,10 @@ def query_container(dynamo: Dynamo) -> QueryApi:
 
 @pytest.fixture
 def published(dynamo: Dynamo) -> None:
-    store = DynamoSnapshotStore(dynamo.client(), SNAPSHOT_TABLE)
-    publish_source(store, "alpha", [build_club_snapshot(212, ALPHA_212), build_club_snapshot(4, {})], FETCHED_AT_MS)
+    store = stores(dynamo.client(), SNAPSHOT_TABLE)
+    publish_source(
+        store.writer, "alpha", [build_club_snapshot(212, ALPHA_212), build_club_snapshot(4, {})], FETCHED_AT_MS
+    )
 
 
 def assert_unavailable(response: HttpResponse) -> None:

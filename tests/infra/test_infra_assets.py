@@ -204,7 +204,11 @@ def test_lambda_assets_carry_bytecode_for_the_runtime_python() -> None:
     """Lambda's task root is read-only: without .pyc files every cold start compiles every module again."""
     asset = build_asset(QUERY.packages, STAGE_REGISTRY, LAMBDA_PLATFORM).path
     tag = "cpython-" + LAMBDA_PLATFORM.python.replace(".", "")
-    for module in ("cappi/handlers/query", "cappi/adapters/dynamo/store", "aws_lambda_powertools/logging/logger"):
+    for module in (
+        "cappi/handlers/query",
+        "cappi/adapters/dynamo/shard_source",
+        "aws_lambda_powertools/logging/logger",
+    ):
         source = asset / f"{module}.py"
         compiled = source.parent / "__pycache__" / f"{source.stem}.{tag}.pyc"
         assert compiled.is_file(), compiled

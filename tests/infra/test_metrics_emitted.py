@@ -27,10 +27,10 @@ from support.alarm_metrics import (
 )
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.query_support import query_api
+from support.stores import stores
 from support.synth import Synth, synth
 
 from cappi import observability
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.contracts.api import path_for
 from cappi.contracts.metrics import ALL_FIGURES, ALL_METRICS
 from cappi.domain.poll import FeedUnavailable
@@ -109,10 +109,10 @@ def run_handlers(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(observability, "NAMESPACE", namespace)
     capsys.readouterr()
     with mock_aws():
-        store = DynamoSnapshotStore(snapshot_table(), SNAPSHOT_TABLE)
+        store = stores(snapshot_table(), SNAPSHOT_TABLE)
         # publish, publish with a bad row, hold a drop, fail, reject
         bodies = (feed(500), feed(500, bad_rows=1), feed(20), None, b"<html>busy</html>")
-        deps = ingest.IngestDependencies(REGISTRY, ScriptedFeed(*bodies), store)
+        deps = ingest.IngestDependencies(REGISTRY, ScriptedFeed(*bodies), store.writer)
         poll = ingest.make_handler(lambda: deps)
         for _ in bodies:
             poll({"source": "alpha", "scheduled_time": "2026-12-01T10:00:00Z"}, context("ingest"))

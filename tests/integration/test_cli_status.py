@@ -13,8 +13,8 @@ from typing import Any
 import boto3
 import pytest
 from botocore.stub import Stubber
+from support.stores import stores
 
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.contracts import stack
 from cappi.contracts.local_state import ENDPOINTS_FILE
 from cappi.domain.last_poll import LastPoll
@@ -70,13 +70,13 @@ def state_dir(tmp_path: Path, aws: LocalAws) -> Path:
     for page in client.get_paginator("scan").paginate(TableName=TABLE_NAME):
         for item in page["Items"]:
             client.delete_item(TableName=TABLE_NAME, Key={"pk": item["pk"], "sk": item["sk"]})
-    store = DynamoSnapshotStore(client, TABLE_NAME)
+    store = stores(client, TABLE_NAME)
     now = int(time.time() * 1000)
     fetched = {"fresh": now - 60_000, "stale": now - 3 * 3600_000, "failing": now - 60_000, "held": now - 60_000}
     fetched["rejected"] = now - 60_000
     for name, at in fetched.items():
         club = SOURCES[name][0]
-        publish_source(store, name, [build_club_snapshot(club, {"AB12": [1, 2], "CD34": [3]})], at)
+        publish_source(store.writer, name, [build_club_snapshot(club, {"AB12": [1, 2], "CD34": [3]})], at)
     for name, status, extra in [
         ("fresh", "ok", {}),
         ("stale", "ok", {}),
@@ -85,7 +85,7 @@ def state_dir(tmp_path: Path, aws: LocalAws) -> Path:
         ("rejected", "rejected", {"error_code": "not_json", "rejected": {"tech_id_invalid": 9}}),
     ]:
         success = fetched[name] if status in ("ok", "held") else None
-        store.record_poll(LastPoll(name, status, fetched[name], 0.5, last_success_ms=success, **extra))
+        store.polls.record_poll(LastPoll(name, status, fetched[name], 0.5, last_success_ms=success, **extra))
     (tmp_path / ENDPOINTS_FILE).write_text(
         json.dumps(
             {
@@ -188,7 +188,7 @@ def test_a_stage_is_found_through_its_stack_outputs(aws: LocalAws) -> None:
         )
         stub.add_response("describe_stacks", {"Stacks": [stack_entry]}, {"StackName": "Cappi-stage"})
         target = stage_target("stage", cloudformation=cloudformation, dynamodb=dynamodb(aws))
-        assert (target.store.table_name, target.stale_after_s) == ("cappi-stage-snapshots", 1800.0)
+        assert (target.table.table_name, target.stale_after_s) == ("cappi-stage-snapshots", 1800.0)
         assert {s.name for s in target.registry.sources} == {
             s["name"] for s in json.loads((ROOT / "clubs" / "stage.json").read_text())["sources"]
         }
@@ -197,9 +197,9 @@ def test_a_stage_is_found_through_its_stack_outputs(aws: LocalAws) -> None:
 
 
 def test_calls_now_and_at_an_earlier_moment(state_dir: Path, aws: LocalAws, capsys: pytest.CaptureFixture[str]):
-    store = DynamoSnapshotStore(dynamodb(aws), TABLE_NAME)
+    store = stores(dynamodb(aws), TABLE_NAME)
     before = int(time.time() * 1000) - 30_000
-    publish_source(store, "fresh", [build_club_snapshot(1, {"AB12": [7, 8, 9]})], before + 20_000)
+    publish_source(store.writer, "fresh", [build_club_snapshot(1, {"AB12": [7, 8, 9]})], before + 20_000)
 
     code, out, _ = run(capsys, "calls", "001", "ab12", "--json", "--state-dir", str(state_dir))
     now = json.loads(out)

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from support.aws import SNAPSHOT_TABLE
 from support.club_servers import Handler, LoopbackServer, in_turn, redirect, respond, serve
+from support.stores import stores
 
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.handlers import ingest
 from cappi.handlers.ingest import BadIngestEvent
@@ -67,7 +67,7 @@ def aws(
     monkeypatch.setenv("CAPPI_CLUBS_FILE", str(clubs_file))
     monkeypatch.setenv("CAPPI_FETCH_DEADLINE_S", "5")
     secretsmanager.create_secret(Name=SECRET_NAME, SecretString=SECRET_VALUE)
-    return SnapshotReader(DynamoSnapshotStore(dynamodb, TABLE), {212: "aaa-example", 213: "aaa-example"})
+    return SnapshotReader(stores(dynamodb, TABLE).snapshots, {212: "aaa-example", 213: "aaa-example"})
 
 
 @pytest.fixture
@@ -239,7 +239,7 @@ def test_our_own_faults_raise_for_lambda_retries(
 
 
 def last_poll(dynamodb: Any, source: str = "aaa-example") -> Any:
-    return DynamoSnapshotStore(dynamodb, TABLE).last_poll(source)
+    return stores(dynamodb, TABLE).polls.last_poll(source)
 
 
 def test_every_poll_records_its_outcome_and_a_failure_keeps_the_last_success(

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from support.aws import SNAPSHOT_TABLE
+from support.stores import Stores, stores
 
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.domain.publish import publish_source
 from cappi.domain.snapshot import build_club_snapshot
 from local.state import KEY_FILE, TABLE_FILE, KeptTable, discard, signing_key
@@ -43,9 +43,11 @@ def test_an_unreadable_key_is_set_aside_and_replaced(tmp_path: Path) -> None:
     assert "set aside" in warnings[0]
 
 
-def published(client: Any) -> DynamoSnapshotStore:
-    store = DynamoSnapshotStore(client, SNAPSHOT_TABLE)
-    publish_source(store, "alpha", [build_club_snapshot(212, {"AB12": [8679, "8655R"], "CD34": [1]})], FETCHED_AT_MS)
+def published(client: Any) -> Stores:
+    store = stores(client, SNAPSHOT_TABLE)
+    publish_source(
+        store.writer, "alpha", [build_club_snapshot(212, {"AB12": [8679, "8655R"], "CD34": [1]})], FETCHED_AT_MS
+    )
     return store
 
 
@@ -58,15 +60,15 @@ def test_the_table_round_trips_binary_shards_and_all(dynamodb: Any, tmp_path: Pa
 
     for item in before:
         dynamodb.delete_item(TableName=SNAPSHOT_TABLE, Key={"pk": item["pk"], "sk": item["sk"]})
-    assert store.head("alpha") is None
+    assert store.snapshots.head("alpha") is None
     assert kept.restore() == len(before)
     after = dynamodb.scan(TableName=SNAPSHOT_TABLE, ConsistentRead=True)["Items"]
     key = lambda item: (item["pk"]["S"], item["sk"]["S"])  # noqa: E731
     assert sorted(after, key=key) == sorted(before, key=key)
-    head = store.head("alpha")
+    head = store.snapshots.head("alpha")
     assert head is not None
     pointer = head.clubs[212]
-    assert store.read_shard(212, pointer.version, 0)["AB12"] == ("8655R", "8679")
+    assert store.snapshots.read_shard(212, pointer.version, 0)["AB12"] == ("8655R", "8679")
 
 
 def test_items_past_their_ttl_are_not_kept(dynamodb: Any, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 from support.query_support import REGISTRY, SETTINGS, Allow
 from test_query_bad_input import BASE, GOOD, PATH_CASES, TOKEN_CASES
 
-from cappi.adapters.dynamo.store import SnapshotStoreError
+from cappi.adapters.dynamo.table import SnapshotStoreError
 from cappi.contracts import api as contract
 from cappi.domain.heads import OpenCalls
 from cappi.domain.last_poll import LastPoll

@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 import pytest
 from support.query_support import ALPHA_212, DEFAULT_CLAIMS, FETCHED_AT_MS, Allow, query_api
 
-from cappi.adapters.dynamo.store import SnapshotReadError
+from cappi.adapters.dynamo.table import SnapshotReadError
 from cappi.domain.last_poll import FAILED, LastPoll
 from cappi.domain.publish import publish_source
 from cappi.domain.query import NO_POLL_YET_RETRY_S
@@ -66,7 +66,7 @@ def test_unknown_club_is_404_and_a_club_not_polled_yet_is_503() -> None:
 def test_retry_after_counts_down_to_the_sources_next_poll(ago_s: int, interval_s: int, expected: int) -> None:
     with query_api(poll_interval_s=float(interval_s)) as api:
         now_ms = int(time.time() * 1000)
-        api.store.record_poll(LastPoll("beta", FAILED, now_ms - ago_s * 1000, 2.0, error_code="timeout"))
+        api.store.polls.record_poll(LastPoll("beta", FAILED, now_ms - ago_s * 1000, 2.0, error_code="timeout"))
         pending = api.get(f"{BASE}/300/AB12/ids")
     assert pending.status == 503
     assert expected - 1 <= int(pending.header("Retry-After")) <= expected  # a second may pass mid-test
@@ -74,14 +74,14 @@ def test_retry_after_counts_down_to_the_sources_next_poll(ago_s: int, interval_s
 
 def test_a_poll_that_is_due_already_gets_a_short_retry() -> None:
     with query_api() as api:
-        api.store.record_poll(LastPoll("beta", FAILED, int(time.time() * 1000) - 3_600_000, 2.0))
+        api.store.polls.record_poll(LastPoll("beta", FAILED, int(time.time() * 1000) - 3_600_000, 2.0))
         assert api.get(f"{BASE}/300/AB12/ids").header("Retry-After") == str(NO_POLL_YET_RETRY_S)
 
 
 def test_absence_is_looked_up_again_within_a_second_presence_is_cached() -> None:
     with query_api() as api:
         assert api.get(f"{BASE}/300/AB12/ids").status == 503
-        publish_source(api.store, "beta", [build_club_snapshot(300, {"AB12": [5]})], FETCHED_AT_MS)
+        publish_source(api.store.writer, "beta", [build_club_snapshot(300, {"AB12": [5]})], FETCHED_AT_MS)
         reads = api.reader.stats.pointer_reads
         assert api.get(f"{BASE}/300/AB12/ids").status == 503  # within the second: the absence is still cached
         assert api.reader.stats.pointer_reads == reads
@@ -126,7 +126,7 @@ def test_a_tech_whose_calls_did_not_change_keeps_its_etag_across_snapshots() -> 
     with query_api(pointer_max_age_s=0.0) as api:
         before = {t: api.get(f"{BASE}/212/{t}/ids").header("ETag") for t in ("AB12", "CD34")}
         changed = {**ALPHA_212, "CD34": [1234567, 5]}
-        publish_source(api.store, "alpha", [build_club_snapshot(212, changed)], FETCHED_AT_MS + 600_000)
+        publish_source(api.store.writer, "alpha", [build_club_snapshot(212, changed)], FETCHED_AT_MS + 600_000)
         api.clock.now += 1
         after = {t: api.get(f"{BASE}/212/{t}/ids").header("ETag") for t in ("AB12", "CD34")}
     assert after["AB12"] == before["AB12"]
@@ -136,7 +136,7 @@ def test_a_tech_whose_calls_did_not_change_keeps_its_etag_across_snapshots() -> 
 def test_a_new_snapshot_is_served_once_the_pointer_cache_ages() -> None:
     with query_api() as api:
         assert api.get(f"{BASE}/212/EF56/ids").json() == ["42"]
-        publish_source(api.store, "alpha", [build_club_snapshot(212, {"EF56": [43]})], FETCHED_AT_MS + 600_000)
+        publish_source(api.store.writer, "alpha", [build_club_snapshot(212, {"EF56": [43]})], FETCHED_AT_MS + 600_000)
         api.clock.now += 9.9
         assert api.get(f"{BASE}/212/EF56/ids").json() == ["42"]
         api.clock.now += 0.2

@@ -14,12 +14,13 @@ from hypothesis import strategies as st
 from moto import mock_aws
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.clock import Clock
+from support.stores import Stores, stores
 
-from cappi.adapters.dynamo import store as store_module
+from cappi.adapters.dynamo import shard_source as shard_source_module
+from cappi.adapters.dynamo import shards as shards_module
 from cappi.adapters.dynamo.schema import HEAD_SK, PK, SK, source_item_key
-from cappi.adapters.dynamo.store import DynamoSnapshotStore, SnapshotReadError
+from cappi.adapters.dynamo.table import SnapshotReadError
 from cappi.adapters.snapshot_reader import CachedSnapshotReader, SnapshotReader
-from cappi.domain import snapshot as snapshot_module
 from cappi.domain.publish import publish_source
 from cappi.domain.snapshot import ClubSnapshot, build_club_snapshot
 
@@ -67,12 +68,12 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def store(client: Recording, sleeps: list[float]) -> DynamoSnapshotStore:
-    return DynamoSnapshotStore(client, TABLE, sleep=sleeps.append)
+def store(client: Recording, sleeps: list[float]) -> Stores:
+    return stores(client, TABLE, sleep=sleeps.append)
 
 
-def publish(store: DynamoSnapshotStore, source: str, snapshots: list[ClubSnapshot], fetched_at_ms: int) -> None:
-    for result in publish_source(store, source, snapshots, fetched_at_ms):
+def publish(store: Stores, source: str, snapshots: list[ClubSnapshot], fetched_at_ms: int) -> None:
+    for result in publish_source(store.writer, source, snapshots, fetched_at_ms):
         assert result.version is not None
 
 
@@ -80,18 +81,18 @@ def sources_of(count: int, first_club: int = 100) -> dict[int, str]:
     return {first_club + n: f"src-{n:03d}" for n in range(count)}
 
 
-def requests(store: DynamoSnapshotStore, action: Callable[[], Any]) -> int:
-    before = store.requests
+def requests(store: Stores, action: Callable[[], Any]) -> int:
+    before = store.table.requests
     action()
-    return store.requests - before
+    return store.table.requests - before
 
 
-def test_one_batch_refreshes_every_held_head(store: DynamoSnapshotStore, client: Recording) -> None:
+def test_one_batch_refreshes_every_held_head(store: Stores, client: Recording) -> None:
     by_club = sources_of(30)
     for club_id, source in by_club.items():
         publish(store, source, [club(club_id, 1)], T0)
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, by_club, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=clock)
     for club_id in by_club:  # each source asked for the first time is read alone
         reader.open_calls(club_id, TECHS[0])
 
@@ -107,12 +108,12 @@ def test_one_batch_refreshes_every_held_head(store: DynamoSnapshotStore, client:
     assert requests(store, lambda: [reader.open_calls(c, TECHS[0]) for c in by_club]) == 1
 
 
-def test_more_than_a_hundred_heads_take_one_request_per_hundred(store: DynamoSnapshotStore, client: Recording) -> None:
+def test_more_than_a_hundred_heads_take_one_request_per_hundred(store: Stores, client: Recording) -> None:
     by_club = sources_of(130)
     for club_id, source in by_club.items():
         publish(store, source, [build_club_snapshot(club_id, {"AB12": [club_id]})], T0)
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, by_club, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=clock)
     for club_id in by_club:
         reader.open_calls(club_id, "AB12")
     clock.advance(10.0)
@@ -121,14 +122,14 @@ def test_more_than_a_hundred_heads_take_one_request_per_hundred(store: DynamoSna
     assert sorted(client.batches) == [30, 100]
 
 
-def test_a_lagging_head_is_ignored_per_source(store: DynamoSnapshotStore, client: Recording, dynamodb: Any) -> None:
+def test_a_lagging_head_is_ignored_per_source(store: Stores, client: Recording, dynamodb: Any) -> None:
     by_club = {1: "a", 2: "b", 3: "c"}
     for club_id, source in by_club.items():
         publish(store, source, [club(club_id, 1)], T0)
     old_head_a = dynamodb.get_item(TableName=TABLE, Key=source_item_key("a", HEAD_SK))["Item"]
     publish(store, "a", [club(1, 2)], T0 + 600_000)
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, by_club, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=clock)
     for club_id in by_club:
         reader.open_calls(club_id, TECHS[0])
     publish(store, "b", [club(2, 3)], T0 + 600_000)
@@ -147,12 +148,12 @@ def test_a_lagging_head_is_ignored_per_source(store: DynamoSnapshotStore, client
     assert reader.open_calls(3, TECHS[0]) is not None  # a head never disappears: a missing one is a lagging replica
 
 
-def test_absent_clubs_are_read_again_alone_within_absent_max_age(store: DynamoSnapshotStore, client: Recording) -> None:
+def test_absent_clubs_are_read_again_alone_within_absent_max_age(store: Stores, client: Recording) -> None:
     by_club = {1: "a", 2: "b", 3: "pending"}
     publish(store, "a", [club(1, 1)], T0)
     publish(store, "b", [club(2, 1)], T0)
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, by_club, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=clock)
     reader.open_calls(1, TECHS[0])
     reader.open_calls(2, TECHS[0])
     client.batches.clear()
@@ -183,7 +184,7 @@ def answers(reader: Any, clubs: list[int]) -> dict[tuple[int, str], tuple[str, .
     return {(c, t): reader.open_calls(c, t).call_ids for c in clubs for t in TECHS}
 
 
-def test_flipped_shards_are_prefetched_in_one_batch(store: DynamoSnapshotStore, client: Recording) -> None:
+def test_flipped_shards_are_prefetched_in_one_batch(store: Stores, client: Recording) -> None:
     by_club = {1: "a", 2: "a", 3: "b", 4: "c", 5: "d"}
     clubs = list(by_club)
 
@@ -193,13 +194,15 @@ def test_flipped_shards_are_prefetched_in_one_batch(store: DynamoSnapshotStore, 
             for club_id in [c for c, s in by_club.items() if s == source]:
                 expires_at = fetched_at_ms // 1000 + 86_400
                 snapshot = club(club_id, seed)
-                ref, _ = store.write_version(source, snapshot, fetched_at_ms, expires_at, shard_count=shards[club_id])
+                ref = store.writer.write_version(
+                    source, snapshot, fetched_at_ms, expires_at, shard_count=shards[club_id]
+                )
                 pointers[club_id] = ref.as_pointer(source, fetched_at_ms)
-            store.commit_head(source, fetched_at_ms, pointers)
+            store.writer.commit_head(source, fetched_at_ms, pointers)
 
     publish_all(1, T0, dict.fromkeys(clubs, 4))
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, by_club, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=clock)
     warm(reader, clubs)
     assert reader.cached_shards == 20
 
@@ -211,21 +214,21 @@ def test_flipped_shards_are_prefetched_in_one_batch(store: DynamoSnapshotStore, 
     assert reader.stats.shards_prefetched == 16
     assert reader.cached_shards == 16  # club 5's four old shards dropped, none of its new ones guessed
 
-    expected = answers(SnapshotReader(store, by_club), clubs)
+    expected = answers(SnapshotReader(store.snapshots, by_club), clubs)
     assert requests(store, lambda: answers(reader, clubs[:4])) == 0  # warm straight after the flip
     assert answers(reader, clubs) == expected
     assert reader.stats.shard_reads == 20 + 2  # club 5's two new shards were read by the queries that needed them
 
 
 def test_shards_of_several_parts_are_prefetched_in_two_rounds(
-    store: DynamoSnapshotStore, client: Recording, monkeypatch: pytest.MonkeyPatch
+    store: Stores, client: Recording, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(snapshot_module, "MAX_PART_BYTES", 100)  # several parts per shard
+    monkeypatch.setattr(shards_module, "MAX_PART_BYTES", 100)  # several parts per shard
     by_club = {1: "a", 2: "b", 3: "c"}
     for club_id, source in by_club.items():
         publish(store, source, [build_club_snapshot(club_id, contents(1, calls=8))], T0)
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, by_club, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=clock)
     warm(reader, list(by_club))
     for club_id, source in by_club.items():
         publish(store, source, [build_club_snapshot(club_id, contents(2, calls=8))], T0 + 600_000)
@@ -235,7 +238,7 @@ def test_shards_of_several_parts_are_prefetched_in_two_rounds(
     assert requests(store, lambda: reader.open_calls(1, TECHS[0])) == 3  # heads, manifests + part 0s, the rest
     assert len(client.batches) == 3
     assert requests(store, lambda: answers(reader, list(by_club))) == 0
-    assert answers(reader, list(by_club)) == answers(SnapshotReader(store, by_club), list(by_club))
+    assert answers(reader, list(by_club)) == answers(SnapshotReader(store.snapshots, by_club), list(by_club))
 
 
 def unprocessed_first(times: int, *, keep: int) -> Callable[[dict[str, Any], dict[str, Any]], dict[str, Any]]:
@@ -257,38 +260,38 @@ def unprocessed_first(times: int, *, keep: int) -> Callable[[dict[str, Any], dic
 
 
 def test_unprocessed_keys_are_resent_at_once_after_progress(
-    store: DynamoSnapshotStore, client: Recording, sleeps: list[float]
+    store: Stores, client: Recording, sleeps: list[float]
 ) -> None:
     by_club = sources_of(6)
     for club_id, source in by_club.items():
         publish(store, source, [club(club_id, 1)], T0)
     client.rewrite = unprocessed_first(2, keep=2)  # as when a response reaches the 16 MB cap
-    heads = store.heads(by_club.values())
+    heads = store.snapshots.heads(by_club.values())
     assert {s: h.clubs.keys() for s, h in heads.items() if h} == {s: {c} for c, s in by_club.items()}
     assert client.batches == [6, 4, 2]
     assert sleeps == []
 
 
 def test_throttled_keys_back_off_briefly_then_fail_as_a_read_error(
-    store: DynamoSnapshotStore, client: Recording, sleeps: list[float]
+    store: Stores, client: Recording, sleeps: list[float]
 ) -> None:
     by_club = sources_of(3)
     for club_id, source in by_club.items():
         publish(store, source, [club(club_id, 1)], T0)
     client.rewrite = unprocessed_first(2, keep=0)
-    assert all(store.heads(by_club.values()).values())
+    assert all(store.snapshots.heads(by_club.values()).values())
     assert len(sleeps) == 2 and max(sleeps) <= 0.1
 
     sleeps.clear()
     client.rewrite = unprocessed_first(99, keep=0)
-    reader = CachedSnapshotReader(store, by_club, clock=Clock(0.0))
+    reader = CachedSnapshotReader(store.snapshots, by_club, clock=Clock(0.0))
     with pytest.raises(SnapshotReadError, match="unprocessed"):
         reader.open_calls(100, TECHS[0])
-    assert len(sleeps) == store_module.READ_BATCH_ATTEMPTS - 1
+    assert len(sleeps) == shard_source_module.READ_BATCH_ATTEMPTS - 1
     assert sum(sleeps) < 0.5  # a query waits for this: short and bounded
 
 
-def test_a_failing_batch_raises_the_stores_read_error(store: DynamoSnapshotStore, client: Recording) -> None:
+def test_a_failing_batch_raises_the_stores_read_error(store: Stores, client: Recording) -> None:
     publish(store, "a", [club(1, 1)], T0)
 
     def throttled(_request: dict[str, Any], _response: dict[str, Any]) -> dict[str, Any]:
@@ -296,13 +299,13 @@ def test_a_failing_batch_raises_the_stores_read_error(store: DynamoSnapshotStore
 
     client.rewrite = throttled
     with pytest.raises(SnapshotReadError, match="ProvisionedThroughputExceededException"):
-        CachedSnapshotReader(store, {1: "a"}, clock=Clock(0.0)).open_calls(1, TECHS[0])
+        CachedSnapshotReader(store.snapshots, {1: "a"}, clock=Clock(0.0)).open_calls(1, TECHS[0])
 
 
-def test_a_failed_prefetch_leaves_the_shards_to_the_queries(store: DynamoSnapshotStore, client: Recording) -> None:
+def test_a_failed_prefetch_leaves_the_shards_to_the_queries(store: Stores, client: Recording) -> None:
     publish(store, "a", [club(1, 1)], T0)
     clock = Clock(0.0)
-    reader = CachedSnapshotReader(store, {1: "a"}, clock=clock)
+    reader = CachedSnapshotReader(store.snapshots, {1: "a"}, clock=clock)
     warm(reader, [1])
     publish(store, "a", [club(1, 2)], T0 + 600_000)
 
@@ -330,9 +333,9 @@ step = st.one_of(
 
 
 @contextmanager
-def fresh_table() -> Iterator[DynamoSnapshotStore]:
+def fresh_table() -> Iterator[Stores]:
     with mock_aws():
-        yield DynamoSnapshotStore(snapshot_table(), TABLE)
+        yield stores(snapshot_table(), TABLE)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -340,8 +343,8 @@ def fresh_table() -> Iterator[DynamoSnapshotStore]:
 def test_answers_are_the_uncached_readers_within_the_pointer_age(steps: list[tuple[str, Any, int, int]]) -> None:
     with fresh_table() as store:
         clock = Clock(0.0)
-        cached = CachedSnapshotReader(store, SOURCES, clock=clock)
-        direct = SnapshotReader(store, SOURCES)
+        cached = CachedSnapshotReader(store.snapshots, SOURCES, clock=clock)
+        direct = SnapshotReader(store.snapshots, SOURCES)
         fetched_at, published_at, seed = T0, {}, 0
         history: dict[int, list[tuple[float, str]]] = {c: [] for c in SOURCES}  # (published at, version) per club
         served: dict[int, str] = {}
@@ -353,13 +356,13 @@ def test_answers_are_the_uncached_readers_within_the_pointer_age(steps: list[tup
                 for c in [c for c, s in SOURCES.items() if s == what]:
                     snapshot = build_club_snapshot(c, contents(seed + c % a))
                     shards = b if c % 2 else 1  # some clubs change layout between versions, some never do
-                    ref, _ = store.write_version(
+                    ref = store.writer.write_version(
                         what, snapshot, fetched_at, fetched_at // 1000 + 86_400, shard_count=shards
                     )
                     history[c].append((clock.now, ref.version))
                     shard_counts[ref.version] = shards
                     pointers[c] = ref.as_pointer(what, fetched_at)
-                store.commit_head(what, fetched_at, pointers)
+                store.writer.commit_head(what, fetched_at, pointers)
                 published_at[what] = clock.now
             elif kind == "wait":
                 clock.advance(what)
@@ -380,5 +383,5 @@ def test_answers_are_the_uncached_readers_within_the_pointer_age(steps: list[tup
                 # The version served was current at some moment within the last pointer_max_age seconds.
                 later = [t for t, v in history[what] if versions.index(v) > versions.index(got.version)]
                 assert not later or clock.now - min(later) < 10.0
-                shard = snapshot_module.shard_of(tech, shard_counts[got.version])
-                assert got.call_ids == store.read_shard(what, got.version, shard).get(tech, ())
+                shard = shards_module.shard_of(tech, shard_counts[got.version])
+                assert got.call_ids == store.snapshots.read_shard(what, got.version, shard).get(tech, ())

@@ -9,7 +9,6 @@ from typing import Any
 
 from moto import mock_aws
 
-from cappi.adapters.dynamo.store import DynamoSnapshotStore
 from cappi.adapters.snapshot_reader import CachedSnapshotReader
 from cappi.contracts import api
 from cappi.domain.publish import publish_source
@@ -20,6 +19,7 @@ from cappi.settings import QuerySettings
 from local.http_api import HttpApi, HttpRequest, HttpResponse, Route
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.clock import Clock
+from support.stores import Stores, stores
 
 TABLE = SNAPSHOT_TABLE
 ROUTE = api.ROUTE
@@ -79,7 +79,7 @@ class _Decision:
 @dataclass
 class QueryApi:
     api: HttpApi
-    store: DynamoSnapshotStore
+    store: Stores
     reader: CachedSnapshotReader
     clock: Clock
 
@@ -91,13 +91,17 @@ class QueryApi:
 def query_api(authorizer: Any = None, **settings: Any) -> Iterator[QueryApi]:
     with mock_aws():
         client = snapshot_table()
-        store = DynamoSnapshotStore(client, TABLE)
+        store = stores(client, TABLE)
         snapshots = [build_club_snapshot(212, ALPHA_212), build_club_snapshot(4, ALPHA_4)]
-        publish_source(store, "alpha", snapshots, FETCHED_AT_MS)
+        publish_source(store.writer, "alpha", snapshots, FETCHED_AT_MS)
         clock = Clock()
         stage = replace(SETTINGS, **settings)
         reader = CachedSnapshotReader(
-            store, REGISTRY.sources_by_club, pointer_max_age=stage.pointer_max_age_s, clock=clock
+            store.snapshots,
+            REGISTRY.sources_by_club,
+            polls=store.polls,
+            pointer_max_age=stage.pointer_max_age_s,
+            clock=clock,
         )
         handler = query.make_handler(lambda: query.QueryDependencies(stage, reader, REGISTRY.club_ids))
         route = Route("GET", ROUTE, handler, authorizer if authorizer is not None else Allow())

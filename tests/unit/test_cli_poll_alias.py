@@ -29,7 +29,7 @@ def test_poll_invokes_the_live_alias_synchronously_by_its_qualified_name() -> No
     )
     target = Target(
         where="stage (us-east-1)",
-        store=None,  # poll reads no table
+        table=None,  # poll reads no table
         registry=REGISTRY,
         stale_after_s=1800,
         client=lambda _service: client,

@@ -44,7 +44,7 @@ class Terminal(io.StringIO):
 
 
 def target(secrets: FakeSecrets) -> Target:
-    return Target("test", store=None, registry=REGISTRY, stale_after_s=1800, client=lambda _service: secrets)  # type: ignore[arg-type]
+    return Target("test", table=None, registry=REGISTRY, stale_after_s=1800, client=lambda _service: secrets)  # type: ignore[arg-type]
 
 
 def test_on_a_terminal_the_value_comes_from_getpass(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""ID rules shared by both sides, and the snapshot encoding (hash, shards, parts)."""
+"""ID rules shared by both sides, the snapshot (hash), and how the store encodes one (shards, parts)."""
 
 from __future__ import annotations
 
@@ -7,15 +7,9 @@ import random
 from hypothesis import given
 from hypothesis import strategies as st
 
+from cappi.adapters.dynamo.shards import MAX_PART_BYTES, decode_shard, encode_shards, shard_count_for, shard_of
 from cappi.domain.ids import call_id_sort_key, normalize_tech_id, parse_path_club_id
-from cappi.domain.snapshot import (
-    MAX_PART_BYTES,
-    build_club_snapshot,
-    decode_shard,
-    encode_shards,
-    shard_count_for,
-    shard_of,
-)
+from cappi.domain.snapshot import build_club_snapshot
 
 
 def test_tech_id_rules() -> None:

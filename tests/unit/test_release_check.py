@@ -194,7 +194,7 @@ def _event_for(probe: rules.Probe, *, club_claim: str = SETTINGS.club_claim) -> 
 
 @pytest.mark.parametrize("require_club_claim", [False, True])
 def test_the_query_handler_answers_the_checks_question_200(published: Any, require_club_claim: bool) -> None:
-    probe = rules.choose_probe(REGISTRY, published.store.heads([s.name for s in REGISTRY.enabled_sources]))
+    probe = rules.choose_probe(REGISTRY, published.store.snapshots.heads([s.name for s in REGISTRY.enabled_sources]))
     assert probe.expected_status == 200
     response = _run_query(published, _event_for(probe), require_club_claim=require_club_claim)
     assert response["statusCode"] == 200
@@ -263,7 +263,7 @@ def test_a_good_answer_from_the_real_query_is_reported_succeeded(published: Any)
         return _answer(_run_query(published, event))
 
     client, stubber = _codedeploy("Succeeded")
-    heads = published.store.heads(["alpha", "beta"])
+    heads = published.store.snapshots.heads(["alpha", "beta"])
     result = _run_hook(_dependencies(heads, invoke, client))
     stubber.assert_no_pending_responses()
     assert result["passed"] is True

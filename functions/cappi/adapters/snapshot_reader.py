@@ -1,7 +1,7 @@
 """Reads for the query side: which source serves a club (the registry's map), and that club's current answer.
 
-The store reads by source (heads) and by version (shards); readers ask by club. `SnapshotReader` reads through
-on every call (tests, tools); `CachedSnapshotReader` is what a warm query Lambda uses.
+The table is read by source (heads, last polls) and by version (shards); readers ask by club. `SnapshotReader` reads
+through on every call (tests, tools); `CachedSnapshotReader` is what a warm query Lambda uses.
 """
 
 from __future__ import annotations
@@ -12,30 +12,36 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from cappi.adapters.dynamo.store import SnapshotStoreError, shard_address
+from cappi.adapters.dynamo.shard_source import shard_address
+from cappi.adapters.dynamo.shards import ShardKey, Techs
+from cappi.adapters.dynamo.table import SnapshotStoreError
 from cappi.domain.heads import Head, OpenCalls, Pointer, open_calls_from
 
-if TYPE_CHECKING:  # read only while a club has no snapshot (the store loads it then)
+if TYPE_CHECKING:  # read only while a club has no snapshot (the poll log loads it then)
     from cappi.domain.last_poll import LastPoll
 
 
 class ShardSource(Protocol):
     """What readers need of a store: heads by source, decoded shards by version, and a request counter."""
 
-    table_name: str
-    requests: int
+    @property
+    def table_name(self) -> str: ...
+
+    @property
+    def requests(self) -> int: ...
 
     def head(self, source: str, *, consistent: bool = True) -> Head | None: ...
 
-    def read_shard(
-        self, club_id: int, version: str, shard: int, *, expected_parts: int | None = None
-    ) -> dict[str, tuple[str, ...]]: ...
+    def read_shard(self, club_id: int, version: str, shard: int, *, expected_parts: int | None = None) -> Techs: ...
+
+
+class LastPolls(Protocol):
+    """Where the readers learn when a club with no list yet is worth asking again: its source's last poll."""
+
+    @property
+    def requests(self) -> int: ...
 
     def last_poll(self, source: str) -> LastPoll | None: ...
-
-
-ShardKey = tuple[int, str, int]  # (club, version, shard)
-Techs = dict[str, tuple[str, ...]]  # one decoded shard: TechId -> call IDs
 
 
 class BatchShardSource(ShardSource, Protocol):
@@ -47,10 +53,13 @@ class BatchShardSource(ShardSource, Protocol):
 
 
 class SnapshotReader:
-    """Club-keyed reads straight from the store (consistent by default)."""
+    """Club-keyed reads straight from the store (consistent by default). Without `polls`, no last poll is known."""
 
-    def __init__(self, store: ShardSource, sources_by_club: Mapping[int, str]) -> None:
+    def __init__(
+        self, store: ShardSource, sources_by_club: Mapping[int, str], *, polls: LastPolls | None = None
+    ) -> None:
         self._store = store
+        self._poll_log = polls
         self.sources_by_club: dict[int, str] = dict(sources_by_club)
 
     def current(self, club_id: int, *, consistent: bool = True) -> Pointer | None:
@@ -70,7 +79,7 @@ class SnapshotReader:
     def last_poll(self, club_id: int) -> LastPoll | None:
         """The last poll of the source serving the club (when the next list is due), or None."""
         source = self.sources_by_club.get(club_id)
-        return self._store.last_poll(source) if source else None
+        return self._poll_log.last_poll(source) if source and self._poll_log is not None else None
 
 
 @dataclass(slots=True)
@@ -113,7 +122,9 @@ class CachedSnapshotReader:
     Absence is not cached like presence: a head that does not name the club (nothing published for it yet) is
     read again, alone, after `absent_max_age` seconds, so the first list a club publishes is served within about a
     second of its poll, while a flood of queries for a club still pending costs at most one read a second per
-    source. A source asked for the first time is read alone and joins the others at their next refresh.
+    source. A source asked for the first time is read alone and joins the others at their next refresh. While a
+    club has no list, its source's last poll (from `polls`; none known without it) is read at most once per
+    `absent_max_age`, to say when to ask again.
     Not thread-safe: one Lambda execution environment serves one request at a time.
     """
 
@@ -122,6 +133,7 @@ class CachedSnapshotReader:
         store: BatchShardSource,
         sources_by_club: Mapping[int, str],
         *,
+        polls: LastPolls | None = None,
         pointer_max_age: float = 10.0,
         absent_max_age: float = 1.0,
         max_shards: int = 256,
@@ -130,6 +142,7 @@ class CachedSnapshotReader:
         if max_shards < 1:
             raise ValueError("max_shards must be at least 1")
         self._store = store
+        self._poll_log = polls
         self.sources_by_club: dict[int, str] = dict(sources_by_club)
         self._pointer_max_age = pointer_max_age
         self._absent_max_age = min(absent_max_age, pointer_max_age)
@@ -138,7 +151,7 @@ class CachedSnapshotReader:
         self._heads: dict[str, Head | None] = {}  # every source asked for so far: the heads it holds
         self._read_at: dict[str, float] = {}  # when each held head was last read
         self._refreshed_at: float | None = None  # when all held heads were last read together
-        self._polls: dict[str, _CachedPoll] = {}
+        self._polls: dict[str, _CachedPoll] = {}  # last polls read, by source
         self._shards: OrderedDict[ShardKey, Techs] = OrderedDict()
         self.stats = ReaderStats()
 
@@ -167,14 +180,14 @@ class CachedSnapshotReader:
         """The serving source's last poll, read at most once per `absent_max_age` (asked only while a club has
         no snapshot, to say when to retry)."""
         source = self.sources_by_club.get(club_id)
-        if source is None:
+        if source is None or self._poll_log is None:
             return None
         now = self._clock()
         cached = self._polls.get(source)
         if cached is None or now - cached.loaded_at >= self._absent_max_age:
-            before = self._store.requests
-            cached = self._polls[source] = _CachedPoll(self._store.last_poll(source), now)
-            self.stats.dynamodb_requests += self._store.requests - before
+            before = self._poll_log.requests
+            cached = self._polls[source] = _CachedPoll(self._poll_log.last_poll(source), now)
+            self.stats.dynamodb_requests += self._poll_log.requests - before
         return cached.poll
 
     @property

@@ -13,6 +13,7 @@ from cappi.domain.row_example import RowExample
 
 if TYPE_CHECKING:  # the query Lambda imports this module through the store: keep the ingest rules out of it
     from cappi.domain.poll import PollResult
+    from cappi.domain.publish import WriteMeter
 
 EXAMPLES_PER_REASON = 3
 MAX_ERROR_CHARS = 300
@@ -72,8 +73,13 @@ def last_poll_of(result: PollResult) -> LastPoll:
 
 
 class PollLog(Protocol):
-    def record_poll(self, poll: LastPoll) -> int:
-        """Keep `poll` as its source's last poll unless a later-sent one is kept already; returns write units."""
+    @property
+    def meter(self) -> WriteMeter:
+        """What the log has spent on writes so far (read before and after `record_poll` to price it)."""
+        ...
+
+    def record_poll(self, poll: LastPoll) -> None:
+        """Keep `poll` as its source's last poll unless a later-sent one is kept already."""
         ...
 
     def last_poll(self, source: str) -> LastPoll | None: ...

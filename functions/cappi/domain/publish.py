@@ -35,25 +35,34 @@ class Outcome(StrEnum):
     SUPERSEDED = "superseded"  # a later poll of the source already moved the head; this one changed nothing
 
 
+class WriteMeter(Protocol):
+    """What a store has spent on writes so far; read before and after some writes, it prices them."""
+
+    @property
+    def units(self) -> int: ...
+
+
 class SnapshotStore(Protocol):
-    """What publishing needs of storage: atomic primitives whose conditions keep the guarantees under overlap."""
+    """What publishing needs of storage: atomic primitives whose conditions keep the guarantees under overlap,
+    and the meter that counts their write units (a refused or failed write still costs what it spent)."""
+
+    @property
+    def meter(self) -> WriteMeter: ...
 
     def head(self, source: str) -> Head | None:
         """The source's head (consistent read), or None when nothing was ever published for it."""
         ...
 
-    def write_version(
-        self, source: str, snapshot: ClubSnapshot, fetched_at_ms: int, expires_at: int
-    ) -> tuple[VersionRef, int]:
-        """Store a complete version without changing what readers see; (its ref, write units)."""
+    def write_version(self, source: str, snapshot: ClubSnapshot, fetched_at_ms: int, expires_at: int) -> VersionRef:
+        """Store a complete version without changing what readers see."""
         ...
 
-    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> tuple[bool, int]:
-        """Move the head unless it already reflects a fetch at or after `fetched_at_ms`; (applied, write units)."""
+    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> bool:
+        """Move the head unless it already reflects a fetch at or after `fetched_at_ms`; whether it moved."""
         ...
 
-    def extend_expiry(self, pointer: Pointer, new_expires_at: int) -> int:
-        """Move the expiry of every item of the pointer's version; returns write units."""
+    def extend_expiry(self, pointer: Pointer, new_expires_at: int) -> None:
+        """Move the expiry of every item of the pointer's version."""
         ...
 
 
@@ -82,9 +91,11 @@ def publish_source(
 
     New versions are written first, then one conditional write of the source's head moves every club at once.
     If a later poll got there first, nothing readers see changes and every club reports SUPERSEDED (versions
-    written meanwhile are never named by a head and expire through TTL).
+    written meanwhile are never named by a head and expire through TTL). Each club's `write_units` is what its
+    version and renewal cost on the store's meter; the head's write, shared, is counted on the first club.
     """
     now_s = fetched_at_ms // 1000
+    meter = store.meter
     head = store.head(source)
     snapshots = list(snapshots)
     if head is not None and head.fetched_at_ms >= fetched_at_ms:
@@ -94,7 +105,7 @@ def publish_source(
     decided: list[tuple[ClubSnapshot, Outcome, int, bool]] = []
     for snapshot in snapshots:
         current = head.clubs.get(snapshot.club_id) if head else None
-        units, renewed = 0, False
+        spent_before, renewed = meter.units, False
         if current is not None and current.content_hash == snapshot.content_hash:
             outcome = Outcome.UNCHANGED
             entry = replace(
@@ -114,16 +125,18 @@ def publish_source(
             )
         else:
             outcome = Outcome.PUBLISHED
-            ref, units = store.write_version(source, snapshot, fetched_at_ms, now_s + RETENTION_S)
+            ref = store.write_version(source, snapshot, fetched_at_ms, now_s + RETENTION_S)
             entry = ref.as_pointer(source, fetched_at_ms)
         if outcome is not Outcome.PUBLISHED and entry.data_expires_at - now_s < RENEW_BELOW_S:
-            units += store.extend_expiry(entry, now_s + RETENTION_S)
+            store.extend_expiry(entry, now_s + RETENTION_S)
             entry = replace(entry, data_expires_at=now_s + RETENTION_S)
             renewed = True
         entries[snapshot.club_id] = entry
-        decided.append((snapshot, outcome, units, renewed))
+        decided.append((snapshot, outcome, meter.units - spent_before, renewed))
 
-    committed, head_units = store.commit_head(source, fetched_at_ms, entries)
+    spent_before = meter.units
+    committed = store.commit_head(source, fetched_at_ms, entries)
+    head_units = meter.units - spent_before
     results = []
     for index, (snapshot, outcome, club_units, renewed) in enumerate(decided):
         units = club_units + (head_units if index == 0 else 0)  # the head write is shared; count it once

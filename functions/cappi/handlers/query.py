@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from cappi.adapters.dynamo.store import SnapshotStoreError
+from cappi.adapters.dynamo.table import SnapshotStoreError
 from cappi.contracts import api
 from cappi.domain import query as rules
 from cappi.handlers import http
@@ -44,14 +44,21 @@ class QueryDependencies:
     def from_env(cls, session: Any = None) -> QueryDependencies:
         """`session`: a boto3 Session with other credentials than the environment's (local mode's role)."""
         from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
-        from cappi.adapters.dynamo.store import DynamoSnapshotStore
+        from cappi.adapters.dynamo.poll_log import DynamoPollLog
+        from cappi.adapters.dynamo.shard_source import DynamoShardSource
+        from cappi.adapters.dynamo.table import SnapshotTable
         from cappi.adapters.snapshot_reader import CachedSnapshotReader
         from cappi.domain.registry import load_registry
 
         settings = QuerySettings.from_env()
         registry = load_registry(settings.clubs_file)
-        store = DynamoSnapshotStore(dynamodb_client(QUERY_ATTEMPTS, session=session), settings.table_name)
-        reader = CachedSnapshotReader(store, registry.sources_by_club, pointer_max_age=settings.pointer_max_age_s)
+        table = SnapshotTable(dynamodb_client(QUERY_ATTEMPTS, session=session), settings.table_name)
+        reader = CachedSnapshotReader(
+            DynamoShardSource(table),
+            registry.sources_by_club,
+            polls=DynamoPollLog(table),
+            pointer_max_age=settings.pointer_max_age_s,
+        )
         return cls(settings, reader, registry.club_ids)
 
 

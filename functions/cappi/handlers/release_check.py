@@ -46,15 +46,16 @@ class ReleaseCheckDependencies:
         """`session`: a boto3 Session with other credentials than the environment's (tests)."""
         from cappi.adapters.codedeploy import LifecycleHookReporter
         from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
-        from cappi.adapters.dynamo.store import DynamoSnapshotStore
+        from cappi.adapters.dynamo.shard_source import DynamoShardSource
+        from cappi.adapters.dynamo.table import SnapshotTable
         from cappi.adapters.lambda_invoker import SyncInvoker, sync_lambda_client
 
         settings = ReleaseCheckSettings.from_env()
-        store = DynamoSnapshotStore(dynamodb_client(QUERY_ATTEMPTS, session=session), settings.table_name)
+        table = SnapshotTable(dynamodb_client(QUERY_ATTEMPTS, session=session), settings.table_name)
         return cls(
             settings=settings,
             registry=load_registry(settings.clubs_file),
-            heads=store.heads,
+            heads=DynamoShardSource(table).heads,
             invoke=SyncInvoker(settings.query_version, sync_lambda_client(session)),
             report=LifecycleHookReporter(session.client("codedeploy") if session is not None else None),
         )
