@@ -15,32 +15,31 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cappi.domain import feed, feed_fast
-from cappi.domain.feed import FeedRejected, ParsedFeed, parse_feed, parse_feed_reference
+from cappi.domain import feed
+from cappi.domain.feed import FeedRejected, ParsedFeed, Parser, fast, parse_feed
 
 OWNED = frozenset({212, 213})
 
 Outcome = tuple[str, object, str, ParsedFeed | None]
 
 
-def outcome(parse: object, body: bytes | str, ratio: float) -> Outcome:
-    assert callable(parse)
+def outcome(parser: Parser, body: bytes | str, ratio: float) -> Outcome:
     try:
-        return ("parsed", None, "", parse(body, OWNED, max_rejected_ratio=ratio))
+        return ("parsed", None, "", parse_feed(body, OWNED, max_rejected_ratio=ratio, parser=parser))
     except FeedRejected as exc:
         return ("rejected", exc.code, str(exc), exc.parsed)
 
 
 def same_as_reference(body: bytes | str, ratio: float = 1.0) -> tuple[bool, Outcome]:
     """Checks both paths agree on `body`; whether the fast path read it, and the reference's outcome."""
-    fast = feed_fast.parse(body, OWNED)
-    reference = outcome(parse_feed_reference, body, ratio)
-    if fast is not None:
+    by_fast_path = fast.parse(body, OWNED)
+    reference = outcome(Parser.REFERENCE, body, ratio)
+    if by_fast_path is not None:
         # The fast path reads only what the reference parses; only the share of rejected rows can still refuse it.
         assert reference[0] == "parsed" or reference[1] == feed.TOO_MANY_REJECTED, reference
-        assert fast == reference[3]
-    assert outcome(parse_feed, body, ratio) == reference
-    return fast is not None, reference
+        assert by_fast_path == reference[3]
+    assert outcome(Parser.FAST, body, ratio) == reference
+    return by_fast_path is not None, reference
 
 
 def document(rows: list[str], result: str = "Result", calls: str = "Calls") -> bytes:
@@ -298,14 +297,12 @@ def test_property_documents_of_the_documented_shape_take_the_fast_path(body: byt
 def test_the_cycle_collector_is_left_as_it_was_found(body: bytes) -> None:
     import gc
 
-    from cappi.domain import feed_fast
-
     assert gc.isenabled()
-    feed_fast.parse(body, frozenset({212}))
+    fast.parse(body, frozenset({212}))
     assert gc.isenabled()
     gc.disable()
     try:
-        feed_fast.parse(body, frozenset({212}))
+        fast.parse(body, frozenset({212}))
         assert not gc.isenabled()
     finally:
         gc.enable()
