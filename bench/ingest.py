@@ -105,14 +105,14 @@ class FeedServer:
 
 def parse_ratio(body: bytes) -> tuple[float, float, float, float]:
     """parse_feed over json.loads, their times, and the reference parser's time (what parse_feed falls back to)."""
-    from cappi.domain.feed import parse_feed, parse_feed_reference
+    from cappi.domain.feed import Parser, parse_feed
 
     # Interleaved, so all sides see the same moments of a shared, noisy machine; least CPU time of each.
     loads, parse, reference = [], [], []
     for _ in range(15):
         loads.append(best_of(lambda: json.loads(body), 1))
         parse.append(best_of(lambda: parse_feed(body, CLUB_IDS), 1))
-        reference.append(best_of(lambda: parse_feed_reference(body, CLUB_IDS), 1))
+        reference.append(best_of(lambda: parse_feed(body, CLUB_IDS, parser=Parser.REFERENCE), 1))
     return min(parse) / min(loads), min(loads), min(parse), min(reference)
 
 

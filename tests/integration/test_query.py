@@ -34,6 +34,12 @@ def test_tech_ids_match_case_insensitively(club: str, tech: str) -> None:
         assert api.get(f"{BASE}/{club}/{tech}/ids").json() == ["8655R", "8679", "9999"]
 
 
+@pytest.mark.parametrize("tech", ["%20ab12", "AB12%20%20", "%09Ab12%0D%0A"])
+def test_tech_ids_are_trimmed_of_surrounding_ascii_whitespace_as_in_a_feed(tech: str) -> None:
+    with query_api() as api:
+        assert api.get(f"{BASE}/212/{tech}/ids").json() == ["8655R", "8679", "9999"]
+
+
 def test_club_ids_with_leading_zeros() -> None:
     with query_api() as api:
         assert api.get(f"{BASE}/004/xy99/ids").json() == ["7", "8"]

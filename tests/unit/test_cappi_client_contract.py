@@ -11,6 +11,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import cappi_client
 from cappi.contracts import api
@@ -53,18 +55,32 @@ def test_the_route_equals_the_servers() -> None:
 def test_id_limits_equal_the_servers() -> None:
     assert ids.MAX_CLUB_ID == server_ids.MAX_CLUB_ID
     assert ids.MAX_TECH_ID_LEN == server_ids.MAX_TECH_ID_LEN
+    assert ids.TECH_ID_TRIMMED == server_ids.TECH_ID_TRIMMED
 
 
 SAMPLES = [
     "", "0", "4", "004", "212", "999", "1000", "1234", "a1", "12a", " 12", "12 ", "-1", "+1", "1.0", "١٢", "１２",
     "AB12", "ab12", "aB1", "A" * 32, "A" * 33, "AB 12", " AB12", "AB12 ", "AB-12", "AB_12", "ÅB12", "ß", "AB\n",
-    "AB12/..", "%41", "\x00",
+    "AB12/..", "%41", "\x00", " ", "\t\n\r\f\v", " \tab12\r\n", "\vAB12\f", " " + "A" * 32 + " ", " " + "A" * 33,
+    "\x1fAB12\x1e", "\x1cAB12", "AB12\x1d", "\x85AB12", "\xa0AB12", "AB12\u2028", "\u3000AB12", "\u200bAB12",
+    " 212", "212\n", "\t4",
 ]  # fmt: skip
+
+
+def server_path_club_id(raw: str) -> int | None:
+    """The server's rule for a path's ClubId (`cappi.domain.ids`), None for any Reason."""
+    checked = server_ids.path_club_id(raw)
+    return None if isinstance(checked, server_ids.Reason) else checked
+
+
+def server_path_tech_id(raw: str) -> str | None:
+    checked = server_ids.path_tech_id(raw)
+    return None if isinstance(checked, server_ids.Reason) else checked
 
 
 @pytest.mark.parametrize("raw", SAMPLES)
 def test_club_id_rule_equals_the_servers_path_rule(raw: str) -> None:
-    expected = server_ids.parse_path_club_id(raw)
+    expected = server_path_club_id(raw)
     try:
         got: int | None = ids.club_id(raw)
     except cappi_client.InvalidClubId:
@@ -74,17 +90,36 @@ def test_club_id_rule_equals_the_servers_path_rule(raw: str) -> None:
 
 @pytest.mark.parametrize("raw", SAMPLES)
 def test_tech_id_rule_equals_the_servers_path_rule(raw: str) -> None:
+    expected = server_path_tech_id(raw)
     try:
-        expected: str | None = query.parse_path("1", raw)[1]
+        assert query.parse_path("1", raw)[1] == expected
     except query.MalformedRequest as refused:
         assert refused.code == "invalid_tech_id"
-        expected = None
+        assert expected is None
     try:
         got: str | None = ids.tech_id(raw)
     except cappi_client.InvalidTechId as refused:
         assert refused.code == "invalid_tech_id"
         got = None
     assert got == expected
+
+
+@settings(max_examples=300)
+@given(
+    st.text(max_size=40)
+    | st.from_regex(r"[ \t\n\r\f\v\x1c-\x1f\x85\xa0]*[0-9A-Za-z]{0,34}[ \t\x1f\xa0]*", fullmatch=True)
+)
+def test_property_both_id_rules_equal_the_servers(raw: str) -> None:
+    try:
+        got_tech: str | None = ids.tech_id(raw)
+    except cappi_client.InvalidTechId:
+        got_tech = None
+    assert got_tech == server_path_tech_id(raw)
+    try:
+        got_club: int | None = ids.club_id(raw)
+    except cappi_client.InvalidClubId:
+        got_club = None
+    assert got_club == server_path_club_id(raw)
 
 
 @pytest.mark.parametrize("calls", [[], ["8679"], ["8655R", "8679", "9999"]])

@@ -2,25 +2,25 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cappi.domain import feed
-from cappi.domain.feed import FeedRejected, parse_feed
+from cappi.domain.feed import FeedRejected, Parser
+
+ParseFeed = Callable[..., feed.ParsedFeed]
 
 
-@pytest.fixture(autouse=True, scope="module", params=["fast path", "reference"])
-def parser(request: pytest.FixtureRequest) -> Iterator[str]:
+@pytest.fixture(scope="module", params=[Parser.FAST, Parser.REFERENCE], ids=["fast path", "reference"])
+def parse_feed(request: pytest.FixtureRequest) -> ParseFeed:
     """Every test here runs twice: through parse_feed as ingest calls it (the fast path where it applies, else the
-    reference) and with the fast path off, so the reference parser keeps meeting all its own rules."""
-    saved = feed._use_fast_path
-    feed._use_fast_path = request.param == "fast path"
-    yield request.param
-    feed._use_fast_path = saved
+    reference) and with the reference parser alone, so the reference keeps meeting all its own rules."""
+    return functools.partial(feed.parse_feed, parser=request.param)
 
 
 def doc(*rows: object) -> bytes:
@@ -35,7 +35,7 @@ def calls_of(parsed: feed.ParsedFeed, club: int, tech: str) -> set:
     return parsed.by_club[club].get(tech, set())
 
 
-def test_documented_example_with_both_spellings_of_field_names() -> None:
+def test_documented_example_with_both_spellings_of_field_names(parse_feed: ParseFeed) -> None:
     body = b"""{"Result": {"Calls": [
         {"CallId": 8679, "ClubID": 212, "TechID": "ab12"},
         {"CallId": 9999, "ClubId": 212, "TechId": "AB12"}
@@ -47,24 +47,24 @@ def test_documented_example_with_both_spellings_of_field_names() -> None:
     assert parsed.rejected == {}
 
 
-def test_keys_are_case_insensitive_at_every_level() -> None:
+def test_keys_are_case_insensitive_at_every_level(parse_feed: ParseFeed) -> None:
     body = json.dumps({"result": {"CALLS": [{"callid": 1, "CLUBID": 5, "techid": "x1"}]}}).encode()
     assert calls_of(parse_feed(body, {5}), 5, "X1") == {1}
 
 
-def test_rows_with_mixed_spellings_in_one_feed() -> None:
+def test_rows_with_mixed_spellings_in_one_feed(parse_feed: ParseFeed) -> None:
     body = doc(row(1), {"callId": 2, "clubId": 212, "techId": "AB12"}, {"CALLID": 3, "CLUBID": 212, "TECHID": "ab12"})
     assert calls_of(parse_feed(body, {212}), 212, "AB12") == {1, 2, 3}
 
 
-def test_extra_fields_are_ignored() -> None:
+def test_extra_fields_are_ignored(parse_feed: ParseFeed) -> None:
     body = doc({**row(7), "Status": "open", "Priority": 3})
     parsed = parse_feed(body, {212})
     assert calls_of(parsed, 212, "AB12") == {7}
     assert parsed.rejected == {}
 
 
-def test_field_given_twice_in_different_case_is_ambiguous() -> None:
+def test_field_given_twice_in_different_case_is_ambiguous(parse_feed: ParseFeed) -> None:
     rows = [row(i) for i in range(1, 100)] + [{"CallId": 1, "callid": 2, "ClubId": 212, "TechId": "A"}]
     parsed = parse_feed(doc(*rows), {212})
     assert parsed.rejected == {feed.AMBIGUOUS_FIELD: 1}
@@ -81,7 +81,7 @@ def test_field_given_twice_in_different_case_is_ambiguous() -> None:
         ("1234567", 1234567),
     ],
 )
-def test_valid_call_ids(call: object, expected: object) -> None:
+def test_valid_call_ids(parse_feed: ParseFeed, call: object, expected: object) -> None:
     assert calls_of(parse_feed(doc(row(call)), {212}), 212, "AB12") == {expected}
 
 
@@ -102,14 +102,14 @@ def test_valid_call_ids(call: object, expected: object) -> None:
         ([1], feed.CALL_ID_INVALID),
     ],
 )
-def test_invalid_call_ids_are_rejected_by_reason(call: object, reason: str) -> None:
+def test_invalid_call_ids_are_rejected_by_reason(parse_feed: ParseFeed, call: object, reason: str) -> None:
     rows = [row(i) for i in range(1, 40)] + [row(call)]
     parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
     assert parsed.rejected == {reason: 1}
     assert parsed.accepted == 39
 
 
-def test_quoted_call_ids_are_accepted_with_a_warning() -> None:
+def test_quoted_call_ids_are_accepted_with_a_warning(parse_feed: ParseFeed) -> None:
     parsed = parse_feed(doc(row("8655R"), row(8679)), {212})
     assert parsed.warnings == {feed.QUOTED_CALL_ID_WARNING: 1}
 
@@ -127,14 +127,14 @@ def test_quoted_call_ids_are_accepted_with_a_warning() -> None:
         (None, feed.CLUB_ID_MISSING),
     ],
 )
-def test_club_ids_outside_the_source_are_rejected(club: object, reason: str) -> None:
+def test_club_ids_outside_the_source_are_rejected(parse_feed: ParseFeed, club: object, reason: str) -> None:
     rows = [row(i) for i in range(1, 40)] + [row(77, club)]
     parsed = parse_feed(doc(*rows), {212, 213}, max_rejected_ratio=0.5)
     assert parsed.rejected == {reason: 1}
     assert 999 not in parsed.by_club
 
 
-def test_missing_fields() -> None:
+def test_missing_fields(parse_feed: ParseFeed) -> None:
     rows = [row(i) for i in range(1, 40)] + [{"ClubId": 212, "TechId": "A"}, {"CallId": 5, "TechId": "A"}]
     rows.append({"CallId": 5, "ClubId": 212})
     parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
@@ -142,7 +142,7 @@ def test_missing_fields() -> None:
 
 
 @pytest.mark.parametrize("tech", ["AB12", "ab12", "  ab12 ", "Z", "A" * 32, "0000"])
-def test_valid_tech_ids_are_trimmed_and_upper_cased(tech: str) -> None:
+def test_valid_tech_ids_are_trimmed_and_upper_cased(parse_feed: ParseFeed, tech: str) -> None:
     parsed = parse_feed(doc(row(1, 212, tech)), {212})
     assert list(parsed.by_club[212]) == [tech.strip().upper()]
 
@@ -167,32 +167,32 @@ def test_valid_tech_ids_are_trimmed_and_upper_cased(tech: str) -> None:
         None,
     ],
 )
-def test_invalid_tech_ids_are_rejected(tech: object) -> None:
+def test_invalid_tech_ids_are_rejected(parse_feed: ParseFeed, tech: object) -> None:
     rows = [row(i) for i in range(1, 40)] + [row(99, 212, tech)]
     parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
     assert parsed.rejected_total == 1
     assert parsed.accepted == 39
 
 
-def test_duplicates_merge_and_a_call_under_two_techs_stays_with_both() -> None:
+def test_duplicates_merge_and_a_call_under_two_techs_stays_with_both(parse_feed: ParseFeed) -> None:
     parsed = parse_feed(doc(row(1, 212, "a1"), row(1, 212, "A1"), row(1, 212, "b2")), {212})
     assert calls_of(parsed, 212, "A1") == {1}
     assert calls_of(parsed, 212, "B2") == {1}
     assert parsed.duplicates == 1
 
 
-def test_every_owned_club_is_present_even_without_calls() -> None:
+def test_every_owned_club_is_present_even_without_calls(parse_feed: ParseFeed) -> None:
     parsed = parse_feed(doc(row(1, 212)), {212, 213})
     assert parsed.by_club[213] == {}
 
 
-def test_empty_calls_array_is_a_valid_empty_feed() -> None:
+def test_empty_calls_array_is_a_valid_empty_feed(parse_feed: ParseFeed) -> None:
     parsed = parse_feed(doc(), {212})
     assert parsed.rows == 0
     assert parsed.by_club == {212: {}}
 
 
-def test_five_percent_of_rows_may_fail_but_not_more() -> None:
+def test_five_percent_of_rows_may_fail_but_not_more(parse_feed: ParseFeed) -> None:
     good = [row(i) for i in range(1, 96)]
     five_bad = [row(i, 212, "bad/tech") for i in range(5)]
     assert parse_feed(doc(*good, *five_bad), {212}).rejected_total == 5
@@ -225,28 +225,28 @@ def test_five_percent_of_rows_may_fail_but_not_more() -> None:
         (b'{"Result": {"Calls": []}, "result": {"Calls": []}}', "bad_shape"),
     ],
 )
-def test_documents_of_the_wrong_shape_are_rejected_whole(body: bytes, code: str) -> None:
+def test_documents_of_the_wrong_shape_are_rejected_whole(parse_feed: ParseFeed, body: bytes, code: str) -> None:
     with pytest.raises(FeedRejected) as caught:
         parse_feed(body, {212})
     assert caught.value.code == code
 
 
-def test_html_page_is_named_in_the_message() -> None:
+def test_html_page_is_named_in_the_message(parse_feed: ParseFeed) -> None:
     with pytest.raises(FeedRejected, match="HTML"):
         parse_feed(b"<!DOCTYPE html><title>Error</title>", {212})
 
 
-def test_utf8_byte_order_mark_is_tolerated() -> None:
+def test_utf8_byte_order_mark_is_tolerated(parse_feed: ParseFeed) -> None:
     assert parse_feed(b"\xef\xbb\xbf" + doc(row(5)), {212}).accepted == 1
 
 
-def test_rows_that_are_not_objects() -> None:
+def test_rows_that_are_not_objects(parse_feed: ParseFeed) -> None:
     rows = [row(i) for i in range(1, 40)] + [[1, 212, "A"], "x", None]
     parsed = parse_feed(doc(*rows), {212}, max_rejected_ratio=0.5)
     assert parsed.rejected == {feed.ROW_NOT_OBJECT: 3}
 
 
-def test_large_feed_of_over_100000_calls() -> None:
+def test_large_feed_of_over_100000_calls(parse_feed: ParseFeed) -> None:
     rows = [row(i, 212 + i % 3, f"T{i % 25000}") for i in range(120_000)]
     parsed = parse_feed(doc(*rows), {212, 213, 214})
     assert parsed.accepted == 120_000
@@ -276,7 +276,7 @@ any_row = st.one_of(
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(valid_row, max_size=60))
-def test_property_valid_rows_are_all_kept_grouped_by_club_and_tech(rows: list[dict]) -> None:
+def test_property_valid_rows_are_all_kept_grouped_by_club_and_tech(parse_feed: ParseFeed, rows: list[dict]) -> None:
     parsed = parse_feed(doc(*rows), {212, 213})
     assert parsed.rejected == {}
     expected: dict[int, dict[str, set]] = {212: {}, 213: {}}
@@ -288,7 +288,7 @@ def test_property_valid_rows_are_all_kept_grouped_by_club_and_tech(rows: list[di
 
 @settings(max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(any_row, max_size=40))
-def test_property_any_rows_either_parse_consistently_or_reject_whole(rows: list) -> None:
+def test_property_any_rows_either_parse_consistently_or_reject_whole(parse_feed: ParseFeed, rows: list) -> None:
     try:
         parsed = parse_feed(doc(*rows), {212, 213})
     except FeedRejected as exc:
@@ -309,14 +309,14 @@ def test_property_any_rows_either_parse_consistently_or_reject_whole(rows: list)
 
 @settings(max_examples=200)
 @given(st.binary(max_size=200))
-def test_property_arbitrary_bytes_never_crash(body: bytes) -> None:
+def test_property_arbitrary_bytes_never_crash(parse_feed: ParseFeed, body: bytes) -> None:
     try:
         parse_feed(body, {212})
     except FeedRejected as exc:
         assert exc.code in feed.DOCUMENT_REASON_TEXT
 
 
-def test_rejected_rows_come_with_examples_naming_row_and_value() -> None:
+def test_rejected_rows_come_with_examples_naming_row_and_value(parse_feed: ParseFeed) -> None:
     from cappi.domain.feed import MAX_EXAMPLES, RowExample
 
     good = [{"CallId": n, "ClubId": 212, "TechId": "AB12"} for n in range(200)]
@@ -344,7 +344,7 @@ def test_rejected_rows_come_with_examples_naming_row_and_value() -> None:
     }
 
 
-def test_examples_stop_at_the_limit_while_counts_go_on() -> None:
+def test_examples_stop_at_the_limit_while_counts_go_on(parse_feed: ParseFeed) -> None:
     from cappi.domain.feed import MAX_EXAMPLES
 
     rows = [{"CallId": -n, "ClubId": 212, "TechId": "AB12"} for n in range(1, 50)]
@@ -364,7 +364,7 @@ def test_every_rule_and_warning_has_words_for_people() -> None:
 # --- strict decoding: nesting, NaN/Infinity, repeated keys, encodings ---------------------------------------------
 
 
-def rejection(body: bytes | str) -> FeedRejected:
+def rejection(parse_feed: ParseFeed, body: bytes | str) -> FeedRejected:
     with pytest.raises(FeedRejected) as caught:
         parse_feed(body, {212})
     return caught.value
@@ -387,27 +387,27 @@ def nested_in_a_row(depth: int, kind: str = "[") -> bytes:
     ],
     ids=["arrays", "objects", "unclosed-arrays", "unclosed-mixed"],
 )
-def test_a_deeply_nested_document_is_rejected_whole_not_a_crash(body: bytes) -> None:
-    assert rejection(body).code == "too_deep"
+def test_a_deeply_nested_document_is_rejected_whole_not_a_crash(parse_feed: ParseFeed, body: bytes) -> None:
+    assert rejection(parse_feed, body).code == "too_deep"
 
 
 @pytest.mark.parametrize("kind", ["[", "{"])
-def test_nesting_up_to_the_limit_is_read_and_one_level_more_is_too_deep(kind: str) -> None:
+def test_nesting_up_to_the_limit_is_read_and_one_level_more_is_too_deep(parse_feed: ParseFeed, kind: str) -> None:
     assert parse_feed(nested_in_a_row(feed.MAX_DEPTH, kind), {212}).accepted == 1
-    too_deep = rejection(nested_in_a_row(feed.MAX_DEPTH + 1, kind))
+    too_deep = rejection(parse_feed, nested_in_a_row(feed.MAX_DEPTH + 1, kind))
     assert too_deep.code == "too_deep"
     assert str(feed.MAX_DEPTH) in str(too_deep)
 
 
-def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
+def test_brackets_inside_strings_do_not_count_as_nesting(parse_feed: ParseFeed) -> None:
     brackets = "[" * 500 + '\\"' + "{" * 500  # an escaped backslash and an escaped quote among them
     body = json.dumps({"Result": {"Calls": [{**row(1), "Note": brackets}]}}).encode()
     assert parse_feed(body, {212}).accepted == 1
 
 
-def test_a_truncated_body_is_still_not_json() -> None:
-    assert rejection(doc(row(1), row(2))[:-7]).code == "not_json"
-    assert rejection(b'{"Result": {"Calls": [{"CallId": 1, "TechId": "a[[[').code == "not_json"
+def test_a_truncated_body_is_still_not_json(parse_feed: ParseFeed) -> None:
+    assert rejection(parse_feed, doc(row(1), row(2))[:-7]).code == "not_json"
+    assert rejection(parse_feed, b'{"Result": {"Calls": [{"CallId": 1, "TechId": "a[[[').code == "not_json"
 
 
 @pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
@@ -422,8 +422,8 @@ def test_a_truncated_body_is_still_not_json() -> None:
     ],
     ids=["CallId", "ClubId", "ignored-field", "envelope", "row"],
 )
-def test_nan_and_infinity_are_not_json(constant: str, template: str) -> None:
-    refused = rejection((template % constant).encode())
+def test_nan_and_infinity_are_not_json(parse_feed: ParseFeed, constant: str, template: str) -> None:
+    refused = rejection(parse_feed, (template % constant).encode())
     assert refused.code == "not_json"
     assert constant in str(refused)
 
@@ -440,7 +440,7 @@ def test_nan_and_infinity_are_not_json(constant: str, template: str) -> None:
     ],
     ids=["CallId", "ClubId", "TechId", "exact-and-case", "escaped", "same-value"],
 )
-def test_a_field_given_twice_exactly_is_ambiguous(fields: str) -> None:
+def test_a_field_given_twice_exactly_is_ambiguous(parse_feed: ParseFeed, fields: str) -> None:
     rows = ",".join([json.dumps(row(n)) for n in range(1, 40)] + ["{" + fields + "}"])
     body = ('{"Result": {"Calls": [' + rows + "]}}").encode()
     parsed = parse_feed(body, {212, 213}, max_rejected_ratio=0.5)
@@ -451,7 +451,7 @@ def test_a_field_given_twice_exactly_is_ambiguous(fields: str) -> None:
     assert example.index == 39
 
 
-def test_an_exact_repeat_is_found_among_colons_in_strings_and_nested_objects() -> None:
+def test_an_exact_repeat_is_found_among_colons_in_strings_and_nested_objects(parse_feed: ParseFeed) -> None:
     # Both defeat the cheap check (a ':' in a string, members of nested objects), so the careful one runs.
     rows = [{**row(n), "At": "10:20", "Where": {"lat": 1, "lng": 2}} for n in range(1, 40)]
     text = json.dumps({"Result": {"Calls": rows}})
@@ -462,7 +462,7 @@ def test_an_exact_repeat_is_found_among_colons_in_strings_and_nested_objects() -
     assert parsed.examples[feed.AMBIGUOUS_FIELD][0].value == '["At", "CallId", "CallId", "ClubId", "TechId", "Where"]'
 
 
-def test_an_ignored_field_given_twice_leaves_the_row_valid() -> None:
+def test_an_ignored_field_given_twice_leaves_the_row_valid(parse_feed: ParseFeed) -> None:
     body = b'{"Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12", "Note": "a", "Note": "b"}]}}'
     parsed = parse_feed(body, {212})
     assert (parsed.accepted, parsed.rejected) == (1, {})
@@ -478,13 +478,13 @@ def test_an_ignored_field_given_twice_leaves_the_row_valid() -> None:
     ],
     ids=["Result-twice", "Result-twice-last-empty", "Calls-twice", "Calls-and-calls"],
 )
-def test_result_or_calls_given_twice_make_the_document_ambiguous(body: bytes) -> None:
-    refused = rejection(body)
+def test_result_or_calls_given_twice_make_the_document_ambiguous(parse_feed: ParseFeed, body: bytes) -> None:
+    refused = rejection(parse_feed, body)
     assert refused.code == "bad_shape"
     assert "more than one" in str(refused) or "more than once" in str(refused)
 
 
-def test_an_ignored_envelope_field_given_twice_is_harmless() -> None:
+def test_an_ignored_envelope_field_given_twice_is_harmless(parse_feed: ParseFeed) -> None:
     body = b'{"Meta": 1, "Meta": 2, "Result": {"Calls": [{"CallId": 1, "ClubId": 212, "TechId": "AB12"}]}}'
     assert parse_feed(body, {212}).accepted == 1
 
@@ -500,23 +500,25 @@ def test_an_ignored_envelope_field_given_twice_is_harmless() -> None:
     ],
     ids=["utf-16-bom", "utf-16-le", "utf-32", "encoded-surrogate", "invalid-byte"],
 )
-def test_only_utf8_is_read(body: bytes) -> None:
-    assert rejection(body).code == "not_json"
+def test_only_utf8_is_read(parse_feed: ParseFeed, body: bytes) -> None:
+    assert rejection(parse_feed, body).code == "not_json"
 
 
-def test_a_number_too_long_for_python_is_not_json_with_a_clear_message() -> None:
-    refused = rejection(b'{"Result": {"Calls": [{"CallId": 1' + b"0" * 5000 + b', "ClubId": 212, "TechId": "A"}]}}')
+def test_a_number_too_long_for_python_is_not_json_with_a_clear_message(parse_feed: ParseFeed) -> None:
+    refused = rejection(
+        parse_feed, b'{"Result": {"Calls": [{"CallId": 1' + b"0" * 5000 + b', "ClubId": 212, "TechId": "A"}]}}'
+    )
     assert refused.code == "not_json"
     assert "number too long" in str(refused)
 
 
-def test_a_number_beyond_float_range_is_an_invalid_call_id() -> None:
+def test_a_number_beyond_float_range_is_an_invalid_call_id(parse_feed: ParseFeed) -> None:
     rows = [row(n) for n in range(1, 40)]
     body = doc(*rows)[:-3] + b', {"CallId": 1e400, "ClubId": 212, "TechId": "AB12"}]}}'
     assert parse_feed(body, {212}, max_rejected_ratio=0.5).rejected == {feed.CALL_ID_INVALID: 1}
 
 
-def test_an_example_of_a_lone_surrogate_is_storable_text() -> None:
+def test_an_example_of_a_lone_surrogate_is_storable_text(parse_feed: ParseFeed) -> None:
     body = doc(*[row(n) for n in range(1, 40)])[:-3] + b', {"CallId": 5, "ClubId": 212, "TechId": "\\ud800"}]}}'
     parsed = parse_feed(body, {212}, max_rejected_ratio=0.5)
     (example,) = parsed.examples[feed.TECH_ID_INVALID]
@@ -524,10 +526,10 @@ def test_an_example_of_a_lone_surrogate_is_storable_text() -> None:
     example.value.encode("utf-8")  # would raise for the raw surrogate
 
 
-def test_str_bodies_are_read_like_bytes() -> None:
+def test_str_bodies_are_read_like_bytes(parse_feed: ParseFeed) -> None:
     assert parse_feed("\ufeff" + doc(row(5)).decode(), {212}).accepted == 1
-    assert rejection('{"Result": {"Calls": [NaN]}}').code == "not_json"
-    assert rejection('{"Result": {"Calls": ' + "[" * 70 + "]" * 70 + "}}").code == "too_deep"
+    assert rejection(parse_feed, '{"Result": {"Calls": [NaN]}}').code == "not_json"
+    assert rejection(parse_feed, '{"Result": {"Calls": ' + "[" * 70 + "]" * 70 + "}}").code == "too_deep"
 
 
 # Hypothesis: nesting measured on the bytes agrees with the parsed document, whatever strings hold.
@@ -557,11 +559,13 @@ def nested_values(draw: st.DrawFn) -> object:
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(nested_values(), st.booleans())
-def test_property_too_deep_exactly_when_the_document_nests_past_the_limit(extra: object, compact: bool) -> None:
+def test_property_too_deep_exactly_when_the_document_nests_past_the_limit(
+    parse_feed: ParseFeed, extra: object, compact: bool
+) -> None:
     document = {"Result": {"Calls": [{**row(1), "Extra": extra}]}}
     body = json.dumps(document, separators=(",", ":") if compact else None).encode()
     if _depth(document) > feed.MAX_DEPTH:
-        assert rejection(body).code == "too_deep"
+        assert rejection(parse_feed, body).code == "too_deep"
     else:
         assert parse_feed(body, {212}).accepted == 1
 
@@ -574,7 +578,9 @@ field_values = st.sampled_from(["1", "212", '"AB12"', '"x:y"', "[1, {}]", '{"k":
 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.lists(st.tuples(field_names, field_values), max_size=6), min_size=1, max_size=8))
-def test_property_rows_repeating_a_field_are_ambiguous_and_only_those(rows: list[list[tuple[str, str]]]) -> None:
+def test_property_rows_repeating_a_field_are_ambiguous_and_only_those(
+    parse_feed: ParseFeed, rows: list[list[tuple[str, str]]]
+) -> None:
     texts = ["{" + ", ".join(f"{json.dumps(k)}: {v}" for k, v in members) + "}" for members in rows]
     body = ('{"Result": {"Calls": [' + ", ".join(texts) + "]}}").encode()
     parsed = parse_feed(body, {212}, max_rejected_ratio=1.0)

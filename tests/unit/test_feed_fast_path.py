@@ -15,32 +15,32 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from cappi.domain import feed, feed_fast
-from cappi.domain.feed import FeedRejected, ParsedFeed, parse_feed, parse_feed_reference
+from cappi.domain import feed, ids
+from cappi.domain.feed import FeedRejected, ParsedFeed, Parser, fast, parse_feed
+from cappi.domain.feed.outcome import Rejections
 
 OWNED = frozenset({212, 213})
 
 Outcome = tuple[str, object, str, ParsedFeed | None]
 
 
-def outcome(parse: object, body: bytes | str, ratio: float) -> Outcome:
-    assert callable(parse)
+def outcome(parser: Parser, body: bytes | str, ratio: float) -> Outcome:
     try:
-        return ("parsed", None, "", parse(body, OWNED, max_rejected_ratio=ratio))
+        return ("parsed", None, "", parse_feed(body, OWNED, max_rejected_ratio=ratio, parser=parser))
     except FeedRejected as exc:
         return ("rejected", exc.code, str(exc), exc.parsed)
 
 
 def same_as_reference(body: bytes | str, ratio: float = 1.0) -> tuple[bool, Outcome]:
     """Checks both paths agree on `body`; whether the fast path read it, and the reference's outcome."""
-    fast = feed_fast.parse(body, OWNED)
-    reference = outcome(parse_feed_reference, body, ratio)
-    if fast is not None:
+    by_fast_path = fast.parse(body, OWNED)
+    reference = outcome(Parser.REFERENCE, body, ratio)
+    if by_fast_path is not None:
         # The fast path reads only what the reference parses; only the share of rejected rows can still refuse it.
         assert reference[0] == "parsed" or reference[1] == feed.TOO_MANY_REJECTED, reference
-        assert fast == reference[3]
-    assert outcome(parse_feed, body, ratio) == reference
-    return fast is not None, reference
+        assert by_fast_path == reference[3]
+    assert outcome(Parser.FAST, body, ratio) == reference
+    return by_fast_path is not None, reference
 
 
 def document(rows: list[str], result: str = "Result", calls: str = "Calls") -> bytes:
@@ -294,18 +294,96 @@ def test_property_documents_of_the_documented_shape_take_the_fast_path(body: byt
     assert took
 
 
+# --- the common row: the one rule test written inline, held equal to the ID rules -------------------------------------
+
+
+class Row:
+    """A row as msgspec hands it to the fast path's loop: three fields, each an int, a str or None."""
+
+    __slots__ = ("call", "club", "tech")
+
+    def __init__(self, call: object, club: object, tech: object) -> None:
+        self.call, self.club, self.tech = call, club, tech
+
+
+def by_the_rules(rows: list[Row], owned: frozenset[int]) -> ParsedFeed:
+    """What `cappi.domain.ids`'s rules say of `rows`, each rule called on each row, with no shortcut."""
+    by_club: dict[int, dict[str, set[int | str]]] = {club: {} for club in owned}
+    rejections = Rejections()
+    quoted = 0
+    for index, row in enumerate(rows):
+        call = ids.call_id(row.call)
+        if isinstance(call, ids.Reason):
+            rejections.add(call.value, index, row.call)
+            continue
+        quoted += type(row.call) is str
+        club = ids.club_id(row.club)
+        if isinstance(club, ids.Reason):
+            rejections.add(club.value, index, row.club)
+            continue
+        if club not in owned:
+            rejections.add(feed.CLUB_NOT_OWNED, index, row.club)
+            continue
+        tech = ids.tech_id(row.tech)
+        if isinstance(tech, ids.Reason):
+            rejections.add(tech.value, index, row.tech)
+            continue
+        by_club[club].setdefault(tech, set()).add(call)
+    return ParsedFeed(
+        by_club=by_club,
+        rows=len(rows),
+        accepted=len(rows) - sum(rejections.counts.values()),
+        rejected=rejections.counts,
+        warnings={feed.QUOTED_CALL_ID_WARNING: quoted} if quoted else {},
+        examples=rejections.examples,
+    )
+
+
+edge_spaces = st.text(alphabet=" \t\n\r\f\v\x1c\x1d\x1e\x1f\x85\xa0\u2028\u3000", max_size=2)
+scalars = st.one_of(
+    st.none(),
+    st.integers(),
+    st.integers(-2, 10_000_001),
+    st.sampled_from([0, 212, 213, 214, 999, 1000, 9_999_999, 10_000_000, 2**63, -(2**63)]),
+    st.from_regex(r"[0-9]{1,8}[A-Za-z]?", fullmatch=True),
+    st.tuples(edge_spaces, st.text(alphabet="abXY09", max_size=34), edge_spaces).map("".join),
+    st.text(max_size=40),  # any Unicode
+    st.text(alphabet="A1 \x1f\u00e1", min_size=30, max_size=40),  # about the length limit
+    st.sampled_from(["212", "AB12", " AB12", "\x1fAB12\x1e", "8655R", "", " "]),
+)
+near_limits = st.sampled_from([-1, 0, 1, 9_999_999, 10_000_000, -(2**63), 2**64])
+
+
+@st.composite
+def repeated_rows(draw: st.DrawFn) -> list[Row]:
+    """Rows drawn from a few values per field, one of each valid, so that values recur: a TechId as written, once
+    accepted, sends every later row of its club that has an int CallId through the common row test."""
+    calls = [draw(st.integers(0, 9_999_999)), draw(near_limits), *draw(st.lists(scalars, max_size=2))]
+    clubs = [draw(st.sampled_from(sorted(OWNED))), *draw(st.lists(scalars, max_size=2))]
+    techs = [
+        draw(st.from_regex(r"[ \t]?[A-Za-z0-9]{1,32}[ \n]?", fullmatch=True)),
+        *draw(st.lists(scalars, max_size=3)),
+    ]
+    picks = st.tuples(st.sampled_from(calls), st.sampled_from(clubs), st.sampled_from(techs))
+    return [Row(*values) for values in draw(st.lists(picks, max_size=40))]
+
+
+@settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow], deadline=None)
+@given(repeated_rows())
+def test_property_the_common_row_test_equals_the_id_rules(rows: list[Row]) -> None:
+    assert fast._validate(rows, OWNED) == by_the_rules(rows, OWNED)
+
+
 @pytest.mark.parametrize("body", [document([good()]), b"{not json", document([good(), '"not a row"'])])
 def test_the_cycle_collector_is_left_as_it_was_found(body: bytes) -> None:
     import gc
 
-    from cappi.domain import feed_fast
-
     assert gc.isenabled()
-    feed_fast.parse(body, frozenset({212}))
+    fast.parse(body, frozenset({212}))
     assert gc.isenabled()
     gc.disable()
     try:
-        feed_fast.parse(body, frozenset({212}))
+        fast.parse(body, frozenset({212}))
         assert not gc.isenabled()
     finally:
         gc.enable()

@@ -8,22 +8,23 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from cappi.adapters.dynamo.shards import MAX_PART_BYTES, decode_shard, encode_shards, shard_count_for, shard_of
-from cappi.domain.ids import call_id_sort_key, normalize_tech_id, parse_path_club_id
+from cappi.domain.ids import Reason, call_id_sort_key, path_club_id, tech_id
 from cappi.domain.snapshot import build_club_snapshot
 
 
 def test_tech_id_rules() -> None:
-    assert normalize_tech_id(" ab12 ") == "AB12"
-    assert normalize_tech_id("A" * 32) == "A" * 32
-    for bad in ["", "A" * 33, "a b", "a/b", "a'b", "é", None, 5]:
-        assert normalize_tech_id(bad) is None
+    assert tech_id(" ab12 ") == "AB12"
+    assert tech_id("A" * 32) == "A" * 32
+    for bad in ["", "A" * 33, "a b", "a/b", "a'b", "é", 5]:
+        assert tech_id(bad) is Reason.TECH_ID_INVALID
+    assert tech_id(None) is Reason.TECH_ID_MISSING
 
 
 def test_path_club_id_rules() -> None:
-    assert parse_path_club_id("004") == 4
-    assert parse_path_club_id("999") == 999
+    assert path_club_id("004") == 4
+    assert path_club_id("999") == 999
     for bad in ["", "1000", "-1", "1.0", "٣", " 1", "abc"]:
-        assert parse_path_club_id(bad) is None
+        assert path_club_id(bad) is Reason.CLUB_ID_INVALID
 
 
 def test_call_ids_sort_naturally() -> None:

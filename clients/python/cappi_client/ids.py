@@ -1,8 +1,9 @@
 """ClubId and TechId rules, checked before any request so a typo costs no token and no round trip.
 
 They mirror what CAPPI's query handler accepts in the path (a drift test in the CAPPI repository keeps them equal):
-ClubId is 1-3 ASCII digits ("004" is club 4) or an int 0-999; TechId is 1-32 ASCII letters or digits, matched
-case-insensitively, so its canonical form is upper case. Nothing is trimmed: the server does not trim either.
+ClubId is 1-3 ASCII digits ("004" is club 4) or an int 0-999, nothing trimmed; TechId is 1-32 ASCII letters or
+digits once surrounding ASCII whitespace (space, tab, CR, LF, FF, VT; no other character) is trimmed, matched
+case-insensitively, so its canonical form is upper case: `" ab12 "` is `"AB12"`, as the server reads it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from cappi_client.errors import InvalidClubId, InvalidTechId
 
 MAX_CLUB_ID = 999
 MAX_TECH_ID_LEN = 32
+TECH_ID_TRIMMED = " \t\n\r\f\v"  # ASCII's whitespace; not str.strip()'s, which takes U+001C-U+001F and more
 _CLUB_ID = re.compile(r"[0-9]{1,3}")  # [0-9], not \d: Arabic-Indic and other Unicode digits are refused
 _SHOWN = 40  # characters of a refused value quoted in the error message
 
@@ -31,9 +33,10 @@ def club_id(raw: int | str) -> int:
 
 
 def tech_id(raw: str) -> str:
-    """The canonical (upper-case) TechId, or InvalidTechId: `tech_id("ab12") == "AB12"`."""
-    if isinstance(raw, str) and 0 < len(raw) <= MAX_TECH_ID_LEN and raw.isascii() and raw.isalnum():
-        return raw.upper()
+    """The canonical (upper-case) TechId, or InvalidTechId: `tech_id("ab12") == tech_id(" ab12 ") == "AB12"`."""
+    tech = raw.strip(TECH_ID_TRIMMED) if isinstance(raw, str) else ""
+    if 0 < len(tech) <= MAX_TECH_ID_LEN and tech.isascii() and tech.isalnum():
+        return tech.upper()
     raise InvalidTechId(
         "invalid_tech_id", f"TechId must be 1 to {MAX_TECH_ID_LEN} ASCII letters or digits, got {_show(raw)}", raw
     )

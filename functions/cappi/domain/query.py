@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cappi.domain.heads import OpenCalls
-from cappi.domain.ids import MAX_TECH_ID_LEN, parse_path_club_id
+from cappi.domain.ids import MAX_TECH_ID_LEN, Reason, path_club_id, path_tech_id
 
 if TYPE_CHECKING:
     from cappi.domain.last_poll import LastPoll
@@ -110,13 +110,14 @@ class Answer:
 
 
 def parse_path(club_raw: str, tech_raw: str) -> tuple[int, str]:
-    """(ClubId, canonical TechId) from the path segments, or MalformedRequest."""
-    club_id = parse_path_club_id(club_raw)
-    if club_id is None:
+    """(ClubId, canonical TechId) from the path segments by the ID rules (`cappi.domain.ids`), or MalformedRequest."""
+    club_id = path_club_id(club_raw)
+    if type(club_id) is Reason:
         raise MalformedRequest("invalid_club_id", "ClubId must be 1 to 3 digits (0-999)")
-    if not (0 < len(tech_raw) <= MAX_TECH_ID_LEN and tech_raw.isascii() and tech_raw.isalnum()):
+    tech_id = path_tech_id(tech_raw)
+    if type(tech_id) is Reason:
         raise MalformedRequest("invalid_tech_id", f"TechId must be 1 to {MAX_TECH_ID_LEN} letters (A-Z, a-z) or digits")
-    return club_id, tech_raw.upper()
+    return club_id, tech_id
 
 
 def claim_values(raw: str) -> list[str]:
@@ -138,8 +139,8 @@ def allowed_clubs(claims: Mapping[str, str], claim: str) -> frozenset[int] | Non
         return None
     clubs = set()
     for item in claim_values(claims[claim]):
-        club_id = parse_path_club_id(item)
-        if club_id is not None:
+        club_id = path_club_id(item)
+        if type(club_id) is int:
             clubs.add(club_id)
     return frozenset(clubs)
 
