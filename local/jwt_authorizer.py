@@ -49,7 +49,7 @@ import urllib.error
 import urllib.request
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -59,6 +59,7 @@ from jwt import PyJWK
 from jwt.utils import base64url_decode
 
 from cappi.domain.registry import is_loopback_host
+from local.http_api import AuthorizerDecision
 
 log = logging.getLogger(__name__)
 
@@ -426,20 +427,6 @@ def _peek_header(token: str) -> dict[str, Any] | None:
     except (ValueError, TypeError, binascii.Error, RecursionError):
         return None
     return header if isinstance(header, dict) else None
-
-
-@dataclass(frozen=True)
-class AuthorizerDecision:
-    """What the authorizer answers. On refusal, `status`, `body` and `headers` are API Gateway's response."""
-
-    allowed: bool
-    status: int
-    reason: str
-    body: str = ""
-    headers: dict[str, str] = field(default_factory=dict)
-    claims: dict[str, str] | None = None
-    scopes: list[str] | None = None
-    description: str = ""
 
 
 @dataclass(slots=True)
