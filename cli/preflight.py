@@ -263,9 +263,9 @@ def _is_loopback(host: str | None) -> bool:
 
 def check_issuer(ctx: Context) -> list[Finding]:
     authorizers = [
-        (lid, p.get("JwtConfiguration"))
+        (lid, jwt)
         for lid, _, p in resources(ctx.template, "AWS::ApiGatewayV2::Authorizer")
-        if isinstance(p.get("JwtConfiguration"), dict)
+        if isinstance(jwt := p.get("JwtConfiguration"), dict)
     ]
     if not authorizers:
         return [Finding("issuer", WARN, "the template has no JWT authorizer: nothing checks tokens before the API.")]
@@ -314,7 +314,7 @@ def _check_one_issuer(ctx: Context, logical_id: str, jwt: dict[str, Any]) -> lis
     https = parts is not None and (
         parts.scheme == "https" or (_is_loopback(issuer_parts.hostname) and parts.scheme == issuer_parts.scheme)
     )
-    if parts is None or not https or parts.hostname != issuer_parts.hostname:
+    if not isinstance(jwks_uri, str) or parts is None or not https or parts.hostname != issuer_parts.hostname:
         return [
             Finding(
                 "issuer",
