@@ -12,7 +12,7 @@ help:
 	@echo "make test    set up the virtualenv and run lint plus every test"
 	@echo "make bench   run the benchmarks under bench/"
 	@echo "make lint    ruff check and format check"
-	@echo "make typecheck   mypy over functions/ (what Lambda runs) and clients/python/ (cappi-client)"
+	@echo "make typecheck   mypy over every product folder: functions/, clients/python/, local/, cli/, infra/, tools/"
 	@echo "make format  ruff format and autofix"
 	@echo "make synth   write both stages' CloudFormation templates to cdk.out/ (offline, no AWS account)"
 	@echo "make diff STAGE=stage|prod     compare a stage's stack with what is deployed (AWS credentials)"

@@ -19,7 +19,7 @@ from typing import Any
 
 from cappi.domain import feed
 from cappi.domain.ids import MAX_CLUB_ID
-from cappi.domain.registry import ClubSource
+from cappi.domain.registry import ClubAuth, ClubSource
 from cli.target import TargetError
 
 FEED_PATH = "/service/calls/status"
@@ -48,19 +48,16 @@ def read_file(path: str) -> Fetched:
     return Fetched(raw, path)
 
 
-def fetch_url(
-    url: str, *, auth: dict[str, str], secret: str | None, headers: dict[str, str], limits: Any = None
-) -> Fetched:
+def fetch_url(url: str, *, auth: ClubAuth, secret: str | None, headers: dict[str, str], limits: Any = None) -> Fetched:
     """Fetch a URL given on the command line, its credential from the environment."""
     from cappi.adapters.secrets import StaticSecrets
-    from cappi.domain.registry import ClubAuth, ClubSource
 
     base = url[: -len(FEED_PATH)] if url.rstrip("/").endswith(FEED_PATH) else url
     source = ClubSource(
         name="check-feed",
         club_ids=frozenset({0}),
         base_url=base.rstrip("/"),
-        auth=ClubAuth(**auth, secret=SECRET_NAME) if auth else ClubAuth(),
+        auth=auth,
         headers=headers,
     )
     return fetch_source(source, StaticSecrets({SECRET_NAME: secret} if secret is not None else {}), limits)
@@ -95,8 +92,9 @@ def _ms(started: float) -> float:
     return round((time.perf_counter() - started) * 1000, 1)
 
 
-def auth_from_env(args: Any) -> tuple[dict[str, str], str | None]:
-    """The auth options as a registry entry would give them, and the secret read from the named variable."""
+def auth_from_env(args: Any) -> tuple[ClubAuth, str | None]:
+    """The auth options as a registry entry would give them (its secret named `SECRET_NAME`), and the secret read
+    from the named variable."""
     options = (
         ("bearer", args.bearer_env),
         ("basic", args.basic_env),
@@ -107,7 +105,7 @@ def auth_from_env(args: Any) -> tuple[dict[str, str], str | None]:
     if len(chosen) > 1:
         raise TargetError("give one of --bearer-env, --basic-env, --api-key-env, --oauth2-secret-env")
     if not chosen:
-        return {}, None
+        return ClubAuth(), None
     kind, var = chosen[0]
     value = os.environ.get(var)
     if not value:
@@ -115,14 +113,20 @@ def auth_from_env(args: Any) -> tuple[dict[str, str], str | None]:
     if kind == "api_key":
         if not args.api_key_header:
             raise TargetError("--api-key-env needs --api-key-header NAME")
-        return {"type": kind, "header": args.api_key_header}, value
+        return ClubAuth(kind, SECRET_NAME, header=args.api_key_header), value
     if kind == "oauth2_client_credentials":
         if not (args.oauth2_token_url and args.oauth2_client_id):
             raise TargetError("--oauth2-secret-env needs --oauth2-token-url and --oauth2-client-id")
-        extra = {"scope": args.oauth2_scope, "audience": args.oauth2_audience}
-        auth = {"type": kind, "token_url": args.oauth2_token_url, "client_id": args.oauth2_client_id}
-        return auth | {k: v for k, v in extra.items() if v}, value
-    return {"type": kind}, value
+        auth = ClubAuth(
+            kind,
+            SECRET_NAME,
+            token_url=args.oauth2_token_url,
+            client_id=args.oauth2_client_id,
+            scope=args.oauth2_scope or None,
+            audience=args.oauth2_audience or None,
+        )
+        return auth, value
+    return ClubAuth(kind, SECRET_NAME), value
 
 
 def _key_spellings(body: bytes) -> tuple[dict[str, dict[str, int]], int, set[int]]:
@@ -176,12 +180,13 @@ def check(
     except feed.FeedRejected as exc:
         parsed, rejection = exc.parsed, exc
     shape_ok = rejection is None or rejection.code == "too_many_rejected"
+    not_json = rejection is not None and rejection.code == "not_json"
     rules = [
         {
             "rule": "json",
             "text": "the body is JSON",
-            "passed": shape_ok or rejection.code != "not_json",
-            "count": 0 if shape_ok or rejection.code != "not_json" else 1,
+            "passed": not not_json,
+            "count": 1 if not_json else 0,
             "examples": [],
         },
         {
@@ -237,7 +242,7 @@ def check(
         verdict=verdict,
         would=would,
         reason=reason,
-        shape="ok" if shape_ok else rejection.code,
+        shape="ok" if shape_ok or rejection is None else rejection.code,
         rows=parsed.rows if parsed else 0,
         accepted=parsed.accepted if parsed else 0,
         duplicates=parsed.duplicates if parsed and rejection is None else 0,

@@ -27,21 +27,9 @@ from typing import Any
 from cappi.contracts import api as contract
 from cappi.contracts.stack import stack_name
 from cappi.domain.registry import RegistryError, load_registry
-from cli.preflight import (
-    ERROR,
-    FAIL,
-    HEALTHY,
-    OK,
-    WARN,
-    Clients,
-    Finding,
-    aws_clients,
-    aws_error_code,
-    exit_code,
-    http_session,
-    print_findings,
-    resources,
-)
+from cli.aws import Clients, aws_clients, aws_error_code, http_session
+from cli.cloudformation import HEALTHY, resources
+from cli.findings import ERROR, FAIL, OK, WARN, Finding, exit_code, print_findings
 from cli.target import ROOT, TargetError
 
 SMOKE_TECH_ID = "SMOKETEST"  # 1-32 letters or digits, as the route requires

@@ -10,7 +10,7 @@ API Gateway invokes) to CodeDeploy, which:
 3. rolls back to the previous version when the check fails, the deployment fails or is stopped, or one of the
    release alarms below goes off while it runs.
 
-The release alarms watch minutes, not the five-minute periods of the standing API alarms (infra/monitoring.py):
+The release alarms watch minutes, not the five-minute periods of the standing API alarms (infra/alarms.py):
 they have to speak within a canary's interval. They notify the alarm topic like every other alarm.
 """
 
@@ -24,10 +24,11 @@ from constructs import Construct
 
 from cappi.contracts import permissions
 from cappi.settings import ReleaseCheckSettings
+from infra.alarms import GE, GT, api_error_rate
 from infra.api import QueryApi
 from infra.config import StageConfig
 from infra.functions import RELEASE_CHECK, CappiFunction
-from infra.monitoring import GE, GT, Monitoring, api_error_rate
+from infra.monitoring import Monitoring
 from infra.nag import acknowledge
 from infra.storage import Storage
 
@@ -102,7 +103,7 @@ class QueryRelease(Construct):
         subject = "query-release"
         rollback = "While a query release runs, CodeDeploy rolls it back to the previous version."
         return [
-            monitoring.alarm(
+            monitoring.alarms.alarm(
                 "QueryReleaseErrors",
                 subject=subject,
                 condition="errors",
@@ -112,7 +113,7 @@ class QueryRelease(Construct):
                 description="The query function's live alias raised, timed out or failed to start in the last "
                 f"minute (its log group has the error). {rollback}",
             ),
-            monitoring.alarm(
+            monitoring.alarms.alarm(
                 "QueryReleaseLatency",
                 subject=subject,
                 condition="p99-latency",
@@ -123,7 +124,7 @@ class QueryRelease(Construct):
                 description=f"The query function's live alias took more than {config.api_p99_alarm_ms} ms at p99 "
                 f"for {LATENCY_PERIODS} minutes in a row. {rollback}",
             ),
-            monitoring.alarm(
+            monitoring.alarms.alarm(
                 "QueryRelease5xxRate",
                 subject=subject,
                 condition="5xx-rate",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aws_cdk import Annotations, CfnOutput, Stack, Tags
 from constructs import Construct
 
@@ -18,7 +20,7 @@ from infra.storage import Storage
 
 
 class CappiStack(Stack):
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: object) -> None:
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs: Any) -> None:
         super().__init__(
             scope,
             construct_id,

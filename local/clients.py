@@ -151,7 +151,7 @@ def _parse_client(raw: Any, index: int, problems: list[str]) -> LocalClient | No
     ):
         problems.append(f"{label}: field 'audiences': must be null or a non-empty list of audience strings")
 
-    if len(problems) > before:
+    if len(problems) > before or not isinstance(client_id, str) or not isinstance(secret, str):
         return None
     return LocalClient(
         client_id=client_id,

@@ -16,7 +16,7 @@ import json
 import random
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, unquote
@@ -50,13 +50,20 @@ def head_size(method: str, target: str, protocol: str, headers: Iterable[tuple[s
     return len(f"{method} {target} {protocol}") + sum(len(k) + len(v) for k, v in headers)
 
 
-class AuthorizerDecision(Protocol):
+@dataclass(frozen=True)
+class AuthorizerDecision:
+    """What a route's authorizer answers. Allowed: `claims` and `scopes`, which the Lambda gets as
+    `requestContext.authorizer.jwt`. Refused: API Gateway's response (`status`, `body`, `headers`). `reason` (a
+    machine code) and `description` (the challenge's `error_description`) are for logs and tests."""
+
     allowed: bool
     status: int
-    body: Any
-    headers: Mapping[str, str]
-    claims: Mapping[str, str] | None
-    scopes: list[str] | None
+    reason: str
+    body: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    claims: dict[str, str] | None = None
+    scopes: list[str] | None = None
+    description: str = ""
 
 
 class Authorizer(Protocol):
@@ -189,9 +196,8 @@ class HttpApi:
         if route.authorizer is not None:
             decision = route.authorizer.authorize(request.header("authorization"))
             if not decision.allowed:
-                body = decision.body if isinstance(decision.body, (bytes, str)) else json.dumps(decision.body)
                 headers = [("Content-Type", "application/json"), *decision.headers.items(), *extra]
-                return HttpResponse(decision.status, headers, body.encode() if isinstance(body, str) else body)
+                return HttpResponse(decision.status, headers, decision.body.encode())
             authorizer_context = {"jwt": {"claims": dict(decision.claims or {}), "scopes": decision.scopes}}
         event = self.event(
             route, params, request, raw_path=raw_path, query=query, request_id=request_id, authorizer=authorizer_context
@@ -271,8 +277,8 @@ class HttpApi:
     def _response(result: Any, extra: list[tuple[str, str]]) -> HttpResponse:
         if not isinstance(result, dict) or "statusCode" not in result:
             # Payload 2.0 lets a function return just a body; API Gateway then answers 200 with JSON.
-            body = result if isinstance(result, str) else json.dumps(result)
-            return HttpResponse(200, [("Content-Type", "application/json"), *extra], body.encode())
+            text = result if isinstance(result, str) else json.dumps(result)
+            return HttpResponse(200, [("Content-Type", "application/json"), *extra], text.encode())
         headers = [(k, str(v)) for k, v in (result.get("headers") or {}).items()]
         for name, values in (result.get("multiValueHeaders") or {}).items():
             headers.extend((name, str(v)) for v in values)

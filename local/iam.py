@@ -62,10 +62,6 @@ class Credentials:
 
         return boto3.Session(region_name=region, **self.client_arguments())
 
-    @classmethod
-    def from_dict(cls, values: Mapping[str, str]) -> Credentials:
-        return cls(values["AWS_ACCESS_KEY_ID"], values["AWS_SECRET_ACCESS_KEY"], values.get("AWS_SESSION_TOKEN"))
-
 
 def statements(
     role: str, resources: Mapping[str, Sequence[str]], without: frozenset[str] = frozenset()

@@ -144,6 +144,8 @@ class TokenIssuer:
         if grant_type != CLIENT_CREDENTIALS:
             raise _Refusal(400, "unsupported_grant_type", f"Unsupported grant type: {_echo(grant_type)}")
 
+        client_id: str | None
+        secret: str | None
         if basic is not None:
             client_id, secret = basic
             if params.get("client_id") not in (None, client_id):

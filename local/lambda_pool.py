@@ -160,7 +160,6 @@ class LocalAsyncInvoker:
         self._all: set[_Environment] = set()
         self._waiting: collections.deque[dict[str, Any]] = collections.deque()
         self._closed = False
-        self.in_flight = 0
         with self._lock:
             for _ in range(max(1, workers)):
                 self._idle.append(self._start_environment())
@@ -184,7 +183,6 @@ class LocalAsyncInvoker:
         with self._lock:
             if self._closed:
                 raise RuntimeError("the invoker is closed")
-            self.in_flight += 1
             environment = self._take()
             if environment is None:
                 self._waiting.append(payload)  # at the concurrency limit: run when an environment frees
@@ -250,19 +248,9 @@ class LocalAsyncInvoker:
 
     def _report(self, payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> None:
         with self._lock:
-            self.in_flight -= 1
             closed = self._closed
         if self._on_result is not None and not closed:
             self._on_result(payload, result, error)
-
-    def wait_idle(self, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with self._lock:
-                if not self.in_flight:
-                    return True
-            time.sleep(0.05)
-        return False
 
     def pids(self) -> list[int]:
         """The worker processes now running (for tests and the curious)."""

@@ -225,6 +225,7 @@ def codes_in(
 
 def _subclasses(cls: type) -> Iterator[type]:
     yield cls
+    sub: type
     for sub in cls.__subclasses__():
         yield from _subclasses(sub)
 

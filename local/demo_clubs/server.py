@@ -145,9 +145,9 @@ class ClubFeedServer:
 
     def _control(self, method: str, parts: list[str], body: bytes) -> Response:
         if not parts and method == "GET":
-            for club in self.clubs:
-                self.tick(club)
-            return _json(200, {"clubs": [club.summary() for club in self.clubs]})
+            for each in self.clubs:
+                self.tick(each)
+            return _json(200, {"clubs": [each.summary() for each in self.clubs]})
         club = self.clubs.get(parts[0]) if len(parts) == 1 else None
         if club is None:
             return _json(404, {"error": "not_found", "message": "no such club"})

@@ -23,6 +23,7 @@ from moto import mock_aws
 
 from cli import preflight
 from cli.main import main
+from cli.target import TargetError
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"  # moto's
@@ -656,7 +657,7 @@ def test_credentials_that_vanish_midway_exit_2(
     path = tmp_path / "t.json"
     path.write_text(json.dumps(template(issuer.url)))
     args = argparse.Namespace(stage=STAGE, template=str(path), region=REGION, json=False)
-    with pytest.raises(preflight.TargetError, match="no AWS credentials"):
+    with pytest.raises(TargetError, match="no AWS credentials"):
         preflight.command(args, clients=failing, http=requests.Session())
 
 

@@ -18,17 +18,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from local import gateway as gateway_module
-from local.gateway import (
-    Http11Server,
-    Limits,
-    Refusal,
-    Request,
-    check_head,
-    h11_head,
-    plain_request,
-    request_from_h11,
-)
+from local.gateway import Http11Server, Limits, Refusal, Request
+from local.gateway import connection as connection_module
+from local.gateway.fast_path import plain_request
+from local.gateway.h11_path import h11_head, request_from_h11
+from local.gateway.limits import check_head
 from local.http_api import HttpResponse
 
 LIMITS = Limits()
@@ -323,7 +317,7 @@ def test_the_server_answers_the_same_bytes_with_and_without_the_fast_path(
     server: Http11Server, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with_fast_path = [conversation(server.port, data) for data in CONVERSATIONS]
-    monkeypatch.setattr(gateway_module, "plain_request", lambda _head, _client: None)
+    monkeypatch.setattr(connection_module, "plain_request", lambda _head, _client: None)
     h11_only = [conversation(server.port, data) for data in CONVERSATIONS]
     for data, mine, reference in zip(CONVERSATIONS, with_fast_path, h11_only, strict=True):
         assert mine == reference, data[:200]

@@ -11,8 +11,11 @@ from typing import Any
 import h11
 import pytest
 
-from local import gateway as gateway_module
-from local.gateway import Gateway, encode_response, h11_response, response_headers
+from local.gateway import Gateway
+from local.gateway.connection import Connection
+from local.gateway.fast_path import encode_response
+from local.gateway.h11_path import h11_response
+from local.gateway.messages import response_headers
 from local.http_api import HttpApi, HttpResponse, Route
 
 GET = b"GET /clubs/1 HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -92,13 +95,13 @@ def token(_body: bytes, _headers: Mapping[str, str]) -> tuple[int, Mapping[str, 
 def writes(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[int, list[tuple[bytes, int]]]]:
     """A gateway whose every socket write is recorded with the socket's TCP_NODELAY setting at that moment."""
     recorded: list[tuple[bytes, int]] = []
-    original = gateway_module._Connection._sendall
+    original = Connection._sendall
 
     def sendall(self: Any, data: bytes) -> bool:
         recorded.append((data, self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
         return original(self, data)
 
-    monkeypatch.setattr(gateway_module._Connection, "_sendall", sendall)
+    monkeypatch.setattr(Connection, "_sendall", sendall)
     api = HttpApi([Route("GET", "/clubs/{club}", club)])
     gateway = Gateway(api, {("POST", "/oauth/token"): token}, "127.0.0.1", 0)
     gateway.start()

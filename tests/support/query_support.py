@@ -16,7 +16,7 @@ from cappi.domain.registry import parse_registry
 from cappi.domain.snapshot import build_club_snapshot
 from cappi.handlers import query
 from cappi.settings import QuerySettings
-from local.http_api import HttpApi, HttpRequest, HttpResponse, Route
+from local.http_api import AuthorizerDecision, HttpApi, HttpRequest, HttpResponse, Route
 from support.aws import SNAPSHOT_TABLE, snapshot_table
 from support.clock import Clock
 from support.stores import Stores, stores
@@ -62,18 +62,8 @@ class Allow:
 
     claims: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_CLAIMS))
 
-    def authorize(self, _header: str | None) -> Any:
-        return _Decision(self.claims)
-
-
-@dataclass
-class _Decision:
-    claims: Mapping[str, str]
-    allowed: bool = True
-    status: int = 200
-    body: bytes = b""
-    headers: Mapping[str, str] = field(default_factory=dict)
-    scopes: list[str] | None = None
+    def authorize(self, _header: str | None) -> AuthorizerDecision:
+        return AuthorizerDecision(True, 200, "ok", claims=dict(self.claims))
 
 
 @dataclass

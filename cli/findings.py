@@ -1,0 +1,49 @@
+"""What `cappi preflight` and `cappi smoke` report: findings (severity, what was found, what to do), one a line or
+as JSON, and the exit code they make."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+FAIL, WARN, OK, ERROR = "FAIL", "WARN", "ok", "ERROR"
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    check: str  # concurrency, issuer, certificate, alarm-subscription, stack, leftover
+    severity: str  # FAIL, WARN, ok, ERROR
+    message: str  # what was found
+    fix: str = ""  # what to change (empty for ok)
+
+    def line(self) -> str:
+        fix = f" Fix: {self.fix}" if self.fix else ""
+        return f"{self.severity:<5} {self.check}: {self.message}{fix}"
+
+
+def exit_code(findings: list[Finding]) -> int:
+    """1 when something must change before a deploy; else 2 when a check could not run; else 0 (warnings too)."""
+    if any(f.severity == FAIL for f in findings):
+        return EXIT_PROBLEM
+    if any(f.severity == ERROR for f in findings):
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+def verdict(findings: list[Finding]) -> str:
+    severities = {f.severity for f in findings}
+    for severity, word in ((FAIL, "fail"), (ERROR, "error"), (WARN, "warn")):
+        if severity in severities:
+            return word
+    return "ok"
+
+
+def print_findings(findings: list[Finding], *, json_document: dict[str, Any] | None = None) -> None:
+    if json_document is not None:
+        document = {**json_document, "verdict": verdict(findings), "findings": [asdict(f) for f in findings]}
+        print(json.dumps(document, indent=2))
+        return
+    for finding in findings:
+        print(finding.line())
