@@ -543,7 +543,8 @@ def test_too_many_429s_raise_too_many_requests(server: LoopbackServer, fake_time
         (212, "١٢", InvalidTechId),
         (212, "AB-12", InvalidTechId),
         (212, "ÅB12", InvalidTechId),
-        (212, "\x1fAB12", InvalidTechId),  # only ASCII whitespace is trimmed, as CAPPI trims
+        (212, "\x1fAB12", InvalidTechId),  # only spaces and tabs are trimmed, as CAPPI trims
+        (212, "AB12\n", InvalidTechId),  # a control character other than tab
         (212, "AB12\xa0", InvalidTechId),
         (212, "AB12/..", InvalidTechId),
         (212, 1234, InvalidTechId),
@@ -566,7 +567,7 @@ def test_an_id_cappi_would_refuse_makes_no_request_at_all(
     [
         (212, "AB12", CALLS),
         ("212", "ab12", CALLS),  # canonical upper case
-        (212, " ab12\n", CALLS),  # surrounding ASCII whitespace trimmed, as CAPPI trims it
+        (212, " ab12\t", CALLS),  # surrounding spaces and tabs trimmed, as CAPPI trims them
         ("004", "A" * 32, "/api/CallData/OpenCalls/4/" + "A" * 32 + "/ids"),
         (0, "7", "/api/CallData/OpenCalls/0/7/ids"),
     ],

@@ -53,7 +53,9 @@ PATH_CASES = [
     ("tech with backslash", "GET", f"{BASE}/212/ab%5C12/ids", [], 400, "invalid_tech_id"),
     ("tech with space", "GET", f"{BASE}/212/ab%2012/ids", [], 400, "invalid_tech_id"),
     ("tech between spaces", "GET", f"{BASE}/212/%20AB12%20/ids", [], 200, None),  # trimmed, as in a feed
-    ("tech between tab and newline", "GET", f"{BASE}/212/%09ab12%0A/ids", [], 200, None),
+    ("tech between tabs", "GET", f"{BASE}/212/%09ab12%09/ids", [], 200, None),
+    ("tech before a newline", "GET", f"{BASE}/212/ab12%0A/ids", [], 400, "invalid_tech_id"),  # a control character
+    ("tech after a carriage return", "GET", f"{BASE}/212/%0Dab12/ids", [], 400, "invalid_tech_id"),
     ("tech between separators", "GET", f"{BASE}/212/%1FAB12%1E/ids", [], 400, "invalid_tech_id"),  # not ASCII space
     ("tech after no-break space", "GET", f"{BASE}/212/%C2%A0AB12/ids", [], 400, "invalid_tech_id"),
     ("tech with unicode", "GET", f"{BASE}/212/%C3%A9t%C3%A9/ids", [], 400, "invalid_tech_id"),

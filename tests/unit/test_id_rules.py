@@ -1,6 +1,7 @@
-"""One TechId rule for the feed and the query (cappi.domain.ids): surrounding ASCII whitespace (space, tab, LF, CR, FF,
-VT) is trimmed on both sides, and only that; then 1 to 32 ASCII letters or digits, upper-cased. The feed (either
-parser) accepts a TechId exactly when a request path may name it, and files it under the name the path finds."""
+"""One TechId rule for the feed and the query (cappi.domain.ids): surrounding spaces and tabs are trimmed on both
+sides, and only those (every other control character refuses the TechId); then 1 to 32 ASCII letters or digits,
+upper-cased. The feed (either parser) accepts a TechId exactly when a request path may name it, and files it under
+the name the path finds."""
 
 from __future__ import annotations
 
@@ -18,16 +19,22 @@ EDGES = [
     ("AB12", "AB12"),
     ("ab12", "AB12"),
     (" ab12 ", "AB12"),
-    ("\tAB12\n", "AB12"),
-    ("\r\nab12\r\n", "AB12"),
-    ("\fAB12\v", "AB12"),
+    ("\tAB12\t", "AB12"),
+    (" \t ab12\t ", "AB12"),
+    # Control characters other than tab are never trimmed: the TechId is refused.
+    ("\tAB12\n", None),
+    ("\r\nab12\r\n", None),
+    ("\fAB12\v", None),
+    ("\x00AB12", None),
+    ("AB12\x7f", None),
+    ("\x1bAB12", None),
     (" " + "A" * 32 + " ", "A" * 32),
     (" " + "A" * 33, None),
     ("", None),
     (" \t\n\r\f\v", None),
     ("AB 12", None),
     ("AB\t12", None),
-    # Not ASCII whitespace: never trimmed (str.strip() would take all of these), so the TechId is refused.
+    # Not a space or tab: never trimmed (str.strip() would take all of these), so the TechId is refused.
     ("\x1fSEPT\x1e", None),
     ("\x1cAB12", None),
     ("AB12\x1d", None),
@@ -75,9 +82,13 @@ def test_the_feed_and_the_path_read_a_tech_id_alike(tech: str, expected: str | N
     assert by_the_feed(tech, Parser.REFERENCE) == expected
 
 
-def test_the_trimmed_characters_are_asciis_whitespace_not_str_strips() -> None:
-    assert set(ids.TECH_ID_TRIMMED) == {" ", "\t", "\n", "\r", "\f", "\v"}
+def test_only_spaces_and_tabs_are_trimmed_not_str_strips_whitespace() -> None:
+    assert set(ids.TECH_ID_TRIMMED) == {" ", "\t"}
     assert {chr(c) for c in range(0x110000) if chr(c).isspace()} - set(ids.TECH_ID_TRIMMED) >= {
+        "\n",
+        "\r",
+        "\f",
+        "\v",
         "\x1c",
         "\x1d",
         "\x1e",

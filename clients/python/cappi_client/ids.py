@@ -2,7 +2,7 @@
 
 They mirror what CAPPI's query handler accepts in the path (a drift test in the CAPPI repository keeps them equal):
 ClubId is 1-3 ASCII digits ("004" is club 4) or an int 0-999, nothing trimmed; TechId is 1-32 ASCII letters or
-digits once surrounding ASCII whitespace (space, tab, CR, LF, FF, VT; no other character) is trimmed, matched
+digits once surrounding spaces and tabs (no other character) are trimmed, matched
 case-insensitively, so its canonical form is upper case: `" ab12 "` is `"AB12"`, as the server reads it.
 """
 
@@ -14,7 +14,7 @@ from cappi_client.errors import InvalidClubId, InvalidTechId
 
 MAX_CLUB_ID = 999
 MAX_TECH_ID_LEN = 32
-TECH_ID_TRIMMED = " \t\n\r\f\v"  # ASCII's whitespace; not str.strip()'s, which takes U+001C-U+001F and more
+TECH_ID_TRIMMED = " \t"  # spaces and tabs only: any other control character refuses the TechId
 _CLUB_ID = re.compile(r"[0-9]{1,3}")  # [0-9], not \d: Arabic-Indic and other Unicode digits are refused
 _SHOWN = 40  # characters of a refused value quoted in the error message
 

@@ -22,9 +22,10 @@ MAX_TECH_ID_LEN = 32
 QUOTED_CALL_ID = re.compile(r"[0-9]{1,7}[A-Z]?")
 # ClubId as it appears in a request path: 1..3 digits ("004" is club 4).
 PATH_CLUB_ID = re.compile(r"[0-9]{1,3}")
-# The whitespace a TechId may be surrounded by, and which is trimmed: ASCII's six. Not str.strip()'s set, which also
-# holds the separators U+001C..U+001F, U+0085, U+00A0 and the other Unicode spaces.
-TECH_ID_TRIMMED = " \t\n\r\f\v"
+# The whitespace a TechId may be surrounded by, and which is trimmed: spaces and tabs, nothing else. Every other
+# control character (CR, LF, FF, VT, the separators U+001C..U+001F that str.strip() would take) refuses the TechId,
+# as do U+0085, U+00A0 and the other Unicode spaces.
+TECH_ID_TRIMMED = " \t"
 
 
 @final  # spelt out so mypy narrows `type(x) is Reason`, which callers test (isinstance on an Enum is 6x slower)
@@ -74,7 +75,7 @@ def club_id(raw: object) -> int | Reason:
 
 
 def tech_id(raw: object) -> str | Reason:
-    """A TechId, from a feed or a request path: surrounding ASCII whitespace (TECH_ID_TRIMMED) trimmed, then 1..32
+    """A TechId, from a feed or a request path: surrounding spaces and tabs (TECH_ID_TRIMMED) trimmed, then 1..32
     ASCII letters and digits, in canonical (upper-case) form, since matching is case-insensitive; else the Reason.
     """
     if type(raw) is str:
