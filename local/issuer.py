@@ -47,6 +47,7 @@ log = logging.getLogger("cappi.local.issuer")
 DEFAULT_LIFETIME_S = 86_400  # the document's expires_in
 CLIENT_CREDENTIALS = "client_credentials"
 _ECHO_LIMIT = 200  # caller-supplied text quoted back in an error is cut to this
+MAX_REQUEST_BODY = 64 * 1024  # a token request is a few hundred bytes; anything near this is no request
 
 Handler = Callable[[bytes, Mapping[str, str]], tuple[int, dict[str, str], bytes]]
 
@@ -128,11 +129,17 @@ class TokenIssuer:
     # --- the token endpoint ---
 
     def token(self, body: bytes, content_type: str | None, authorization: str | None = None) -> tuple[int, dict]:
-        """Answer one `POST /oauth/token`: (200, the document's token response) or (4xx, an Auth0-shaped error)."""
+        """Answer one `POST /oauth/token`: (200, the document's token response) or (4xx, an Auth0-shaped error).
+
+        A body it cannot read is a 400 `invalid_request`, whatever is wrong with it; a bug of ours is a 500
+        `server_error` in the same shape (logged, with no part of the request)."""
         try:
             return 200, self._issue(body, content_type, authorization)
         except _Refusal as refusal:
             return refusal.status, refusal.body
+        except Exception:
+            log.exception("token request failed")
+            return 500, {"error": "server_error", "error_description": "The token could not be issued"}
 
     def _issue(self, body: bytes, content_type: str | None, authorization: str | None) -> dict[str, Any]:
         params = _request_params(body, content_type)
@@ -249,6 +256,25 @@ def _dump(payload: Mapping[str, Any]) -> bytes:
 
 
 def _request_params(body: bytes, content_type: str | None) -> dict[str, str]:
+    if len(body) > MAX_REQUEST_BODY:
+        raise _Refusal(400, "invalid_request", "Invalid request body: too large")
+    params = _parsed_params(body, content_type)
+    for key, value in params.items():
+        if not (_is_text(key) and _is_text(value)):
+            # A lone surrogate (JSON "\ud800") is no Unicode text: it cannot be compared, signed or logged.
+            raise _Refusal(400, "invalid_request", "Invalid request body: not valid Unicode text")
+    return params
+
+
+def _is_text(value: str) -> bool:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _parsed_params(body: bytes, content_type: str | None) -> dict[str, str]:
     media = (content_type or "").split(";", 1)[0].strip().lower()
     stripped = body.lstrip()
     if media == "application/json" or media.endswith("+json"):
@@ -266,7 +292,7 @@ def _request_params(body: bytes, content_type: str | None) -> dict[str, str]:
 def _json_params(body: bytes) -> dict[str, str]:
     try:
         data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError; RecursionError: nested too deep
         raise _Refusal(400, "invalid_request", "Invalid request body: not valid JSON") from None
     if not isinstance(data, dict):
         raise _Refusal(400, "invalid_request", "Invalid request body: expected a JSON object")

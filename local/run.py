@@ -42,7 +42,7 @@ from local.iam import Decision, role_of
 from local.issuer import TokenIssuer, routes
 from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
 from local.scheduler import Scheduler
-from local.state import KeptTable, discard, signing_key
+from local.state import KeptTable, KeyFileError, discard, signing_key
 
 INGEST_HANDLER = "cappi.handlers.ingest.handler"
 FUNCTION_ROLES = ("dispatch", "ingest", "query")
@@ -197,7 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     issuer = None
     if config.issuer is None:
         clients = load_clients(config.clients_file) if config.clients_file else demo_clients()
-        key, reused = signing_key(state, warn)
+        try:
+            key, reused = signing_key(state, warn)
+        except KeyFileError as exc:
+            console.say(f"cappi local: {exc}")
+            return 2
         issuer = TokenIssuer(config.local_issuer, config.effective_audience, clients, signing_key=key)
         extra_routes = routes(issuer)
         jwks = JwksCache(

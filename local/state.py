@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import stat
 import tempfile
 import threading
 import time
@@ -64,22 +65,66 @@ def _set_aside(path: Path, warn: Callable[[str], None], why: str) -> None:
     warn(f"{path} {why}: set aside as {aside.name}, starting without it")
 
 
+class KeyFileError(Exception):
+    """The kept signing key is not this user's to use: local mode stops with this one-line message (exit 2)."""
+
+
+MAX_KEY_FILE = 64 * 1024  # a 4096-bit PEM key is about 3.3 KB
+
+
 def signing_key(state_dir: Path, warn: Callable[[str], None]) -> tuple[rsa.RSAPrivateKey, bool]:
-    """The issuer's key kept in `state_dir`, or a new one saved there; True when an existing key was reused."""
+    """The issuer's key kept in `state_dir`, or a new one saved there; True when an existing key was reused.
+
+    A kept key readable by group or others is made owner-only (0600) with a warning before it is used (the file
+    is local mode's own: it made it so); one owned by another user raises `KeyFileError`. The file is opened once,
+    without following a symlink, and checked and fixed through that descriptor. A new key is written owner-only
+    from the first byte (`write_private`)."""
     path = state_dir / KEY_FILE
-    if path.exists():
-        try:
-            key = serialization.load_pem_private_key(path.read_bytes(), password=None)
-        except (OSError, ValueError, TypeError) as exc:
-            _set_aside(path, warn, f"is not a readable private key ({type(exc).__name__})")
-        else:
-            if isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048:
-                return key, True
-            _set_aside(path, warn, "is not an RSA key of 2048 bits or more")
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+    except FileNotFoundError:
+        fd = -1
+    except OSError as exc:  # a symlink (ELOOP), no permission...
+        _set_aside(path, warn, f"is not a readable private key ({type(exc).__name__})")
+        fd = -1
+    if fd >= 0:
+        with os.fdopen(fd, "rb") as kept:
+            key = _kept_key(path, kept, warn)
+        if key is not None:
+            return key, True
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     write_private(path, pem)
     return key, False
+
+
+def _kept_key(path: Path, kept: Any, warn: Callable[[str], None]) -> rsa.RSAPrivateKey | None:
+    """The RSA key in the open file `kept`, made owner-only if it was not; None when it was set aside."""
+    info = os.fstat(kept.fileno())
+    if hasattr(os, "getuid") and info.st_uid != os.getuid():
+        raise KeyFileError(
+            f"{path} belongs to another user (uid {info.st_uid}): local mode will not sign tokens with it; "
+            "remove it, or start with --fresh"
+        )
+    if not stat.S_ISREG(info.st_mode):
+        _set_aside(path, warn, "is not a regular file")
+        return None
+    try:
+        key = serialization.load_pem_private_key(kept.read(MAX_KEY_FILE + 1), password=None)
+    except (OSError, ValueError, TypeError) as exc:
+        _set_aside(path, warn, f"is not a readable private key ({type(exc).__name__})")
+        return None
+    if not (isinstance(key, rsa.RSAPrivateKey) and key.key_size >= 2048):
+        _set_aside(path, warn, "is not an RSA key of 2048 bits or more")
+        return None
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        os.fchmod(kept.fileno(), 0o600)
+        warn(
+            f"{path} was readable by others (mode {mode:04o}): made owner-only (chmod 600); "
+            "start with --fresh for a new key if anyone else could have read it"
+        )
+    return key
 
 
 def _encode(value: Any) -> Any:

@@ -109,7 +109,7 @@ class Connection:
         try:
             response = self.handler(read.request)
         except Exception:  # what is behind the door failed: API Gateway's 500, and the connection goes on
-            body = json.dumps({"message": "Internal Server Error"}).encode()
+            body = json.dumps({"message": "Internal Server Error"}, separators=(",", ":")).encode()
             response = HttpResponse(500, [("Content-Type", "application/json")], body)
         return self._send(read, response)
 

@@ -133,15 +133,19 @@ def has_scope(claims: Mapping[str, str], scope: str) -> bool:
 def allowed_clubs(claims: Mapping[str, str], claim: str) -> frozenset[int] | None:
     """Club IDs a client may read from its club-list claim; None when the token carries no such claim.
 
-    A claim that is present but holds nothing usable allows no club at all (it fails closed).
+    A claim that is present but not a list of club IDs allows no club at all (it fails closed): null (which the
+    handler passes on as `null`), an empty string or list (a client of no club), an object, or a list with any
+    item that is not a ClubId (`[212 null]`, `[212 x]`). A number is indistinguishable from its text once API
+    Gateway has rendered it: `42` is club 42.
     """
     if not claim or claim not in claims:
         return None
     clubs = set()
     for item in claim_values(claims[claim]):
         club_id = path_club_id(item)
-        if type(club_id) is int:
-            clubs.add(club_id)
+        if type(club_id) is not int:
+            return frozenset()
+        clubs.add(club_id)
     return frozenset(clubs)
 
 

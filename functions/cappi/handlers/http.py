@@ -8,6 +8,7 @@ start. The response is the shape API Gateway reads from a payload 2.0 function."
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Mapping
 from email.utils import formatdate  # boto3 imports email.utils already: no extra cold start
@@ -61,15 +62,45 @@ def refusal(exc: rules.Refused) -> dict[str, Any]:
     return error(STATUS[type(exc)], exc.code, exc.message, headers)
 
 
-def claims_of(event: Mapping[str, Any]) -> dict[str, str] | None:
+def claims_of(event: Mapping[str, Any], keep_null: str = "") -> dict[str, str] | None:
     """The verified token's claims as strings, or None when no JWT authorizer vouched for the request.
 
-    `event` is the payload 2.0 event as Lambda received it (read directly: Powertools' views build objects)."""
+    `event` is the payload 2.0 event as Lambda received it (read directly: Powertools' views build objects).
+    API Gateway leaves a null-valued claim out, so it looks absent; `keep_null` names a claim for which that
+    difference matters (the club list: absent may be allowed, present but null must fail closed): when the bearer
+    token itself holds it as null, it is returned as the text `null`."""
     request = event.get("requestContext")
     authorizer = request.get("authorizer") if isinstance(request, dict) else None
     jwt = authorizer.get("jwt") if isinstance(authorizer, dict) else None
     claims = jwt.get("claims") if isinstance(jwt, dict) else None
-    return {str(k): str(v) for k, v in claims.items()} if isinstance(claims, dict) else None
+    if not isinstance(claims, dict):
+        return None
+    strings = {str(k): str(v) for k, v in claims.items()}
+    if keep_null and keep_null not in strings and _null_in_token(event, keep_null):
+        strings[keep_null] = "null"
+    return strings
+
+
+MAX_TOKEN_PAYLOAD = 16_384  # API Gateway refuses a request head over 10 KB: a verified token's payload is smaller
+
+
+def _null_in_token(event: Mapping[str, Any], name: str) -> bool:
+    """Whether the bearer token in the Authorization header holds claim `name` as JSON null.
+
+    The token was verified by the JWT authorizer before the event was built, so its payload is read without a
+    signature check; anything unreadable (a hand-made test event's placeholder token) says nothing."""
+    value = header(event, "authorization") or ""
+    for token in value.split(","):  # repeated headers arrive joined with commas; a JWT holds none
+        parts = token.strip().removeprefix("Bearer ").strip().split(".")
+        if len(parts) != 3 or len(parts[1]) > MAX_TOKEN_PAYLOAD:
+            continue
+        try:
+            payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+        except (ValueError, RecursionError):  # binascii.Error and UnicodeDecodeError are ValueErrors
+            continue
+        if isinstance(payload, dict) and name in payload and payload[name] is None:
+            return True
+    return False
 
 
 def method(event: Mapping[str, Any]) -> str | None:

@@ -91,7 +91,7 @@ def _serve(event: dict[str, Any], deps: QueryDependencies, club_raw: str, tech_r
     log keys."""
     settings, notes = deps.settings, request_keys()
     answer = rules.open_call_ids(
-        http.claims_of(event),
+        http.claims_of(event, keep_null=deps.policy.club_claim),
         club_raw,
         tech_raw,
         policy=deps.policy,
