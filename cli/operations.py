@@ -15,6 +15,7 @@ from typing import Any, TextIO
 
 from cappi.domain.feed import REASON_TEXT
 from cappi.domain.registry import ClubSource
+from cappi.inert import for_terminal
 from cli.target import Target, TargetError
 
 
@@ -36,7 +37,8 @@ def poll(target: Target, name: str) -> dict[str, Any]:
         )
         body = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError"):
-            raise TargetError(f"the ingest function failed: {body.get('errorMessage') if body else 'no detail'}")
+            detail = for_terminal(body.get("errorMessage")) if body else "no detail"
+            raise TargetError(f"the ingest function failed: {detail}")
         return body
     if target.local_environment is None:
         raise TargetError(f"{target.where} cannot be polled from here")
@@ -62,16 +64,17 @@ def _poll_in_process(environment: dict[str, str], payload: dict[str, Any]) -> di
 
 
 def describe(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
-    """The outcome in words: what readers see now, or why nothing changed; rules broken with an example each."""
-    print(f"{summary['source']}: {summary['status']}", end="", file=out)
+    """The outcome in words: what readers see now, or why nothing changed; rules broken with an example each.
+    Values that can come from the feed or the club's server (errors, excerpts, example rows) are made inert."""
+    print(f"{for_terminal(summary['source'])}: {for_terminal(summary['status'])}", end="", file=out)
     if summary.get("error_code"):
-        print(f" ({summary['error_code']}: {summary.get('error')})", end="", file=out)
+        print(f" ({for_terminal(summary['error_code'])}: {for_terminal(summary.get('error'))})", end="", file=out)
     print(f"; {summary.get('rows', 0)} rows, {summary.get('accepted', 0)} accepted", file=out)
     for club in summary.get("clubs", []):
         print(f"  club {club['club_id']}: {club['outcome']} ({club['calls']} calls, {club['techs']} techs)", file=out)
     for reason, count in sorted(summary.get("rejected", {}).items(), key=lambda item: -item[1]):
         examples = summary.get("examples", {}).get(reason) or []
-        shown = "; ".join(f"row {e['index']}: {e['value']}" for e in examples)
+        shown = "; ".join(f"row {e['index']}: {for_terminal(e['value'])}" for e in examples)
         print(f"  rejected {count}: {REASON_TEXT.get(reason, reason)}{' (' + shown + ')' if shown else ''}", file=out)
 
 
