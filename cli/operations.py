@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from cappi.domain.feed import REASON_TEXT
 from cappi.domain.registry import ClubSource
 from cappi.inert import for_terminal
+from cappi.log_file import LogFile
 from cli.target import Target, TargetError
 
 
@@ -57,10 +58,21 @@ def _poll_in_process(environment: dict[str, str], payload: dict[str, Any]) -> di
         aws_request_id=f"cappi-poll-{uuid.uuid4()}",
         get_remaining_time_in_millis=lambda: 180_000,
     )
-    with open(logs / "ingest.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+    # A log line the disk refuses (full) is lost, not a failed poll: the summary says what happened to the data.
+    with LogFile(str(logs / "ingest.log")) as log, contextlib.redirect_stdout(log):
         from cappi.handlers import ingest  # imported here, so its logger writes to the log file too
 
-        return ingest.make_handler()(payload, context)
+        summary: dict[str, Any] = ingest.make_handler()(payload, context)
+        log.flush()
+        losses = log.take_losses()
+    if losses is not None:
+        lost, error = losses
+        print(
+            f"cappi: warning: the ingest handler's log {logs / 'ingest.log'} cannot be written ({error}): "
+            f"{lost} line{'s' if lost != 1 else ''} lost",
+            file=sys.stderr,
+        )
+    return summary
 
 
 def describe(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:

@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from cappi.log_file import LogFile
 from local.console import describe_poll
-from local.lambda_pool import LocalAsyncInvoker, LogFile
+from local.lambda_pool import LocalAsyncInvoker
 
 HANDLER = f"{__name__}.handler"
 RECORDS = 33
@@ -144,3 +145,37 @@ def full_disk(tmp_path: Path) -> Iterator[Path]:
 def test_polls_with_the_state_disk_full(full_disk: Path, capfd: pytest.CaptureFixture[str]) -> None:
     results, stderr = polls_with_the_log_at(str(full_disk / "logs" / "ingest.log"), capfd)
     assert_polls_published_and_one_warning(results, stderr)
+
+
+def test_cappi_poll_in_local_mode_with_its_log_on_a_full_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`cappi poll SOURCE` against local mode runs the handler in-process with its stdout on local mode's log."""
+    if not os.path.exists("/dev/full"):
+        pytest.skip("no /dev/full (every write ENOSPC) on this system")
+    import logging
+    import sys
+
+    from cappi.handlers import ingest
+    from cli.operations import _poll_in_process
+
+    (tmp_path / "logs").mkdir()
+    (tmp_path / "logs" / "ingest.log").symlink_to("/dev/full")
+    monkeypatch.setenv("CAPPI_STATE_DIR", str(tmp_path))  # restored afterwards, though the poll sets it again
+
+    def logging_handler(payload: dict[str, Any], context: Any) -> dict[str, Any]:
+        records = logging.getLogger("cappi-test-disk-full")
+        records.addHandler(logging.StreamHandler(sys.stdout))  # as Powertools' handler, on the redirected stdout
+        records.propagate = False
+        return handler(payload, context) | {"logged": [records.warning("line %d", n) for n in range(RECORDS)] and 1}
+
+    monkeypatch.setattr(ingest, "make_handler", lambda: logging_handler)
+    try:
+        summary = _poll_in_process({"CAPPI_STATE_DIR": str(tmp_path)}, {"source": "aaa"})
+    finally:
+        (tmp_path / "logs" / "ingest.log").unlink()  # /dev/full reads as endless zeros: no scan of it afterwards
+    assert summary["status"] == "ok" and summary["clubs"][0]["outcome"] == "published"
+    err = capsys.readouterr().err
+    assert "--- Logging error ---" not in err and "Traceback" not in err, err
+    warnings = [line for line in err.splitlines() if line.startswith("cappi: warning:")]
+    assert len(warnings) == 1 and "No space left on device (ENOSPC)" in warnings[0], err
