@@ -20,6 +20,7 @@ from typing import Any
 from cappi.domain import feed
 from cappi.domain.ids import MAX_CLUB_ID
 from cappi.domain.registry import ClubAuth, ClubSource
+from cappi.inert import markdown_cell, markdown_code
 from cli.target import TargetError
 
 FEED_PATH = "/service/calls/status"
@@ -267,17 +268,18 @@ def _drops(parsed: feed.ParsedFeed, published_calls: dict[int, int]) -> list[str
 
 
 def markdown(report: dict[str, Any]) -> str:
-    """A report a club can be sent."""
+    """A report a club can be sent. Every value that can come from the feed or the club's server (the origin, the
+    reason, example rows, error excerpts) is escaped, so the table keeps its columns and renders no HTML."""
     lines = [
-        f"# CAPPI feed check: {report['verdict'].upper()}",
+        f"# CAPPI feed check: {markdown_cell(report['verdict'].upper())}",
         "",
-        f"- Feed: `{report['origin']}`",
-        f"- CAPPI would **{report['would']}** this feed: {report['reason']}",
+        f"- Feed: {markdown_code(report['origin'])}",
+        f"- CAPPI would **{markdown_cell(report['would'])}** this feed: {markdown_cell(report['reason'])}",
     ]
     http = report.get("http") or {}
     if "status" in http:
         lines.append(
-            f"- HTTP {http['status']} in {http['latency_ms']} ms, {http['bytes']} bytes"
+            f"- HTTP {markdown_cell(http['status'])} in {http['latency_ms']} ms, {http['bytes']} bytes"
             f"{' (compressed on the wire)' if http.get('compressed') else ''}, "
             f"{'HTTPS with a valid certificate' if http.get('https') else 'plain HTTP'}"
         )
@@ -291,9 +293,14 @@ def markdown(report: dict[str, Any]) -> str:
         ]
         for rule in report["rules"]:
             examples = "; ".join(
-                f"{e['row']}: `{e['value']}`" if isinstance(e, dict) else str(e) for e in rule["examples"]
+                f"{e['row']}: {markdown_code(e['value'])}" if isinstance(e, dict) else markdown_cell(e)
+                for e in rule["examples"]
             )
-            lines.append(f"| {rule['text']} | {'ok' if rule['passed'] else 'FAILED'} | {rule['count']} | {examples} |")
+            lines.append(
+                f"| {markdown_cell(rule['text'])} | {'ok' if rule['passed'] else 'FAILED'} | {rule['count']} "
+                f"| {examples} |"
+            )
     if report.get("warnings"):
-        lines += ["", "Warnings: " + ", ".join(f"{k} ({v})" for k, v in report["warnings"].items())]
+        warnings = ", ".join(f"{markdown_cell(k)} ({v})" for k, v in report["warnings"].items())
+        lines += ["", "Warnings: " + warnings]
     return "\n".join(lines) + "\n"

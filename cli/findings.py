@@ -7,6 +7,8 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cappi.inert import for_terminal
+
 FAIL, WARN, OK, ERROR = "FAIL", "WARN", "ok", "ERROR"
 EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
@@ -46,4 +48,4 @@ def print_findings(findings: list[Finding], *, json_document: dict[str, Any] | N
         print(json.dumps(document, indent=2))
         return
     for finding in findings:
-        print(finding.line())
+        print(for_terminal(finding.line()))  # messages quote servers (an issuer's, the API's): inert on a terminal

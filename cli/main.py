@@ -16,6 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
+from cappi.inert import for_terminal
 from cli.calls import calls_document, open_calls, parse_time
 from cli.check_feed import FAIL, auth_from_env, check, fetch_source, fetch_url, markdown, read_file
 from cli.operations import describe, poll, set_secret, source_of
@@ -218,10 +219,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return run(args)
     except TargetError as exc:
-        print(f"cappi: {exc}", file=sys.stderr)
+        print(f"cappi: {for_terminal(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except Exception as exc:  # an unreachable table or secret, denied credentials: say so, without a traceback
-        print(f"cappi: cannot read {args.stage or 'local mode'}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        where = args.stage or "local mode"
+        print(f"cappi: cannot read {where}: {type(exc).__name__}: {for_terminal(exc)}", file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -311,8 +313,12 @@ def _print_report(report: dict[str, Any]) -> None:
 
     console = Console()
     style = {"pass": "green", "warn": "yellow"}.get(report["verdict"], "bold red")
-    console.print(f"[{style}]{report['verdict'].upper()}[/]: CAPPI would {report['would']} {escape(report['origin'])}")
-    console.print(f"  {escape(report['reason'])}")
+
+    def shown(value: Any) -> str:  # a value from the feed or the club's server: inert, and no rich markup
+        return escape(for_terminal(value))
+
+    console.print(f"[{style}]{report['verdict'].upper()}[/]: CAPPI would {report['would']} {shown(report['origin'])}")
+    console.print(f"  {shown(report['reason'])}")
     http = report.get("http") or {}
     if "status" in http:
         tls = "HTTPS, certificate valid" if http.get("https") else "plain HTTP"
@@ -321,15 +327,15 @@ def _print_report(report: dict[str, Any]) -> None:
     if not report["rules"]:
         return
     console.print(f"  rows {report['rows']}, accepted {report['accepted']}, duplicates {report.get('duplicates', 0)}")
-    console.print(f"  club IDs found {report['club_ids_found']}; key casing {report['key_casing']}")
+    console.print(f"  club IDs found {report['club_ids_found']}; key casing {shown(report['key_casing'])}")
     table = Table("rule", "result", "rows", "examples (row: value)")
     for rule in report["rules"]:
         examples = "; ".join(f"{e['row']}: {e['value']}" if isinstance(e, dict) else str(e) for e in rule["examples"])
         result = "[green]ok[/]" if rule["passed"] else "[bold red]FAILED[/]"
-        table.add_row(escape(rule["text"]), result, str(rule["count"]), escape(examples))
+        table.add_row(shown(rule["text"]), result, str(rule["count"]), shown(examples))
     console.print(table)
     if report["warnings"]:
-        console.print("  warnings: " + ", ".join(f"{k} ({v})" for k, v in report["warnings"].items()))
+        console.print("  warnings: " + shown(", ".join(f"{k} ({v})" for k, v in report["warnings"].items())))
 
 
 def _calls(args: argparse.Namespace) -> int:
@@ -343,9 +349,10 @@ def _calls(args: argparse.Namespace) -> int:
         when = f"at {document['at']}" if at_ms is not None else "yet"
         print(f"club {club_id}: no list is kept {when} (none received, or older than the retention)")
     else:
-        print(" ".join(document["call_ids"]) if document["call_ids"] else "(no open calls)")
+        print(for_terminal(" ".join(document["call_ids"])) if document["call_ids"] else "(no open calls)")
         print(
-            f"club {club_id} tech {tech_id}: version {found.version}, fetched {document['fetched_at']}", file=sys.stderr
+            f"club {club_id} tech {for_terminal(tech_id)}: version {found.version}, fetched {document['fetched_at']}",
+            file=sys.stderr,
         )
     return EXIT_OK if found is not None else EXIT_PROBLEM
 
@@ -389,6 +396,7 @@ def _age(seconds: float | None) -> str:
 
 def _print_table(target: Target, rows: list[SourceStatus]) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     # Colour only on a terminal (rich honours NO_COLOR); piped output gets room instead of folding.
@@ -403,7 +411,7 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
         ago = _age(now_ms / 1000 - r.last_poll_at_ms / 1000) if r.last_poll_at_ms is not None else ""
         last = f"{r.last_poll_status} {ago} ago" if r.last_poll_status else "never"
         table.add_row(
-            r.name,
+            escape(for_terminal(r.name)),
             ",".join(map(str, r.club_ids)),
             f"[{style}]{r.state}[/]" + (f" {r.held_clubs}" if r.held_clubs else ""),
             last,
@@ -412,7 +420,7 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
             "-" if r.calls is None else str(r.calls),
             "-" if r.techs is None else str(r.techs),
             str(r.rejected_rows) if r.rejected_rows else "",
-            r.last_error or "",
+            escape(for_terminal(r.last_error or "")),  # the club's words: inert, and no rich markup
         )
     console.print(table)
     problems = sum(r.problem for r in rows)

@@ -15,6 +15,8 @@ from typing import Any, TextIO
 
 from cappi.domain.feed import REASON_TEXT
 from cappi.domain.registry import ClubSource
+from cappi.inert import for_terminal
+from cappi.log_file import LogFile
 from cli.target import Target, TargetError
 
 
@@ -36,7 +38,8 @@ def poll(target: Target, name: str) -> dict[str, Any]:
         )
         body = json.loads(response["Payload"].read() or b"null")
         if response.get("FunctionError"):
-            raise TargetError(f"the ingest function failed: {body.get('errorMessage') if body else 'no detail'}")
+            detail = for_terminal(body.get("errorMessage")) if body else "no detail"
+            raise TargetError(f"the ingest function failed: {detail}")
         return body
     if target.local_environment is None:
         raise TargetError(f"{target.where} cannot be polled from here")
@@ -55,23 +58,35 @@ def _poll_in_process(environment: dict[str, str], payload: dict[str, Any]) -> di
         aws_request_id=f"cappi-poll-{uuid.uuid4()}",
         get_remaining_time_in_millis=lambda: 180_000,
     )
-    with open(logs / "ingest.log", "a", encoding="utf-8") as log, contextlib.redirect_stdout(log):
+    # A log line the disk refuses (full) is lost, not a failed poll: the summary says what happened to the data.
+    with LogFile(str(logs / "ingest.log")) as log, contextlib.redirect_stdout(log):
         from cappi.handlers import ingest  # imported here, so its logger writes to the log file too
 
-        return ingest.make_handler()(payload, context)
+        summary: dict[str, Any] = ingest.make_handler()(payload, context)
+        log.flush()
+        losses = log.take_losses()
+    if losses is not None:
+        lost, error = losses
+        print(
+            f"cappi: warning: the ingest handler's log {logs / 'ingest.log'} cannot be written ({error}): "
+            f"{lost} line{'s' if lost != 1 else ''} lost",
+            file=sys.stderr,
+        )
+    return summary
 
 
 def describe(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
-    """The outcome in words: what readers see now, or why nothing changed; rules broken with an example each."""
-    print(f"{summary['source']}: {summary['status']}", end="", file=out)
+    """The outcome in words: what readers see now, or why nothing changed; rules broken with an example each.
+    Values that can come from the feed or the club's server (errors, excerpts, example rows) are made inert."""
+    print(f"{for_terminal(summary['source'])}: {for_terminal(summary['status'])}", end="", file=out)
     if summary.get("error_code"):
-        print(f" ({summary['error_code']}: {summary.get('error')})", end="", file=out)
+        print(f" ({for_terminal(summary['error_code'])}: {for_terminal(summary.get('error'))})", end="", file=out)
     print(f"; {summary.get('rows', 0)} rows, {summary.get('accepted', 0)} accepted", file=out)
     for club in summary.get("clubs", []):
         print(f"  club {club['club_id']}: {club['outcome']} ({club['calls']} calls, {club['techs']} techs)", file=out)
     for reason, count in sorted(summary.get("rejected", {}).items(), key=lambda item: -item[1]):
         examples = summary.get("examples", {}).get(reason) or []
-        shown = "; ".join(f"row {e['index']}: {e['value']}" for e in examples)
+        shown = "; ".join(f"row {e['index']}: {for_terminal(e['value'])}" for e in examples)
         print(f"  rejected {count}: {REASON_TEXT.get(reason, reason)}{' (' + shown + ')' if shown else ''}", file=out)
 
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from cappi.contracts.api import path_for
 from cappi.domain.feed import REASON_TEXT, WARNING_TEXT
+from cappi.inert import for_terminal
 
 if TYPE_CHECKING:
     from cappi.domain.registry import ClubRegistry
@@ -29,6 +30,9 @@ class Console:
         self._lock = threading.Lock()
 
     def say(self, text: str = "") -> None:
+        """Print `text`, its lines made inert for the terminal (a value that slipped through unescaped still cannot
+        drive the terminal; escaping is idempotent, so lines already made inert print unchanged)."""
+        text = "\n".join(for_terminal(line) for line in text.split("\n"))
         with self._lock:
             self._stream.write(text + "\n")
             self._stream.flush()
@@ -39,19 +43,21 @@ class Console:
 
 def describe_poll(payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> str:
     """The console line for one ingest invocation: what it published, or why the feed was refused; then, on
-    indented lines, why in words: rows rejected by rule with an example each, drops held back, warnings."""
-    name = payload.get("source", "?")
+    indented lines, why in words: rows rejected by rule with an example each, drops held back, warnings.
+    Every value that can come from a feed (error messages, excerpts, example rows) is made inert for the terminal."""
+    name = for_terminal(payload.get("source", "?"))
     if error is not None:
-        return f"ingest {name}: FAILED in the handler ({type(error).__name__}: {error}); see logs/ingest.log"
+        return (
+            f"ingest {name}: FAILED in the handler ({type(error).__name__}: {for_terminal(error)}); see logs/ingest.log"
+        )
     assert result is not None
     if result["status"] != "ok":
-        line = (
-            f"ingest {name}: {result['status']} ({result.get('error_code')}: {result.get('error')}); "
-            "readers keep the last good snapshot"
-        )
+        status, code, message = (for_terminal(result.get(k)) for k in ("status", "error_code", "error"))
+        line = f"ingest {name}: {status} ({code}: {message}); readers keep the last good snapshot"
     else:
         clubs = ", ".join(
-            f"club {c['club_id']} {c['outcome']} ({c['calls']} calls, {c['techs']} techs)" for c in result["clubs"]
+            f"club {for_terminal(c['club_id'])} {for_terminal(c['outcome'])} ({c['calls']} calls, {c['techs']} techs)"
+            for c in result["clubs"]
         )
         rejected = sum(result.get("rejected", {}).values())
         extra = f", {rejected} rows rejected" if rejected else ""
@@ -65,9 +71,10 @@ def explain_poll(result: dict[str, Any]) -> list[str]:
     examples = result.get("examples") or {}
     for reason, count in sorted(result.get("rejected", {}).items(), key=lambda item: (-item[1], item[0])):
         first = (examples.get(reason) or [None])[0]
-        example = f", e.g. row {first['index']}: {first['value']}" if first else ""
+        example = f", e.g. row {first['index']}: {for_terminal(first['value'])}" if first else ""
         lines.append(
-            f"    rejected {count} row{'s' if count != 1 else ''} ({REASON_TEXT.get(reason, reason)}){example}"
+            f"    rejected {count} row{'s' if count != 1 else ''} ({for_terminal(REASON_TEXT.get(reason, reason))})"
+            f"{example}"
         )
     for club in result.get("clubs", []):
         if club["outcome"] == "held":
@@ -76,7 +83,8 @@ def explain_poll(result: dict[str, Any]) -> list[str]:
                 " published; the sudden-drop rule waits for the next poll to confirm"
             )
     for warning, count in sorted(result.get("warnings", {}).items()):
-        lines.append(f"    warning: {count} row{'s' if count != 1 else ''} {WARNING_TEXT.get(warning, warning)}")
+        text = for_terminal(WARNING_TEXT.get(warning, warning))
+        lines.append(f"    warning: {count} row{'s' if count != 1 else ''} {text}")
     return lines
 
 

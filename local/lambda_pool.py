@@ -13,6 +13,11 @@ timeout is enforced as Lambda enforces it, by ending the environment; an environ
 (killed, out of memory) is reported as that invocation's failure, and later invocations get a fresh one.
 `invoke_async` returns at once, like an `Event` invocation. Workers are spawned with this process's interpreter,
 so they import `cappi` from the same installation.
+
+The handler's standard output (its JSON logs and EMF lines) goes to the log file as it would to CloudWatch, and, as
+there, a log line that cannot be written never fails the function: with the disk full, the lines are lost and
+counted, the poll is reported by what it did to the data, and the console gets one warning line (then at most one
+per `LOG_WARNING_EVERY_S`), not a traceback per record.
 """
 
 from __future__ import annotations
@@ -31,10 +36,14 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any
 
+from cappi.log_file import LogFile
+
 ResultCallback = Callable[[dict[str, Any], dict[str, Any] | None, BaseException | None], None]
+WarningCallback = Callable[[str], None]
 
 INGEST_TIMEOUT_S = 180.0  # the ingest function's timeout in the stack (infra/functions.py)
 INIT_TIMEOUT_S = 60.0  # an environment that has not imported the handler by then is given up
+LOG_WARNING_EVERY_S = 600.0  # lost handler log lines are reported once, then at most once per this many seconds
 
 
 class TaskTimedOut(Exception):
@@ -70,7 +79,8 @@ def _environment_main(channel: Connection, function: _Function) -> None:
     threading.Thread(target=_watch_parent, args=(function.parent,), daemon=True).start()
     os.environ.update(function.environment)
     # The handler's JSON logs and metrics go to a file, as they would to CloudWatch; the console stays readable.
-    sys.stdout = open(function.log_path, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - the worker's lifetime
+    log = LogFile(function.log_path)
+    sys.stdout = log
     module_name, _, function_name = function.handler_path.rpartition(".")
     handler = getattr(__import__(module_name, fromlist=[function_name]), function_name)
     from local.http_api import LambdaContext
@@ -90,10 +100,12 @@ def _environment_main(channel: Connection, function: _Function) -> None:
             outcome: tuple[str, Any] = ("ok", handler(payload, context))
         except Exception as exc:  # the invocation fails; the environment stays, as Lambda's does
             outcome = ("error", exc)
+        log.flush()
+        losses = log.take_losses()  # log lines the file refused during this invocation (or the init before it)
         try:
-            channel.send(outcome)
+            channel.send((*outcome, losses))
         except Exception:  # an exception that does not pickle: its type and words still reach the console
-            channel.send(("error", RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]}")))
+            channel.send(("error", RuntimeError(f"{type(outcome[1]).__name__}: {outcome[1]}"), losses))
 
 
 class _Environment:
@@ -147,11 +159,15 @@ class LocalAsyncInvoker:
         environment: Mapping[str, str],
         log_path: str,
         on_result: ResultCallback | None = None,
+        on_warning: WarningCallback | None = None,
         timeout_s: float = INGEST_TIMEOUT_S,
         max_concurrency: int = 16,
     ) -> None:
         self._function = _Function(handler_path, dict(environment), log_path, timeout_s, os.getpid())
         self._on_result = on_result
+        self._on_warning = on_warning
+        self._lost_lines = 0  # handler log lines lost since the last warning
+        self._warned_at: float | None = None
         self._timeout_s = timeout_s
         self._max = max(1, max_concurrency, workers)
         self._context = multiprocessing.get_context("spawn")
@@ -239,12 +255,29 @@ class LocalAsyncInvoker:
             environment.channel.send(payload)
             if not environment.channel.poll(self._timeout_s):
                 return None, TaskTimedOut(f"Task timed out after {self._timeout_s:.2f} seconds"), False
-            status, value = environment.channel.recv()
+            status, value, losses = environment.channel.recv()
         except (EOFError, OSError):
             return None, RuntimeExited(_exit_reason(environment.process)), False
+        if losses is not None:
+            self._log_lost(*losses)
         if status == "ok":
             return value, None, True
         return None, value, True
+
+    def _log_lost(self, lines: int, error: str) -> None:
+        """One warning line when the handler's log cannot be written, then at most one per LOG_WARNING_EVERY_S."""
+        now = time.monotonic()
+        with self._lock:
+            self._lost_lines += lines
+            if self._warned_at is not None and now - self._warned_at < LOG_WARNING_EVERY_S:
+                return
+            lost, self._lost_lines, self._warned_at = self._lost_lines, 0, now
+        if self._on_warning is not None:
+            self._on_warning(
+                f"the ingest handler's log {self._function.log_path} cannot be written ({error}): {lost} line"
+                f"{'s' if lost != 1 else ''} lost; polls go on and say what they published (told again at most "
+                f"every {LOG_WARNING_EVERY_S / 60:g} minutes)"
+            )
 
     def _report(self, payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> None:
         with self._lock:

@@ -248,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
         environment={**os.environ, **roles["ingest"].environment()},  # Lambda hands a function its role's keys
         log_path=str(state / "logs" / "ingest.log"),
         on_result=on_result,
+        on_warning=lambda text: console.event(f"warning: {text}"),
     )
     lambda_client = roles["dispatch"].session(aws.region).client("lambda")
     start_ingest = AuthorizedInvoker(LambdaInvoker(aws.ingest_function_arn(), lambda_client), invoker)
