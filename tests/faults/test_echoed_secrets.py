@@ -247,3 +247,41 @@ def test_a_secret_cut_off_by_the_end_of_the_read_leaves_none_of_itself(encoding:
     for cut in range(1, len(encoded)):
         excerpt = redactor.excerpt(LEFT + encoded[:cut], cut_short=True)
         assert excerpt == before, f"cut after {cut} characters of the {encoding} form"
+
+
+# --- a feed that carries the secret in a row ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("encoding", ["raw", "json as PHP writes it", "json every char upper-case", "base64"])
+def test_a_secret_in_a_rejected_row_reaches_no_example_record_or_console(
+    encoding: str,
+    club: LoopbackServer,
+    dynamodb: Any,
+    lambda_context: LambdaContext,
+    handler_logs: io.StringIO,
+) -> None:
+    """A 200 feed is club text too: a row that carries the credential is shown as a rejected row's example."""
+    echoed = ENCODINGS[encoding](ECHOED_BEARER_SECRET)
+    calls = [
+        {"CallId": 8679, "ClubId": 212, "TechId": "AB12"},
+        {"CallId": 8680, "ClubId": 212, "TechId": f"Bearer {echoed}"},
+    ]
+    club.route(FEED, respond(body=json.dumps({"Result": {"Calls": calls}}).encode()))
+
+    result = poll(club, dynamodb, lambda_context)
+
+    assert result["rejected"], result  # the row was rejected and shown as an example
+    recorded = stores(dynamodb, SNAPSHOT_TABLE).polls.last_poll(SOURCE)
+    assert recorded is not None
+    console = describe_poll({"source": SOURCE}, result, None)
+    (shown,) = [e["value"] for examples in result["examples"].values() for e in examples]
+    # Removed whole, or (when the example was cut inside it) cut off where it began.
+    assert shown in ('"Bearer [redacted]"', '"Bearer ...'), shown
+    for form in every_form(ECHOED_BEARER_SECRET):
+        for where, text in {
+            "poll result": json.dumps(result) + str(result.get("examples")),
+            "last-poll record": repr(recorded),
+            "handler log": handler_logs.getvalue(),
+            "console line": console,
+        }.items():
+            assert form not in text, f"the secret's {encoding!r}-style form reached the {where}"

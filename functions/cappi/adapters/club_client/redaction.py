@@ -54,8 +54,14 @@ class Redactor:
         finally:
             _ACTIVE.reset(token)
 
-    def clean(self, text: str) -> str:
-        """The text with every known secret, in any form it may take, replaced by `[redacted]`."""
+    def clean(self, text: str, *, cut_short: bool = False) -> str:
+        """The text with every known secret, in any form it may take, replaced by `[redacted]`.
+
+        `cut_short`: the text was cut from a longer one, so a secret cut off at its end goes too (even one cut
+        inside an escape, whichever character that was going to be).
+        """
+        if cut_short and self._secrets:
+            text = text[: partial_tail_start(text, list(self._secrets.values()))]
         if self._secrets:
             # Overlapping and nested finds are merged, so a secret that contains another is removed whole.
             pieces, position = [], 0
@@ -70,10 +76,8 @@ class Redactor:
 
         `cut_short`: the text is only the start of a longer body.
         """
-        if cut_short and self._secrets:
-            # A secret cut in half at the end of what was read would escape redaction; drop that tail.
-            text = text[: partial_tail_start(text, list(self._secrets.values()))]
-        text = html.unescape(_TAG.sub(" ", self.clean(text)))
+        # A secret cut in half at the end of what was read would escape redaction: `cut_short` drops that tail.
+        text = html.unescape(_TAG.sub(" ", self.clean(text, cut_short=cut_short)))
         text = " ".join(_UNPRINTABLE.sub(" ", text).split())
         # Cleaned again: stripping tags and entities can join a secret that markup had split.
         text = self.clean(text)
