@@ -25,6 +25,8 @@ BEARER_SECRET = "Zq9-BEARER-SECRET-7xK"
 API_KEY_SECRET = "ak-API-KEY-SECRET-31"
 BASIC_PASSWORD = "PW-BASIC-SECRET-42"
 CLIENT_SECRET = "CS-CLIENT-SECRET-99"
+# tests/faults/test_echoed_secrets.py: every character JSON, HTML and URLs like to escape
+ECHOED_BEARER_SECRET = "Echo+Secret/Val&ue=9f3Q~zx<EOS>"
 
 SECRETS: dict[str, str] = {
     "demo-small bearer token": DEMO_SMALL_BEARER,
@@ -36,6 +38,7 @@ SECRETS: dict[str, str] = {
     "club client basic password": BASIC_PASSWORD,
     "club client basic credential (base64)": base64.b64encode(f"alice:{BASIC_PASSWORD}".encode()).decode(),
     "club client OAuth2 client secret": CLIENT_SECRET,
+    "echoed bearer secret": ECHOED_BEARER_SECRET,
     "ingest test bearer secret": "s3cr3t-Token-Value-4711",  # tests/integration/test_ingest.py
     "cappi-client test client secret": "s3cret-never-stored-9f2c",  # tests/integration/test_cappi_client.py
     "check-feed test token": "club-Secret-Token-0042",  # tests/integration/test_cli_check_feed.py

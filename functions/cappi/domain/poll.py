@@ -21,6 +21,7 @@ from typing import Any, Protocol
 from cappi.domain.feed import FeedRejected, RowExample, parse_feed
 from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_source
 from cappi.domain.registry import ClubSource
+from cappi.domain.row_example import CUT_MARK
 from cappi.domain.snapshot import build_club_snapshot
 
 
@@ -41,6 +42,8 @@ class FetchedFeed(Protocol):
     def attempts(self) -> int: ...
 
     # Optional: `sent_at_ms: int | None`, when the fetch first asked the club (read with `asked_at_ms`).
+    # Optional: `redact(text, cut_short=False) -> str`, which removes the fetch's secrets from feed text the poll
+    # shows (`_shown`).
 
 
 class FeedFetcher(Protocol):
@@ -155,17 +158,17 @@ def poll_source(
     except FeedRejected as exc:
         result.status = "rejected"
         result.error_code = exc.code
-        result.error = str(exc)
+        result.error = _shown(fetched, str(exc))
         if exc.parsed is not None:
             result.rows, result.accepted = exc.parsed.rows, exc.parsed.accepted
             result.rejected, result.warnings = exc.parsed.rejected, exc.parsed.warnings
-            result.examples = exc.parsed.examples
+            result.examples = _shown_examples(fetched, exc.parsed.examples)
         result.parse_seconds = timer() - parse_started
         _record_ages(result, store, source, clock)
         return result
     result.rows, result.accepted = parsed.rows, parsed.accepted
     result.rejected, result.warnings = parsed.rejected, parsed.warnings
-    result.examples = parsed.examples
+    result.examples = _shown_examples(fetched, parsed.examples)
     result.duplicates = parsed.duplicates
     result.parse_seconds = timer() - parse_started
 
@@ -179,6 +182,24 @@ def poll_source(
         if club.checked_at_ms is not None:
             result.snapshot_age_s[club.club_id] = max(0.0, (now_ms - club.checked_at_ms) / 1000)
     return result
+
+
+def _shown(fetched: FetchedFeed, text: str, *, cut_short: bool = False) -> str:
+    """Feed text as a poll may show it (results, last-poll records, logs, consoles): without the fetch's secrets.
+
+    `cut_short`: the text was cut from a longer value, so a secret cut off at its end goes too.
+    """
+    redact = getattr(fetched, "redact", None)
+    return redact(text, cut_short=cut_short) if callable(redact) else text
+
+
+def _shown_examples(fetched: FetchedFeed, examples: dict[str, list[RowExample]]) -> dict[str, list[RowExample]]:
+    def shown(value: str) -> str:
+        if value.endswith(CUT_MARK):  # `example` cut it: what remains may end in part of a secret
+            return _shown(fetched, value.removesuffix(CUT_MARK), cut_short=True) + CUT_MARK
+        return _shown(fetched, value)
+
+    return {reason: [RowExample(e.index, shown(e.value)) for e in rows] for reason, rows in examples.items()}
 
 
 def asked_at_ms(report: object, began_ms: int) -> int:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+CUT_MARK = "..."  # ends a value that was cut to fit an example
+
 
 @dataclass(frozen=True, slots=True)
 class RowExample:

@@ -18,6 +18,7 @@ One module per job:
 - client_cert: an mtls source's client certificate, as private files for the TLS handshake
 - deadline, fetch_run: the time budget and the state of one fetch
 - redaction: secrets out of errors, logs and excerpts
+- secret_forms: a secret found in every form a club may echo it in (JSON, HTML, percent, base64)
 - errors: FeedFetchError and its codes
 """
 

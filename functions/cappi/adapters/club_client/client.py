@@ -62,6 +62,8 @@ class FetchResult:
     content_type: str | None
     bytes_on_wire: int
     sent_at_ms: int | None = None  # wall-clock ms when the fetch first asked the club (FetchRun.mark_sent)
+    # The fetch's Redactor.clean, for what the poll shows of the body (a rejected row's value may hold a secret).
+    redact: Callable[..., str] = field(default=lambda text, cut_short=False: text, repr=False, compare=False)
 
 
 class ClubFeedClient:
@@ -194,6 +196,7 @@ class ClubFeedClient:
                         content_type=resp.headers.get("Content-Type"),
                         bytes_on_wire=wire,
                         sent_at_ms=run.sent_at_ms,
+                        redact=run.redactor.clean,
                     )
                 excerpt = self._body.error_excerpt(resp, run.deadline, run.redactor)
                 raise status_failure(trail.url, status, excerpt, resp.headers.get("Retry-After"))

@@ -3,9 +3,11 @@
 A `Redactor` lives for one fetch and learns each secret value the fetch handles. It is the one redaction path:
 URLs leave the client only as `Redactor.url` renders them (user info, query and fragment dropped, then every known
 secret replaced: a club may redirect to a path that holds the bearer secret), and messages and excerpts only as
-`clean`/`excerpt` leave them. As a backstop that holds whatever a call site forgets, `RedactingFilter` sits on the
-club client's logger and on urllib3's: while a fetch runs (`Redactor.active`), every record those loggers emit,
-its message, arguments and extra fields, goes through the fetch's redactor before any handler sees it.
+`clean`/`excerpt` leave them. A secret is found in every form a club may echo it in (raw, percent-encoded, as
+HTML entities, in JSON string escapes, as base64, and layers of these: see secret_forms). As a backstop that holds
+whatever a call site forgets, `RedactingFilter` sits on the club client's logger and on urllib3's: while a fetch
+runs (`Redactor.active`), every record those loggers emit, its message, arguments and extra fields, goes through
+the fetch's redactor before any handler sees it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from urllib.parse import quote, quote_plus, urlsplit
+from urllib.parse import urlsplit
+
+from cappi.adapters.club_client.secret_forms import Patterns, partial_tail_start, spans
 
 _EXCERPT_CHARS = 200
 _TAG = re.compile(r"<[^>]{0,1000}>")
@@ -29,15 +33,13 @@ class Redactor:
     """The secret values of one fetch, and the removal of them from any text."""
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._secrets: dict[str, Patterns] = {}
 
     def protect(self, value: str) -> None:
-        self._values.add(value)
-        # The same value may come back percent-encoded: in a form echo, or in a URL path as requests or urllib3
-        # quote it before sending (and logging) it.
-        self._values.add(quote_plus(value))
-        self._values.add(quote(value, safe=""))
-        self._values.add(quote(value))
+        # Only the value: its encoded forms (percent-encoded as a URL path or form echo carries it, escaped in
+        # JSON or HTML, in base64) are found by decoding the text it may stand in (secret_forms).
+        if value and value not in self._secrets:
+            self._secrets[value] = Patterns.of(value)
 
     def url(self, raw: str) -> str:
         """The only form in which the client lets a URL out (log lines, errors, results)."""
@@ -52,11 +54,21 @@ class Redactor:
         finally:
             _ACTIVE.reset(token)
 
-    def clean(self, text: str) -> str:
-        # Longest first, so a secret that contains another secret is removed whole.
-        for value in sorted(self._values, key=len, reverse=True):
-            if value:
-                text = text.replace(value, "[redacted]")
+    def clean(self, text: str, *, cut_short: bool = False) -> str:
+        """The text with every known secret, in any form it may take, replaced by `[redacted]`.
+
+        `cut_short`: the text was cut from a longer one, so a secret cut off at its end goes too (even one cut
+        inside an escape, whichever character that was going to be).
+        """
+        if cut_short and self._secrets:
+            text = text[: partial_tail_start(text, list(self._secrets.values()))]
+        if self._secrets:
+            # Overlapping and nested finds are merged, so a secret that contains another is removed whole.
+            pieces, position = [], 0
+            for start, end in spans(text, list(self._secrets.values())):
+                pieces += [text[position:start], "[redacted]"]
+                position = end
+            text = "".join([*pieces, text[position:]])
         return _CREDENTIAL_WORD.sub(r"\1 [redacted]", text)
 
     def excerpt(self, text: str, *, cut_short: bool) -> str:
@@ -64,10 +76,8 @@ class Redactor:
 
         `cut_short`: the text is only the start of a longer body.
         """
-        if cut_short and self._values:
-            # A secret cut in half at the end of what was read would escape redaction; drop that tail.
-            text = text[: max(0, len(text) - max(len(v) for v in self._values))]
-        text = html.unescape(_TAG.sub(" ", self.clean(text)))
+        # A secret cut in half at the end of what was read would escape redaction: `cut_short` drops that tail.
+        text = html.unescape(_TAG.sub(" ", self.clean(text, cut_short=cut_short)))
         text = " ".join(_UNPRINTABLE.sub(" ", text).split())
         # Cleaned again: stripping tags and entities can join a secret that markup had split.
         text = self.clean(text)

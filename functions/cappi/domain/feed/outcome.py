@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass, field
 
 from cappi.domain.ids import ABSENT, Reason
-from cappi.domain.row_example import RowExample
+from cappi.domain.row_example import CUT_MARK, RowExample
 
 MAX_REJECTED_RATIO = 0.05
 # Deepest nesting of arrays and objects a document may have. The documented shape needs 4
@@ -129,7 +129,7 @@ def example(index: int, value: object) -> RowExample:
         text = json.dumps(value, sort_keys=True)  # escaped: ASCII whatever the feed held
     except (TypeError, ValueError, RecursionError):
         text = repr(value)
-    return RowExample(index, text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - 3] + "...")
+    return RowExample(index, text if len(text) <= _EXAMPLE_CHARS else text[: _EXAMPLE_CHARS - len(CUT_MARK)] + CUT_MARK)
 
 
 class Rejections:
