@@ -3,14 +3,17 @@ and size), parsed into RS256 keys by `kid`, and cached with a shared cooldown an
 
 from __future__ import annotations
 
+import contextlib
+import http.client
 import json
 import logging
+import socket
+import ssl
 import threading
 import time
-import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from typing import Any, Final
+from typing import Final
 from urllib.parse import urlsplit
 
 import jwt
@@ -25,44 +28,74 @@ DEFAULT_FETCH_TIMEOUT_S: Final = 3.0
 DEFAULT_JWKS_MAX_BYTES: Final = 256 * 1024
 
 
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    # A JWKS that redirects elsewhere is refused rather than followed: the keys must come from the configured URL.
-    def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
-        return None
+def _connection(uri: str, timeout_s: float) -> tuple[http.client.HTTPConnection, str]:
+    """A connection for `uri` (through the environment's https proxy for a host it does not bypass, as urllib would
+    go; never for loopback) and the request target."""
+    parts = urlsplit(uri)
+    host = parts.hostname or ""
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    if parts.scheme == "http":  # loopback only (check_jwks_uri)
+        return http.client.HTTPConnection(host, parts.port or 80, timeout=timeout_s), target
+    context = ssl.create_default_context()
+    proxy = urllib.request.getproxies().get("https")
+    if proxy and not is_loopback_host(host) and not urllib.request.proxy_bypass(host):
+        proxied = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        conn = http.client.HTTPSConnection(
+            proxied.hostname or "", proxied.port or 8080, timeout=timeout_s, context=context
+        )
+        conn.set_tunnel(host, parts.port or 443)
+        return conn, target
+    return http.client.HTTPSConnection(host, parts.port or 443, timeout=timeout_s, context=context), target
 
 
 def fetch_url(
     uri: str, *, timeout_s: float = DEFAULT_FETCH_TIMEOUT_S, max_bytes: int = DEFAULT_JWKS_MAX_BYTES
 ) -> bytes:
-    """GET `uri` and return the body of a 200 answer; raise on anything else, past `timeout_s` or `max_bytes`."""
+    """GET `uri` and return the body of a 200 answer; raise on anything else (a redirect is not followed: the keys
+    must come from the configured URL), past `max_bytes`, or past `timeout_s` in all: a watchdog shuts the socket
+    at the deadline, so a server that drips its head or body a byte at a time cannot hold the fetch longer."""
     check_jwks_uri(uri)
-    handlers: list[urllib.request.BaseHandler] = [_NoRedirect()]
-    if is_loopback_host(urlsplit(uri).hostname):
-        handlers.append(urllib.request.ProxyHandler({}))  # an HTTP(S)_PROXY must not capture loopback traffic
-    opener = urllib.request.build_opener(*handlers)
-    headers = {"Accept": "application/json", "User-Agent": "cappi-local"}
-    request = urllib.request.Request(uri, headers=headers)  # noqa: S310 (scheme checked above)
     deadline = time.monotonic() + timeout_s
-    with opener.open(request, timeout=timeout_s) as response:
+    conn, target = _connection(uri, timeout_s)
+    expired = threading.Event()
+
+    def give_up() -> None:
+        expired.set()
+        sock = conn.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a read blocked on it, in whatever part of the answer
+
+    watchdog = threading.Timer(timeout_s, give_up)
+    watchdog.daemon = True
+    watchdog.start()
+    try:
+        conn.request("GET", target, headers={"Accept": "application/json", "User-Agent": "cappi-local"})
+        response = conn.getresponse()
         if response.status != 200:
-            raise OSError(f"JWKS answered {response.status}")
+            raise OSError(f"HTTP Error {response.status}: JWKS answered {response.status}")
         declared = response.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > max_bytes:
             raise OSError(f"JWKS too large ({declared} bytes)")
         chunks: list[bytes] = []
         size = 0
-        while True:
-            # The socket timeout bounds each read; the deadline bounds a server that drips bytes.
+        while chunk := response.read1(16 * 1024):  # what has come, not 16 KB: the deadline is checked in between
             if time.monotonic() > deadline:
-                raise TimeoutError("JWKS fetch took too long")
-            chunk = response.read(16 * 1024)
-            if not chunk:
                 break
             size += len(chunk)
             if size > max_bytes:
                 raise OSError(f"JWKS larger than {max_bytes} bytes")
             chunks.append(chunk)
+        if expired.is_set() or time.monotonic() > deadline:
+            raise TimeoutError(f"JWKS fetch took longer than {timeout_s:g} s")
         return b"".join(chunks)
+    except (OSError, http.client.HTTPException) as exc:
+        if expired.is_set() or time.monotonic() > deadline:
+            raise TimeoutError(f"JWKS fetch took longer than {timeout_s:g} s") from exc
+        raise
+    finally:
+        watchdog.cancel()
+        conn.close()
 
 
 def parse_jwks(document: bytes) -> dict[str, PyJWK]:
