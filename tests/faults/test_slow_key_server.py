@@ -6,13 +6,21 @@ own endpoints) at once; the request whose key is being fetched gets the authoriz
 
 from __future__ import annotations
 
+import http.client
+import threading
 import time
+import uuid
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 
 import pytest
 import support.jwt_keys as K
-from support.club_servers import Handler, Responder, serve
+from support.club_servers import Handler, LoopbackServer, Responder, serve
 
-from local.jwt_authorizer.jwks import fetch_url
+from local.gateway import Gateway
+from local.http_api import HttpApi, Route
+from local.jwt_authorizer import UNAUTHORIZED_BODY, AuthorizerConfig, JwtAuthorizer
+from local.jwt_authorizer.jwks import DEFAULT_FETCH_TIMEOUT_S, fetch_url
 
 JWKS_PATH = "/.well-known/jwks.json"
 TOKEN_PATH = "/oauth/token"
@@ -41,6 +49,82 @@ def trickle(data: bytes) -> Responder:
 def trickled_jwks() -> bytes:
     body = K.jwks(KEY)  # a valid document: only its pace is hostile
     return b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+
+
+@pytest.fixture
+def slow_jwks() -> Iterator[LoopbackServer]:
+    with serve() as server:
+        server.route(JWKS_PATH, trickle(trickled_jwks()))
+        yield server
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    seconds: float
+
+
+def call(port: int, method: str, target: str, headers: Mapping[str, str] | None = None) -> Answer:
+    started = time.monotonic()
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request(method, target, headers=dict(headers or {}))
+        response = conn.getresponse()
+        return Answer(response.status, response.read(), time.monotonic() - started)
+    finally:
+        conn.close()
+
+
+def _token_endpoint(_body: bytes, _headers: Mapping[str, str]) -> tuple[int, Mapping[str, str], bytes]:
+    return 200, {"Content-Type": "application/json"}, b'{"access_token":"x"}'
+
+
+@pytest.fixture
+def gateway(slow_jwks: LoopbackServer) -> Iterator[Gateway]:
+    config = AuthorizerConfig(slow_jwks.base_url + "/", K.AUDIENCE, (K.SCOPE,))
+    authorizer = JwtAuthorizer.from_config(config)
+    api = HttpApi([Route("GET", ROUTE, lambda _event, _context: {"statusCode": 200, "body": "[]"}, authorizer)])
+    gw = Gateway(api, {("POST", TOKEN_PATH): _token_endpoint}, "127.0.0.1", 0)
+    gw.start()
+    try:
+        yield gw
+    finally:
+        gw.stop()
+
+
+def wait_for_fetch(server: LoopbackServer) -> None:
+    deadline = time.monotonic() + 5
+    while not server.requests_to(JWKS_PATH):
+        assert time.monotonic() < deadline, "the key fetch never started"
+        time.sleep(0.01)
+
+
+def test_requests_that_need_no_key_are_answered_while_a_slow_key_fetch_runs(
+    gateway: Gateway, slow_jwks: LoopbackServer
+) -> None:
+    token = KEY.sign(K.claims(iss=slow_jwks.base_url + "/"), kid=uuid.uuid4().hex)
+    keyed: list[Answer] = []
+    waiting = threading.Thread(
+        target=lambda: keyed.append(call(gateway.port, "GET", TARGET, {"Authorization": "Bearer " + token}))
+    )
+    waiting.start()
+    try:
+        wait_for_fetch(slow_jwks)
+        no_token = call(gateway.port, "GET", TARGET)
+        unknown_route = call(gateway.port, "GET", "/no/such/route")
+        issuer = call(gateway.port, "POST", TOKEN_PATH)
+    finally:
+        waiting.join(30)
+    assert (no_token.status, no_token.body) == (401, UNAUTHORIZED_BODY.encode())
+    assert (unknown_route.status, unknown_route.body) == (404, b'{"message":"Not Found"}')
+    assert issuer.status == 200
+    # The bug: each of them waited for the whole fetch, on the event loop (4 s and more).
+    assert max(no_token.seconds, unknown_route.seconds, issuer.seconds) < 1.0
+    # The token's key is being fetched: it waits for the fetch, given up at its deadline, then the authorizer's 401.
+    assert len(keyed) == 1
+    assert (keyed[0].status, keyed[0].body) == (401, UNAUTHORIZED_BODY.encode())
+    assert keyed[0].seconds < DEFAULT_FETCH_TIMEOUT_S + 1.5
 
 
 @pytest.mark.parametrize("head_too", [False, True], ids=["body", "status-line-and-headers"])
