@@ -12,6 +12,8 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 import support.jwt_keys as K
@@ -146,3 +148,72 @@ def test_a_trickling_key_server_is_given_up_at_the_deadline(head_too: bool) -> N
             fetch_url(server.url(JWKS_PATH), timeout_s=1.0)
         # The bug: the deadline was checked only between 16 KB reads, so the drip went on for the whole document.
         assert time.monotonic() - started < 2.0
+
+
+# --- every AWS client waits less than the function that makes it may run ---
+
+
+def attempt_bound_s(client: Any) -> float:
+    """How long `client`'s call may wait in all: its attempts times (connect + read timeout)."""
+    config = client.meta.config
+    attempts = (config.retries or {}).get("total_max_attempts", 1)
+    return float(attempts * (config.connect_timeout + config.read_timeout))
+
+
+def test_every_handler_client_has_timeouts_within_its_function() -> None:
+    from cappi.adapters.codedeploy import LifecycleHookReporter
+    from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
+    from cappi.adapters.lambda_invoker import LambdaInvoker, sync_lambda_client
+    from infra.functions import DISPATCH, INGEST, QUERY, RELEASE_CHECK
+
+    # botocore's defaults are 60 s to connect and 60 s per read, per attempt: past every one of these.
+    assert attempt_bound_s(dynamodb_client(QUERY_ATTEMPTS)) <= 0.8 * QUERY.timeout_s  # well under: a tester waits
+    assert attempt_bound_s(dynamodb_client()) < INGEST.timeout_s / 2  # beside the club fetch's 120 s
+    assert attempt_bound_s(sync_lambda_client()) < RELEASE_CHECK.timeout_s
+    clients = [
+        (LambdaInvoker("f")._client, DISPATCH.timeout_s),
+        (LifecycleHookReporter()._client, RELEASE_CHECK.timeout_s),
+    ]
+    for client, function_timeout_s in clients:
+        config = client.meta.config
+        assert config.connect_timeout + config.read_timeout < function_timeout_s / 4
+
+
+def test_the_handlers_build_their_clients_with_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Built from local mode's role session too (dispatch's Lambda, ingest's Secrets Manager)."""
+    import boto3
+
+    from cappi.handlers.dispatch import DispatchDependencies
+    from cappi.handlers.ingest import IngestDependencies
+
+    made: dict[str, Any] = {}
+    session = boto3.Session(region_name="us-east-1")
+    real = session.client
+
+    def client(service: str, **kwargs: Any) -> Any:
+        made[service] = real(service, **kwargs)  # type: ignore[call-overload]
+        return made[service]
+
+    monkeypatch.setattr(session, "client", client)
+    monkeypatch.setenv("CAPPI_CLUBS_FILE", str(Path(__file__).resolve().parents[2] / "clubs" / "stage.json"))
+    monkeypatch.setenv("CAPPI_TABLE_NAME", "t")
+    monkeypatch.setenv("CAPPI_INGEST_FUNCTION", "ingest")
+    DispatchDependencies.from_env(session=session)
+    IngestDependencies.from_env(session=session)
+    assert set(made) >= {"lambda", "secretsmanager", "dynamodb"}
+    for service, made_client in made.items():
+        config = made_client.meta.config
+        assert config.connect_timeout + config.read_timeout <= 10, service
+
+
+def test_local_modes_clients_have_timeouts() -> None:
+    from local.aws import LocalAws
+    from local.iam import Principals
+
+    local_aws = LocalAws()
+    local_aws.endpoint_url = "http://127.0.0.1:1"  # not started: the client is only looked at
+    clients = [local_aws.client("dynamodb"), Principals("http://127.0.0.1:1", "us-east-1")._client("iam")]
+    for client in clients:
+        config = client.meta.config
+        assert (config.connect_timeout, config.read_timeout) != (60, 60)
+        assert config.connect_timeout <= 5 and config.read_timeout <= 30
