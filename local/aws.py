@@ -12,13 +12,18 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable, Mapping
 from contextlib import suppress
+from typing import Any
 
+from cappi.adapters.aws_client import Timeouts, aws_client
 from cappi.contracts import permissions
 from local.iam import Credentials, Decisions, Principals, start_enforcing
 
 TABLE_NAME = "cappi-local-snapshots"
 INGEST_FUNCTION = "cappi-local-ingest"
 LIVE_ALIAS = "live"  # the alias deployed functions are invoked through (infra)
+# Local mode's own calls to moto on loopback (setup, the kept table, the example query): never botocore's 60 s
+# defaults, yet room for moto's slower calls (IAM setup) on a busy machine.
+LOCAL_TIMEOUTS = Timeouts(connect_s=2.0, read_s=20.0)
 
 
 class LocalAws:
@@ -48,6 +53,10 @@ class LocalAws:
             self.operator = Principals(self.endpoint_url, self.region).operator()
             self.decisions = start_enforcing()
 
+    def client(self, service: str, session: Any = None) -> Any:
+        """A client of `service` on this server with local mode's timeouts, as `session` (else the environment)."""
+        return aws_client(service, LOCAL_TIMEOUTS, session=session, endpoint_url=self.endpoint_url)
+
     def environment(self) -> dict[str, str]:
         """What a process needs to talk to these services: the operator's credentials when IAM is enforced, else
         fake ones (moto accepts any)."""
@@ -65,9 +74,9 @@ class LocalAws:
         grants them on the deployed ones. Call after the table and the secrets exist."""
         assert self.operator is not None, "IAM is not enforced"
         session = self.operator.session(self.region)
-        dynamodb = session.client("dynamodb", endpoint_url=self.endpoint_url)
-        secrets = session.client("secretsmanager", endpoint_url=self.endpoint_url)
-        account = session.client("sts", endpoint_url=self.endpoint_url).get_caller_identity()["Account"]
+        dynamodb = self.client("dynamodb", session)
+        secrets = self.client("secretsmanager", session)
+        account = self.client("sts", session).get_caller_identity()["Account"]
         resources = {
             permissions.TABLE: [dynamodb.describe_table(TableName=table)["Table"]["TableArn"]],
             permissions.CLUB_SECRETS: [secrets.describe_secret(SecretId=name)["ARN"] for name in sorted(secret_names)],
@@ -80,18 +89,14 @@ class LocalAws:
         return f"arn:aws:lambda:{self.region}:{account}:function:{INGEST_FUNCTION}:{LIVE_ALIAS}"
 
     def create_table(self, name: str = TABLE_NAME) -> None:
-        import boto3
-
         from cappi.adapters.dynamo.schema import create_table
 
-        create_table(boto3.client("dynamodb", endpoint_url=self.endpoint_url), name)
+        create_table(self.client("dynamodb"), name)
 
     def put_secrets(self, secrets: Mapping[str, str], names: Iterable[str] = ()) -> None:
         """Store `secrets`; create the other `names` without a value, as the stack creates every club secret and
         ops set the value (a read then fails as it would deployed: no value yet)."""
-        import boto3
-
-        client = boto3.client("secretsmanager", endpoint_url=self.endpoint_url)
+        client = self.client("secretsmanager")
         for name, value in secrets.items():
             try:
                 client.create_secret(Name=name, SecretString=value)

@@ -15,6 +15,7 @@ import itertools
 import json
 import random
 import re
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -48,6 +49,25 @@ def _route_pattern(path: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
 def head_size(method: str, target: str, protocol: str, headers: Iterable[tuple[str, str]]) -> int:
     """What API Gateway counts against `MAX_REQUEST_HEAD_BYTES`: the request line, header names and values."""
     return len(f"{method} {target} {protocol}") + sum(len(k) + len(v) for k, v in headers)
+
+
+class WouldWait(Exception):
+    """Raised, before anything else is done for the request, by a part whose answer needs a wait (an authorizer
+    whose keys are being fetched) when called on a thread that may not wait: the gateway's event loop, which then
+    hands the request to a thread of its own and asks again there."""
+
+
+_this_thread = threading.local()
+
+
+def refuse_waits() -> None:
+    """Mark the calling thread as one that never waits on the network (the gateway's event loop), for good."""
+    _this_thread.refuses_waits = True
+
+
+def waiting_refused() -> bool:
+    """Whether the calling thread was marked by `refuse_waits`."""
+    return getattr(_this_thread, "refuses_waits", False)
 
 
 @dataclass(frozen=True)

@@ -148,12 +148,14 @@ class Principals:
         self._credentials = credentials
 
     def _client(self, service: str) -> Any:
-        import boto3
+        from cappi.adapters.aws_client import Timeouts, aws_client
 
         # Before enforcing starts moto takes any signature: the operator is made with placeholder keys.
         credentials = self._credentials or Credentials("bootstrap", "bootstrap")
         extra = credentials.client_arguments()
-        return boto3.client(service, endpoint_url=self._endpoint_url, region_name=self._region, **extra)
+        # Explicit timeouts, as local/aws.py's LOCAL_TIMEOUTS (not imported: local.aws imports this module).
+        timeouts = Timeouts(connect_s=2.0, read_s=20.0)
+        return aws_client(service, timeouts, endpoint_url=self._endpoint_url, region_name=self._region, **extra)
 
     def operator(self) -> Credentials:
         """A user that may do anything: local mode's plumbing and `cappi` against local mode use it."""

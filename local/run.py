@@ -31,7 +31,7 @@ from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS
 from cappi.contracts.metrics import NAMESPACE
 from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
 from cappi.settings import IngestSettings, QuerySettings, SettingsError
-from local.aws import TABLE_NAME, LocalAws
+from local.aws import LOCAL_TIMEOUTS, TABLE_NAME, LocalAws
 from local.clients import demo_clients, load_clients
 from local.config import LocalConfig, LocalConfigError, load_secrets
 from local.console import Console, banner, describe_poll, examples
@@ -74,12 +74,12 @@ def _say_refused(console: Console, decision: Decision) -> None:
 
 def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
     """A club and a technician with open calls, from what the first polls published (a custom clubs file)."""
-    import boto3
-
+    from cappi.adapters.aws_client import aws_client
     from cappi.adapters.dynamo.shard_source import DynamoShardSource
     from cappi.adapters.dynamo.table import SnapshotTable
 
-    table = SnapshotTable(boto3.client("dynamodb"), TABLE_NAME)  # local mode's moto, from the environment
+    # Local mode's moto, from the environment.
+    table = SnapshotTable(aws_client("dynamodb", LOCAL_TIMEOUTS), TABLE_NAME)
     snapshots = DynamoShardSource(table)
     for source in registry.enabled_sources:
         head = snapshots.head(source.name)
@@ -134,12 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     aws.start(enforce=True)  # every handler under its own role's statements, as deployed (local/iam.py)
     os.environ.update(aws.environment())  # local mode's own plumbing: the operator
     aws.create_table()
-    import boto3
 
     def warn(text: str) -> None:
         console.say(f"cappi local: warning: {text}")
 
-    kept = KeptTable(boto3.client("dynamodb", endpoint_url=aws.endpoint_url), TABLE_NAME, state, warn)
+    kept = KeptTable(aws.client("dynamodb"), TABLE_NAME, state, warn)
     restored = kept.restore()
 
     club_server = None
@@ -250,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         on_result=on_result,
         on_warning=lambda text: console.event(f"warning: {text}"),
     )
-    lambda_client = roles["dispatch"].session(aws.region).client("lambda")
+    lambda_client = aws.client("lambda", roles["dispatch"].session(aws.region))
     start_ingest = AuthorizedInvoker(LambdaInvoker(aws.ingest_function_arn(), lambda_client), invoker)
     tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(registry, start_ingest))
     scheduler = Scheduler(tick, config.interval_s, console)

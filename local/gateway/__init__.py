@@ -14,7 +14,9 @@ what the client sent is read and dropped (a lingering close), so nothing it sent
 One event loop thread serves every connection while its requests are plain (a whole head in one read, no body:
 `plain_request` reads those as h11 does, field for field, which the tests check against h11) and their answers fit
 the socket's buffer; at anything else a connection moves to a thread of its own, where h11 reads its requests and
-every wait is bounded by the timeouts above. Handlers run on whichever thread read the request.
+every wait is bounded by the timeouts above. Handlers run on whichever thread read the request, except that the loop
+never waits on the network: a request whose answer needs a wait (its token's key being fetched) raises `WouldWait`
+there and moves, with its connection, to a thread that asks again.
 
 Why a small server over h11 rather than uvicorn, hypercorn or waitress: each of them answers framing errors itself
 (uvicorn: text/plain "Invalid HTTP request received.", hypercorn: an empty 400, waitress: a text page), and uvicorn

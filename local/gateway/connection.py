@@ -19,7 +19,7 @@ from local.gateway.fast_path import encode_response, plain_request
 from local.gateway.h11_path import h11_head, h11_refusal, h11_response, request_from_h11
 from local.gateway.limits import MAX_RAW_HEAD, Limits, check_head
 from local.gateway.messages import Refusal, Request, error_response, response_headers
-from local.http_api import HttpResponse, head_size
+from local.http_api import HttpResponse, WouldWait, head_size
 
 RECV_BYTES = 65_536
 HEAD_END = re.compile(rb"\n\r?\n")
@@ -77,13 +77,23 @@ class Connection:
         self._poll = select.poll()
         self._poll.register(sock, select.POLLIN)
 
-    def serve(self, *, refusal: int | None = None, going_on: bool = True) -> None:
+    def serve(self, *, refusal: int | None = None, going_on: bool = True, read: _Read | None = None) -> None:
         """The connection's thread: reads and answers requests until the connection ends, waiting on the client as
-        long as the limits allow. It starts where the loop left off: `refusal` to answer, or the rest of a response
-        (`unsent`) to write, then whether the connection goes on after it."""
+        long as the limits allow. It starts where the loop left off: `refusal` to answer, a request `read` whose
+        answer needs a wait, or the rest of a response (`unsent`) to write, then whether the connection goes on
+        after it."""
         if refusal is not None:
             self._refuse(refusal)
             return
+        if read is not None:
+            try:
+                going_on = self.answer(read)
+            except Refusal as refused:
+                self._refuse(refused.status)
+                return
+            if not going_on:
+                self._close()
+                return
         if self.unsent:
             unsent, self.unsent = self.unsent, b""
             if not (self._write(memoryview(unsent)) and going_on):
@@ -108,6 +118,8 @@ class Connection:
         `Refusal` (500) for a response h11 cannot frame."""
         try:
             response = self.handler(read.request)
+        except WouldWait:  # on the event loop, a request that needs a wait: the server hands it to a thread
+            raise
         except Exception:  # what is behind the door failed: API Gateway's 500, and the connection goes on
             body = json.dumps({"message": "Internal Server Error"}, separators=(",", ":")).encode()
             response = HttpResponse(500, [("Content-Type", "application/json")], body)

@@ -14,7 +14,7 @@ from typing import Any
 from local.gateway.connection import HEAD_END, RECV_BYTES, Connection
 from local.gateway.limits import Limits
 from local.gateway.messages import Refusal, Request
-from local.http_api import HttpResponse
+from local.http_api import HttpResponse, WouldWait, refuse_waits
 
 
 class Http11Server:
@@ -78,6 +78,7 @@ class Http11Server:
     # --- the loop ---
 
     def _loop(self) -> None:
+        refuse_waits()  # a handler that would wait on the network here raises WouldWait instead
         try:
             while not self.stopping.is_set():
                 deadline = min((c.deadline for c in self._looped.values()), default=None)
@@ -152,6 +153,9 @@ class Http11Server:
                     self._hand_over(conn)
                     return
                 going_on = conn.answer(read)
+            except WouldWait:  # its answer needs a wait (the issuer's keys being fetched): not on the loop
+                self._hand_over(conn, read=read)
+                return
             except Refusal as refusal:
                 self._hand_over(conn, refusal=refusal.status)
                 return

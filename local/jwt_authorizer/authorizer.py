@@ -14,7 +14,7 @@ from typing import Any, Final
 import jwt
 from jwt.utils import base64url_decode
 
-from local.http_api import AuthorizerDecision
+from local.http_api import AuthorizerDecision, WouldWait
 from local.jwt_authorizer.claims import TIME_CLAIMS, api_gateway_claims, numeric_date, token_scopes
 from local.jwt_authorizer.config import AuthorizerConfig
 from local.jwt_authorizer.decisions import (
@@ -112,6 +112,8 @@ class JwtAuthorizer:
         """The decision for one request's `Authorization` header (None when absent). Never raises."""
         try:
             return self._authorize(authorization_header)
+        except WouldWait:  # the keys are being fetched and this thread may not wait: asked again from another
+            raise
         except Exception:  # whatever went wrong, the request is refused, never a 500
             log.exception("jwt authorizer failed unexpectedly")
             return self._unauthorized(ERROR)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cappi.adapters.aws_client import BACKGROUND_TIMEOUTS, aws_client
+
 SUCCEEDED = "Succeeded"
 FAILED = "Failed"
 
@@ -11,9 +13,7 @@ FAILED = "Failed"
 class LifecycleHookReporter:
     def __init__(self, client: Any = None) -> None:
         if client is None:
-            import boto3
-
-            client = boto3.client("codedeploy")
+            client = aws_client("codedeploy", BACKGROUND_TIMEOUTS)
         self._client = client
 
     def __call__(self, deployment_id: str, execution_id: str, passed: bool) -> None:

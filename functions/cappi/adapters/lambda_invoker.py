@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from cappi.adapters.aws_client import BACKGROUND_TIMEOUTS, Timeouts, aws_client
 from cappi.domain.release_check import Invocation
 
 # The release check waits this long for the query version's answer: above the query function's own 10 s timeout
@@ -17,9 +18,7 @@ SYNC_ATTEMPTS = 2  # a throttled or dropped call is asked once more (the query i
 class LambdaInvoker:
     def __init__(self, function_name: str, client: Any = None) -> None:
         if client is None:
-            import boto3
-
-            client = boto3.client("lambda")
+            client = aws_client("lambda", BACKGROUND_TIMEOUTS)
         self._client = client
         self._function_name = function_name
 
@@ -33,15 +32,10 @@ class LambdaInvoker:
 
 def sync_lambda_client(session: Any = None) -> Any:
     """A Lambda client for synchronous invokes: a read timeout above the invoked function's, few retries."""
-    import boto3
-    from botocore.config import Config
-
-    config = Config(
-        read_timeout=SYNC_READ_TIMEOUT_S,
-        connect_timeout=5,
-        retries={"mode": "standard", "total_max_attempts": SYNC_ATTEMPTS},
+    timeouts = Timeouts(connect_s=2, read_s=SYNC_READ_TIMEOUT_S)
+    return aws_client(
+        "lambda", timeouts, session=session, retries={"mode": "standard", "total_max_attempts": SYNC_ATTEMPTS}
     )
-    return (session or boto3).client("lambda", config=config)
 
 
 class SyncInvoker:

@@ -22,10 +22,11 @@ class DispatchDependencies:
     @classmethod
     def from_env(cls, session: Any = None) -> DispatchDependencies:
         """`session`: a boto3 Session with other credentials than the environment's (local mode's role)."""
+        from cappi.adapters.aws_client import BACKGROUND_TIMEOUTS, aws_client
         from cappi.adapters.lambda_invoker import LambdaInvoker
 
         settings = DispatchSettings.from_env()
-        client = session.client("lambda") if session is not None else None
+        client = aws_client("lambda", BACKGROUND_TIMEOUTS, session=session)
         return cls(load_registry(settings.clubs_file), LambdaInvoker(settings.ingest_function, client))
 
 

@@ -35,6 +35,7 @@ class IngestDependencies:
     @classmethod
     def from_env(cls, session: Any = None) -> IngestDependencies:
         """`session`: a boto3 Session with other credentials than the environment's (tests, `cappi poll`)."""
+        from cappi.adapters.aws_client import BACKGROUND_TIMEOUTS, aws_client
         from cappi.adapters.club_client import ClientLimits, ClubFeedClient
         from cappi.adapters.dynamo.client import dynamodb_client
         from cappi.adapters.dynamo.poll_log import DynamoPollLog
@@ -51,7 +52,7 @@ class IngestDependencies:
             fetcher=ClubFeedClient(
                 SecretsManagerSecrets(
                     max_age=int(settings.secrets_max_age_s),
-                    client=session.client("secretsmanager") if session is not None else None,
+                    client=aws_client("secretsmanager", BACKGROUND_TIMEOUTS, session=session),
                 ),
                 limits,
             ),

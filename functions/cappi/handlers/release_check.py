@@ -44,6 +44,7 @@ class ReleaseCheckDependencies:
     @classmethod
     def from_env(cls, session: Any = None) -> ReleaseCheckDependencies:
         """`session`: a boto3 Session with other credentials than the environment's (tests)."""
+        from cappi.adapters.aws_client import BACKGROUND_TIMEOUTS, aws_client
         from cappi.adapters.codedeploy import LifecycleHookReporter
         from cappi.adapters.dynamo.client import QUERY_ATTEMPTS, dynamodb_client
         from cappi.adapters.dynamo.shard_source import DynamoShardSource
@@ -57,7 +58,7 @@ class ReleaseCheckDependencies:
             registry=load_registry(settings.clubs_file),
             heads=DynamoShardSource(table).heads,
             invoke=SyncInvoker(settings.query_version, sync_lambda_client(session)),
-            report=LifecycleHookReporter(session.client("codedeploy") if session is not None else None),
+            report=LifecycleHookReporter(aws_client("codedeploy", BACKGROUND_TIMEOUTS, session=session)),
         )
 
 

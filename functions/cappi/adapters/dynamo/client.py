@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cappi.adapters.aws_client import BACKGROUND_TIMEOUTS, QUERY_TIMEOUTS, aws_client
 from cappi.adapters.dynamo.schema import DynamoClient
 
 INGEST_ATTEMPTS = 8  # a poll can wait out a throttled burst: its Lambda runs for minutes
@@ -19,8 +20,10 @@ def retry_config(max_attempts: int) -> dict[str, object]:
 
 
 def dynamodb_client(max_attempts: int = INGEST_ATTEMPTS, *, session: Any = None, **kwargs: object) -> DynamoClient:
-    """`session`: a boto3 Session to build it from (credentials other than the environment's), else boto3's own."""
-    import boto3
-    from botocore.config import Config
-
-    return (session or boto3).client("dynamodb", config=Config(retries=retry_config(max_attempts)), **kwargs)
+    """`session`: a boto3 Session to build it from (credentials other than the environment's), else boto3's own.
+    The query's few attempts get the query's short timeouts; ingest's the background ones."""
+    timeouts = QUERY_TIMEOUTS if max_attempts <= QUERY_ATTEMPTS else BACKGROUND_TIMEOUTS
+    client: DynamoClient = aws_client(
+        "dynamodb", timeouts, session=session, retries=retry_config(max_attempts), **kwargs
+    )
+    return client
