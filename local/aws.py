@@ -10,8 +10,9 @@ local mode prints the refusal. Local mode's own plumbing runs as an operator tha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
+from typing import Any
 
 from cappi.contracts import permissions
 from local.iam import Credentials, Decisions, Principals, start_enforcing
@@ -47,6 +48,13 @@ class LocalAws:
         if enforce:
             self.operator = Principals(self.endpoint_url, self.region).operator()
             self.decisions = start_enforcing()
+
+    def wrap(self, middleware: Callable[[Any], Any]) -> None:
+        """Put a WSGI middleware in front of the running server (`middleware(app)` returns the new app); the
+        requests it serves from then on go through it."""
+        server = self._server._server
+        assert server is not None, "start() first"
+        server.app = middleware(server.app)
 
     def environment(self) -> dict[str, str]:
         """What a process needs to talk to these services: the operator's credentials when IAM is enforced, else

@@ -5,7 +5,9 @@
 - `snapshots.json`: every item of the local snapshot table (heads, versions, last polls), saved after each poll
   and at shutdown, and put back before the first poll of the next start, so queries answer 200 from the kept
   snapshots at once instead of 503 until the clubs have been polled again. Items whose TTL has passed are
-  dropped, as DynamoDB's TTL would drop them.
+  dropped, as DynamoDB's TTL would drop them. A publish (a write naming a head) is saved before any reader can
+  see it: `DurableHeads` holds the table's requests while the write and the save run, so a crash at any moment
+  never serves an older list after the restart than readers were served before it.
 
 `--fresh` (or CAPPI_FRESH=1) discards both before starting. A file that cannot be read is set aside with a
 warning and local mode starts clean: the state is a convenience, never a reason not to start.
@@ -14,6 +16,7 @@ warning and local mode starts clean: the state is a convenience, never a reason 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import tempfile
@@ -26,12 +29,14 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cappi.adapters.dynamo.schema import TTL_ATTRIBUTE
+from cappi.adapters.dynamo.schema import HEAD_SK, SK, TTL_ATTRIBUTE
 
 KEY_FILE = "issuer-key.pem"
 TABLE_FILE = "snapshots.json"
 TABLE_FORMAT = 1
 BATCH = 25  # BatchWriteItem's limit
+KEPT_HEADER = "X-Cappi-Kept"  # on the kept table's own requests, which pass `DurableHeads` without waiting
+DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 
 
 def discard(state_dir: Path) -> list[Path]:
@@ -52,10 +57,17 @@ def write_private(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # ... and so is the rename
+    finally:
+        os.close(directory)
 
 
 def _set_aside(path: Path, warn: Callable[[str], None], why: str) -> None:
@@ -108,11 +120,16 @@ def _expired(item: dict[str, Any], now_s: float) -> bool:
     return ttl is not None and float(ttl) < now_s
 
 
+def _mark_kept(request: Any, **_: Any) -> None:
+    request.headers[KEPT_HEADER] = "1"
+
+
 class KeptTable:
     """The local snapshot table, kept in `<state>/snapshots.json` between starts.
 
     `save_soon()` (after every poll) wakes one background thread that saves the table; saves never overlap and a
-    burst of polls costs one save. `close()` makes the last save, after the last poll has ended.
+    burst of polls costs one save. `save_now()` saves before it returns (`DurableHeads` calls it on a publish).
+    `close()` makes the last save, after the last poll has ended.
     """
 
     def __init__(
@@ -124,6 +141,8 @@ class KeptTable:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
+        # Its own requests pass `DurableHeads` at once (it is what a held publish waits for).
+        client.meta.events.register("before-sign.dynamodb", _mark_kept)
         self._table = table
         self.path = state_dir / TABLE_FILE
         self._warn = warn
@@ -175,6 +194,10 @@ class KeptTable:
     def save_soon(self) -> None:
         self._wake.set()
 
+    def save_now(self) -> None:
+        """Save before returning (a publish, held by `DurableHeads`); a failure is a warning, as in the background."""
+        self._save_or_warn()
+
     def close(self) -> None:
         """Stop the background saver and save one last time (call after the last poll has ended)."""
         self._closing = True
@@ -196,3 +219,61 @@ class KeptTable:
             self.save()
         except Exception as exc:  # a failed save must never stop local mode; the next poll tries again
             self._warn(f"could not save the snapshot table to {self.path} ({type(exc).__name__}: {exc})")
+
+
+def _names_a_head(value: Any) -> bool:
+    """Whether a DynamoDB request body names a head item (`sk` = HEAD) anywhere: a publish."""
+    if isinstance(value, dict):
+        if value.get(SK) == {"S": HEAD_SK}:
+            return True
+        return any(_names_a_head(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_a_head(v) for v in value)
+    return False
+
+
+class DurableHeads:
+    """WSGI middleware in front of moto's server: a publish is on disk before any reader can see it.
+
+    The ingest workers write to moto and the query reads moto directly, so the moment a head moves is the moment
+    readers may be served the new list; saving after the poll's result comes back leaves a window in which a
+    crash loses a list readers already had. Here every DynamoDB request waits its turn on one lock, and a
+    successful write naming a head is followed by `save()` before the lock is released: no read can see a head
+    the kept file does not hold. The kept table's own requests (the save's scan, the restore) carry KEPT_HEADER
+    and pass without waiting. Other services (Secrets Manager, IAM, STS, Lambda) are not held.
+    """
+
+    def __init__(self, app: Any, save: Callable[[], None]) -> None:
+        self._app = app
+        self._save = save
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        header = "HTTP_" + KEPT_HEADER.upper().replace("-", "_")
+        if not target.startswith("DynamoDB_") or environ.get(header):
+            return self._app(environ, start_response)
+        publishes = False
+        if target.rpartition(".")[2] in DYNAMODB_WRITES:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            try:
+                publishes = _names_a_head(json.loads(body))
+            except ValueError:
+                publishes = False  # moto answers it as DynamoDB would; nothing can have been written
+        status: list[str] = []
+
+        def recording(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(code)
+            return start_response(code, headers, exc_info) if exc_info else start_response(code, headers)
+
+        with self._lock:
+            response = self._app(environ, recording)
+            try:
+                chunks = list(response)
+            finally:
+                if hasattr(response, "close"):
+                    response.close()
+            if publishes and status and status[-1].startswith("200"):
+                self._save()
+        return chunks
