@@ -120,8 +120,15 @@ def _expired(item: dict[str, Any], now_s: float) -> bool:
     return ttl is not None and float(ttl) < now_s
 
 
-def _mark_kept(request: Any, **_: Any) -> None:
-    request.headers[KEPT_HEADER] = "1"
+def kept_client(client: Any) -> Any:
+    """`client` (boto3 DynamoDB) with KEPT_HEADER on every request: the kept table's own requests pass
+    `DurableHeads` at once (a held publish waits for them)."""
+
+    def mark(request: Any, **_: Any) -> None:
+        request.headers[KEPT_HEADER] = "1"
+
+    client.meta.events.register("before-sign.dynamodb", mark)
+    return client
 
 
 class KeptTable:
@@ -141,8 +148,6 @@ class KeptTable:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
-        # Its own requests pass `DurableHeads` at once (it is what a held publish waits for).
-        client.meta.events.register("before-sign.dynamodb", _mark_kept)
         self._table = table
         self.path = state_dir / TABLE_FILE
         self._warn = warn
