@@ -9,8 +9,9 @@
   see it: `DurableHeads` holds the table's requests while the write and the save run, so a crash at any moment
   never serves an older list after the restart than readers were served before it.
 
-`--fresh` (or CAPPI_FRESH=1) discards both before starting. A file that cannot be read is set aside with a
-warning and local mode starts clean: the state is a convenience, never a reason not to start.
+`--fresh` (or CAPPI_FRESH=1) discards both before starting. A file that cannot be read, or a table file holding
+an item the table refuses (an older key layout, a malformed `expires_at`, a missing key), is set aside whole with
+one warning and local mode starts clean: the state is a convenience, never a reason not to start.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import math
 import os
 import tempfile
 import threading
@@ -29,13 +31,14 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cappi.adapters.dynamo.schema import HEAD_SK, SK, TTL_ATTRIBUTE
+from cappi.adapters.dynamo.schema import HEAD_SK, PK, SK, TTL_ATTRIBUTE
 
 KEY_FILE = "issuer-key.pem"
 TABLE_FILE = "snapshots.json"
 TABLE_FORMAT = 1
 BATCH = 25  # BatchWriteItem's limit
 KEPT_HEADER = "X-Cappi-Kept"  # on the kept table's own requests, which pass `DurableHeads` without waiting
+REFUSALS = frozenset({"ValidationException", "SerializationException"})  # the table refusing what it is given
 DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 
 
@@ -115,6 +118,30 @@ def _decode(value: Any) -> Any:
     return value
 
 
+class Unusable(Exception):
+    """A kept item the table refuses, or that this version's table never holds (why, in one line)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _usable(item: Any) -> dict[str, Any]:
+    """`item` if it can be put back as saved; the table checks the keys, this the rest of what it lets through."""
+    if not isinstance(item, dict):
+        raise Unusable(f"an item that is a {type(item).__name__}, not a map of attributes")
+    if TTL_ATTRIBUTE in item:
+        ttl = item[TTL_ATTRIBUTE]
+        if not isinstance(ttl, dict) or set(ttl) != {"N"} or not isinstance(ttl["N"], str):
+            raise Unusable(f"{TTL_ATTRIBUTE} is not a number attribute: {_one_line(repr(ttl))[:80]}")
+        try:
+            if not math.isfinite(float(ttl["N"])):
+                raise ValueError
+        except ValueError:
+            raise Unusable(f"{TTL_ATTRIBUTE} is not a number: {ttl['N'][:40]!r}") from None
+    return item
+
+
 def _expired(item: dict[str, Any], now_s: float) -> bool:
     ttl = item.get(TTL_ATTRIBUTE, {}).get("N")
     return ttl is not None and float(ttl) < now_s
@@ -174,13 +201,49 @@ class KeptTable:
             _set_aside(self.path, self._warn, f"could not be read ({exc})")
             return 0
         now = self._clock()
-        live = [item for item in items if isinstance(item, dict) and not _expired(item, now)]
-        for start in range(0, len(live), BATCH):
-            requests = [{"PutRequest": {"Item": item}} for item in live[start : start + BATCH]]
-            pending: dict[str, Any] = {self._table: requests}
-            while pending:
-                pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        try:
+            live = [item for item in items if not _expired(_usable(item), now)]
+            self._put_all(live)
+        except Unusable as exc:
+            # All or nothing: a head kept without the version it names would answer worse than no head at all.
+            _set_aside(self.path, self._warn, f"holds an item the table refuses ({exc})")
+            return 0
         return len(live)
+
+    def _put_all(self, items: list[dict[str, Any]]) -> None:
+        """Put `items` into the (new, empty) table; on a refused item, empty it again and raise Unusable."""
+        from botocore.exceptions import ClientError, ParamValidationError
+
+        try:
+            for start in range(0, len(items), BATCH):
+                requests = [{"PutRequest": {"Item": item}} for item in items[start : start + BATCH]]
+                self._write_all(requests)
+        except ParamValidationError as exc:
+            self._empty()
+            raise Unusable(_one_line(f"ParamValidationError: {exc}")) from exc
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") not in REFUSALS:
+                raise  # not the file's fault (the table is missing, moto is down): nothing to set aside
+            self._empty()
+            raise Unusable(_one_line(f"{error.get('Code')}: {error.get('Message', '')}")) from exc
+
+    def _write_all(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self._table: requests}
+        while pending:
+            pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    def _empty(self) -> None:
+        """Take back whatever a refused restore put (a batch may be half written before its bad item)."""
+        for page in self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            ConsistentRead=True,
+            ProjectionExpression="#pk, #sk",
+            ExpressionAttributeNames={"#pk": PK, "#sk": SK},
+        ):
+            keys = page.get("Items", [])
+            for start in range(0, len(keys), BATCH):
+                self._write_all([{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH]])
 
     def save(self) -> int:
         """Write every live item of the table to the file (atomically); returns how many."""
