@@ -10,7 +10,7 @@ local mode prints the refusal. Local mode's own plumbing runs as an operator tha
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from typing import Any
 
@@ -56,6 +56,13 @@ class LocalAws:
     def client(self, service: str, session: Any = None) -> Any:
         """A client of `service` on this server with local mode's timeouts, as `session` (else the environment)."""
         return aws_client(service, LOCAL_TIMEOUTS, session=session, endpoint_url=self.endpoint_url)
+
+    def wrap(self, middleware: Callable[[Any], Any]) -> None:
+        """Put a WSGI middleware in front of the running server (`middleware(app)` returns the new app); the
+        requests it serves from then on go through it."""
+        server = self._server._server
+        assert server is not None, "start() first"
+        server.app = middleware(server.app)
 
     def environment(self) -> dict[str, str]:
         """What a process needs to talk to these services: the operator's credentials when IAM is enforced, else

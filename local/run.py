@@ -42,7 +42,7 @@ from local.iam import Decision, role_of
 from local.issuer import TokenIssuer, routes
 from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
 from local.scheduler import Scheduler
-from local.state import KeptTable, KeyFileError, discard, signing_key
+from local.state import DurableHeads, KeptTable, KeyFileError, discard, kept_client, signing_key
 
 INGEST_HANDLER = "cappi.handlers.ingest.handler"
 FUNCTION_ROLES = ("dispatch", "ingest", "query")
@@ -138,7 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     def warn(text: str) -> None:
         console.say(f"cappi local: warning: {text}")
 
-    kept = KeptTable(aws.client("dynamodb"), TABLE_NAME, state, warn)
+    kept = KeptTable(kept_client(aws.client("dynamodb")), TABLE_NAME, state, warn)
+    aws.wrap(lambda app: DurableHeads(app, kept.save_now))  # a publish is saved before readers can see it
     restored = kept.restore()
 
     club_server = None

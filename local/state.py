@@ -5,16 +5,21 @@
 - `snapshots.json`: every item of the local snapshot table (heads, versions, last polls), saved after each poll
   and at shutdown, and put back before the first poll of the next start, so queries answer 200 from the kept
   snapshots at once instead of 503 until the clubs have been polled again. Items whose TTL has passed are
-  dropped, as DynamoDB's TTL would drop them.
+  dropped, as DynamoDB's TTL would drop them. A publish (a write naming a head) is saved before any reader can
+  see it: `DurableHeads` holds the table's requests while the write and the save run, so a crash at any moment
+  never serves an older list after the restart than readers were served before it.
 
-`--fresh` (or CAPPI_FRESH=1) discards both before starting. A file that cannot be read is set aside with a
-warning and local mode starts clean: the state is a convenience, never a reason not to start.
+`--fresh` (or CAPPI_FRESH=1) discards both before starting. A file that cannot be read, or a table file holding
+an item the table refuses (an older key layout, a malformed `expires_at`, a missing key), is set aside whole with
+one warning and local mode starts clean: the state is a convenience, never a reason not to start.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import math
 import os
 import stat
 import tempfile
@@ -27,12 +32,15 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cappi.adapters.dynamo.schema import TTL_ATTRIBUTE
+from cappi.adapters.dynamo.schema import HEAD_SK, PK, SK, TTL_ATTRIBUTE
 
 KEY_FILE = "issuer-key.pem"
 TABLE_FILE = "snapshots.json"
 TABLE_FORMAT = 1
 BATCH = 25  # BatchWriteItem's limit
+KEPT_HEADER = "X-Cappi-Kept"  # on the kept table's own requests, which pass `DurableHeads` without waiting
+REFUSALS = frozenset({"ValidationException", "SerializationException"})  # the table refusing what it is given
+DYNAMODB_WRITES = frozenset({"PutItem", "UpdateItem", "DeleteItem", "BatchWriteItem", "TransactWriteItems"})
 
 
 def discard(state_dir: Path) -> list[Path]:
@@ -53,10 +61,17 @@ def write_private(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
+            out.flush()
+            os.fsync(out.fileno())  # the bytes are on disk before the name points at them
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)  # ... and so is the rename
+    finally:
+        os.close(directory)
 
 
 def _set_aside(path: Path, warn: Callable[[str], None], why: str) -> None:
@@ -148,16 +163,52 @@ def _decode(value: Any) -> Any:
     return value
 
 
+class Unusable(Exception):
+    """A kept item the table refuses, or that this version's table never holds (why, in one line)."""
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _usable(item: Any) -> dict[str, Any]:
+    """`item` if it can be put back as saved; the table checks the keys, this the rest of what it lets through."""
+    if not isinstance(item, dict):
+        raise Unusable(f"an item that is a {type(item).__name__}, not a map of attributes")
+    if TTL_ATTRIBUTE in item:
+        ttl = item[TTL_ATTRIBUTE]
+        if not isinstance(ttl, dict) or set(ttl) != {"N"} or not isinstance(ttl["N"], str):
+            raise Unusable(f"{TTL_ATTRIBUTE} is not a number attribute: {_one_line(repr(ttl))[:80]}")
+        try:
+            if not math.isfinite(float(ttl["N"])):
+                raise ValueError
+        except ValueError:
+            raise Unusable(f"{TTL_ATTRIBUTE} is not a number: {ttl['N'][:40]!r}") from None
+    return item
+
+
 def _expired(item: dict[str, Any], now_s: float) -> bool:
     ttl = item.get(TTL_ATTRIBUTE, {}).get("N")
     return ttl is not None and float(ttl) < now_s
+
+
+def kept_client(client: Any) -> Any:
+    """`client` (boto3 DynamoDB) with KEPT_HEADER on every request: the kept table's own requests pass
+    `DurableHeads` at once (a held publish waits for them)."""
+
+    def mark(request: Any, **_: Any) -> None:
+        request.headers[KEPT_HEADER] = "1"
+
+    client.meta.events.register("before-sign.dynamodb", mark)
+    return client
 
 
 class KeptTable:
     """The local snapshot table, kept in `<state>/snapshots.json` between starts.
 
     `save_soon()` (after every poll) wakes one background thread that saves the table; saves never overlap and a
-    burst of polls costs one save. `close()` makes the last save, after the last poll has ended.
+    burst of polls costs one save. `save_now()` saves before it returns (`DurableHeads` calls it on a publish).
+    `close()` makes the last save, after the last poll has ended.
     """
 
     def __init__(
@@ -195,13 +246,49 @@ class KeptTable:
             _set_aside(self.path, self._warn, f"could not be read ({exc})")
             return 0
         now = self._clock()
-        live = [item for item in items if isinstance(item, dict) and not _expired(item, now)]
-        for start in range(0, len(live), BATCH):
-            requests = [{"PutRequest": {"Item": item}} for item in live[start : start + BATCH]]
-            pending: dict[str, Any] = {self._table: requests}
-            while pending:
-                pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        try:
+            live = [item for item in items if not _expired(_usable(item), now)]
+            self._put_all(live)
+        except Unusable as exc:
+            # All or nothing: a head kept without the version it names would answer worse than no head at all.
+            _set_aside(self.path, self._warn, f"holds an item the table refuses ({exc})")
+            return 0
         return len(live)
+
+    def _put_all(self, items: list[dict[str, Any]]) -> None:
+        """Put `items` into the (new, empty) table; on a refused item, empty it again and raise Unusable."""
+        from botocore.exceptions import ClientError, ParamValidationError
+
+        try:
+            for start in range(0, len(items), BATCH):
+                requests = [{"PutRequest": {"Item": item}} for item in items[start : start + BATCH]]
+                self._write_all(requests)
+        except ParamValidationError as exc:
+            self._empty()
+            raise Unusable(_one_line(f"ParamValidationError: {exc}")) from exc
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            if error.get("Code") not in REFUSALS:
+                raise  # not the file's fault (the table is missing, moto is down): nothing to set aside
+            self._empty()
+            raise Unusable(_one_line(f"{error.get('Code')}: {error.get('Message', '')}")) from exc
+
+    def _write_all(self, requests: list[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self._table: requests}
+        while pending:
+            pending = self._client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    def _empty(self) -> None:
+        """Take back whatever a refused restore put (a batch may be half written before its bad item)."""
+        for page in self._client.get_paginator("scan").paginate(
+            TableName=self._table,
+            ConsistentRead=True,
+            ProjectionExpression="#pk, #sk",
+            ExpressionAttributeNames={"#pk": PK, "#sk": SK},
+        ):
+            keys = page.get("Items", [])
+            for start in range(0, len(keys), BATCH):
+                self._write_all([{"DeleteRequest": {"Key": key}} for key in keys[start : start + BATCH]])
 
     def save(self) -> int:
         """Write every live item of the table to the file (atomically); returns how many."""
@@ -219,6 +306,10 @@ class KeptTable:
 
     def save_soon(self) -> None:
         self._wake.set()
+
+    def save_now(self) -> None:
+        """Save before returning (a publish, held by `DurableHeads`); a failure is a warning, as in the background."""
+        self._save_or_warn()
 
     def close(self) -> None:
         """Stop the background saver and save one last time (call after the last poll has ended)."""
@@ -241,3 +332,61 @@ class KeptTable:
             self.save()
         except Exception as exc:  # a failed save must never stop local mode; the next poll tries again
             self._warn(f"could not save the snapshot table to {self.path} ({type(exc).__name__}: {exc})")
+
+
+def _names_a_head(value: Any) -> bool:
+    """Whether a DynamoDB request body names a head item (`sk` = HEAD) anywhere: a publish."""
+    if isinstance(value, dict):
+        if value.get(SK) == {"S": HEAD_SK}:
+            return True
+        return any(_names_a_head(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_names_a_head(v) for v in value)
+    return False
+
+
+class DurableHeads:
+    """WSGI middleware in front of moto's server: a publish is on disk before any reader can see it.
+
+    The ingest workers write to moto and the query reads moto directly, so the moment a head moves is the moment
+    readers may be served the new list; saving after the poll's result comes back leaves a window in which a
+    crash loses a list readers already had. Here every DynamoDB request waits its turn on one lock, and a
+    successful write naming a head is followed by `save()` before the lock is released: no read can see a head
+    the kept file does not hold. The kept table's own requests (the save's scan, the restore) carry KEPT_HEADER
+    and pass without waiting. Other services (Secrets Manager, IAM, STS, Lambda) are not held.
+    """
+
+    def __init__(self, app: Any, save: Callable[[], None]) -> None:
+        self._app = app
+        self._save = save
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        target = environ.get("HTTP_X_AMZ_TARGET", "")
+        header = "HTTP_" + KEPT_HEADER.upper().replace("-", "_")
+        if not target.startswith("DynamoDB_") or environ.get(header):
+            return self._app(environ, start_response)
+        publishes = False
+        if target.rpartition(".")[2] in DYNAMODB_WRITES:
+            body = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+            environ["wsgi.input"] = io.BytesIO(body)
+            try:
+                publishes = _names_a_head(json.loads(body))
+            except ValueError:
+                publishes = False  # moto answers it as DynamoDB would; nothing can have been written
+        status: list[str] = []
+
+        def recording(code: str, headers: Any, exc_info: Any = None) -> Any:
+            status.append(code)
+            return start_response(code, headers, exc_info) if exc_info else start_response(code, headers)
+
+        with self._lock:
+            response = self._app(environ, recording)
+            try:
+                chunks = list(response)
+            finally:
+                if hasattr(response, "close"):
+                    response.close()
+            if publishes and status and status[-1].startswith("200"):
+                self._save()
+        return chunks

@@ -6,6 +6,7 @@ import json
 import os
 import signal
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,3 +69,33 @@ def test_a_token_and_the_snapshots_survive_a_restart_and_fresh_forgets_both(
     assert third.calls(42, "TECH9", token)[0] == 401  # a new signing key: the old token's kid is unknown
     status, body = third.calls(42, "TECH9", third.token())
     assert (status, body["error"]) == (503, "no_snapshot_yet")
+
+
+def test_a_crash_right_after_a_publish_never_serves_an_older_list_after_restart(
+    start: Starter, club: LoopbackServer, tmp_path: Path
+) -> None:
+    """kill -9 as soon as readers are served a new list: the next start, with the club down, serves that list."""
+    registry = tmp_path / "clubs.json"
+    source = {"name": "club-42", "club_ids": [42], "base_url": club.base_url + "/feed"}
+    registry.write_text(json.dumps({"sources": [source]}))
+    state = tmp_path / "state"
+    env = {"CAPPI_CLUBS_FILE": str(registry), "CAPPI_INGEST_INTERVAL": "1", "CAPPI_POINTER_MAX_AGE_S": "0.1"}
+
+    local = start(state_dir=state, **env)
+    local.wait_for(r"ingest club-42: club 42 published")
+    token = local.token()
+    port = local.port
+    for attempt, call_id in enumerate((2000001, 2000002, 2000003)):
+        club.route(FEED, respond(body=feed((call_id, 42, "TECH9"))))
+        deadline = time.monotonic() + 30
+        while (served := local.calls(42, "TECH9", token)) != (200, [str(call_id)]):
+            assert time.monotonic() < deadline, (served, local.output())
+        local.process.kill()  # the moment a reader got the new list
+        local.process.wait(timeout=10)
+
+        club.route(FEED, respond(500, b"down for maintenance"))
+        local = start(state_dir=state, port=port, **env)
+        assert local.calls(42, "TECH9", token) == (200, [str(call_id)]), f"attempt {attempt}: an older list"
+        local.wait_for(r"ingest club-42: failed")
+        assert local.calls(42, "TECH9", token) == (200, [str(call_id)]), f"attempt {attempt}: an older list"
+    stop(local)
