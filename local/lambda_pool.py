@@ -115,6 +115,8 @@ class _Environment:
         self.process = process
         self.channel = channel
         self.ready = False
+        self._ended = threading.Event()
+        self._end_lock = threading.Lock()
 
     def wait_ready(self) -> bool:
         if self.ready:
@@ -128,10 +130,15 @@ class _Environment:
         return self.ready
 
     def end(self) -> None:
-        if self.process.is_alive():
-            self.process.kill()
-        self.process.join(timeout=5)
-        self.channel.close()
+        """Kill the worker and close the pipe, once: close() and a failed invocation's discard may both end it."""
+        with self._end_lock:
+            if self._ended.is_set():
+                return
+            self._ended.set()
+            if self.process.is_alive():
+                self.process.kill()
+            self.process.join(timeout=5)
+            self.channel.close()
 
 
 def _exit_reason(process: BaseProcess) -> str:

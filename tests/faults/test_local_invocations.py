@@ -166,3 +166,40 @@ def _running(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return "Z" not in state
+
+
+def test_an_environment_ended_twice_at_once_closes_its_pipe_once() -> None:
+    """close() and a failed invocation's discard can both end one environment: the second must be a no-op, not a
+    `Bad file descriptor` from closing the pipe again (two threads racing into Connection.close)."""
+    import multiprocessing
+
+    from local.lambda_pool import _Environment
+
+    class Exited:  # a worker that is gone already: only the pipe is left to close
+        def is_alive(self) -> bool:
+            return False
+
+        def join(self, timeout: float | None = None) -> None:
+            return None
+
+    errors: list[BaseException] = []
+    for _ in range(200):
+        parent_end, child_end = multiprocessing.Pipe()
+        child_end.close()
+        environment = _Environment(Exited(), parent_end)  # type: ignore[arg-type]
+        start = threading.Barrier(8)
+
+        def end(environment: _Environment = environment, start: threading.Barrier = start) -> None:
+            start.wait()
+            try:
+                environment.end()
+            except BaseException as exc:  # recorded for the assertion
+                errors.append(exc)
+
+        threads = [threading.Thread(target=end) for _ in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=10)
+        assert parent_end.closed
+    assert errors == []
