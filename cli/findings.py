@@ -4,6 +4,7 @@ as JSON, and the exit code they make."""
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -42,10 +43,14 @@ def verdict(findings: list[Finding]) -> str:
     return "ok"
 
 
-def print_findings(findings: list[Finding], *, json_document: dict[str, Any] | None = None) -> None:
-    if json_document is not None:
-        document = {**json_document, "verdict": verdict(findings), "findings": [asdict(f) for f in findings]}
+def report(findings: list[Finding], *, where: dict[str, Any], headline: str, as_json: bool) -> int:
+    """Print the findings, as one JSON document (`where` and the verdict beside them) or one line each under
+    `headline` (on stderr), and return the exit code they make."""
+    if as_json:
+        document = {**where, "verdict": verdict(findings), "findings": [asdict(f) for f in findings]}
         print(json.dumps(document, indent=2))
-        return
-    for finding in findings:
-        print(for_terminal(finding.line()))  # messages quote servers (an issuer's, the API's): inert on a terminal
+    else:
+        print(headline, file=sys.stderr)
+        for finding in findings:
+            print(for_terminal(finding.line()))  # messages quote servers (an issuer's, the API's): inert on a terminal
+    return exit_code(findings)

@@ -19,11 +19,10 @@ from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cappi.inert import for_terminal
 from cli.calls import calls_document, open_calls, parse_time
 from cli.check_feed import FAIL, auth_from_env, check, fetch_source, fetch_url, markdown, read_file
+from cli.findings import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from cli.operations import describe, poll, set_secret, source_of
 from cli.status import SourceStatus, registry_status
 from cli.target import ROOT, Target, TargetError, local_target, stage_target
-
-EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 EPILOG = """exit codes: 0 all good, 1 a problem found, 2 usage or access error
 

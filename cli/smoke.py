@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,7 +28,7 @@ from cappi.contracts.stack import stack_name
 from cappi.domain.registry import RegistryError, load_registry
 from cli.aws import Clients, aws_clients, aws_error_code, http_session
 from cli.cloudformation import HEALTHY, resources
-from cli.findings import ERROR, FAIL, OK, WARN, Finding, exit_code, print_findings
+from cli.findings import ERROR, FAIL, OK, WARN, Finding, report
 from cli.target import ROOT, TargetError
 
 SMOKE_TECH_ID = "SMOKETEST"  # 1-32 letters or digits, as the route requires
@@ -296,9 +295,5 @@ def command(
             )
         )
     where = {"stage": args.stage, "stack": stack_name(args.stage), "region": region, "url": url, "club": club}
-    if args.json:
-        print_findings(findings, json_document=where)
-    else:
-        print(f"smoke {stack_name(args.stage)} in {region}: {url}", file=sys.stderr)
-        print_findings(findings)
-    return exit_code(findings)
+    headline = f"smoke {stack_name(args.stage)} in {region}: {url}"
+    return report(findings, where=where, headline=headline, as_json=args.json)

@@ -20,7 +20,6 @@ This package runs them: one module per check, each `check_*(ctx) -> list[Finding
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from typing import Any
 from cappi.contracts.stack import stack_name
 from cli.aws import Clients, aws_clients, aws_error_code, http_session
 from cli.cloudformation import NOT_CREATED, read_template
-from cli.findings import ERROR, Finding, exit_code, print_findings
+from cli.findings import ERROR, Finding, report
 from cli.preflight.alarm_subscription import check_alarm_subscription
 from cli.preflight.certificate import check_certificates
 from cli.preflight.concurrency import check_concurrency
@@ -133,9 +132,5 @@ def command(args: argparse.Namespace, *, clients: Clients | None = None, http: A
     except NoCredentialsError:
         raise TargetError("no AWS credentials (they expired during the checks?)") from None
     where = {"stage": args.stage, "stack": ctx.stack, "template": str(path), "region": region, "account": account}
-    if args.json:
-        print_findings(findings, json_document=where)
-    else:
-        print(f"preflight {ctx.stack} in account {account}, {region} ({path}):", file=sys.stderr)
-        print_findings(findings)
-    return exit_code(findings)
+    headline = f"preflight {ctx.stack} in account {account}, {region} ({path}):"
+    return report(findings, where=where, headline=headline, as_json=args.json)
