@@ -122,7 +122,7 @@ class StageConfig:
     issuer: str  # Auth0 tenant URL with its trailing slash: API Gateway compares `iss` byte for byte
     audience: str  # the stage's base URL, which Auth0 puts in `aud`
     clubs_file: Path
-    retain_data: bool  # keep the table, secrets and logs when the stack is deleted (prod)
+    retain_data: bool  # keep the table and logs when the stack is deleted (prod)
     alarm_email: str = ""  # "" = alarms go to the topic only (synth warns)
     schedule_minutes: int = round(_QUERY_DEFAULT("poll_interval_s") / 60)  # the query's poll interval, in minutes
     throttle_rate: float = 100.0  # steady requests per second for the whole API

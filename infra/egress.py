@@ -3,7 +3,8 @@ its own VPC and reaches clubs through NAT gateways with Elastic IPs, whose addre
 
 Off by default (stage setting `static_egress`): when off, none of this exists and the stack is as before. Each NAT
 gateway is billed by the hour and by the gigabyte (docs/operations.md); DynamoDB traffic takes a gateway endpoint
-instead, which is free, so only club and Secrets Manager traffic crosses the NAT.
+instead, which is free, so only club traffic and ingest's SSM Parameter Store reads (its credentials, one small
+request per source and cache age) cross the NAT.
 """
 
 from __future__ import annotations

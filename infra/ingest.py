@@ -72,7 +72,7 @@ class IngestPipeline(Construct):
         self.ingest.grant_calls(
             {
                 permissions.TABLE: [storage.table.table_arn],
-                permissions.CLUB_SECRETS: [s.secret_arn for s in storage.secrets.values()],
+                permissions.CLUB_SECRETS: storage.credential_arns,
             }
         )
         # Asynchronous settings belong to what is invoked: the live alias (dispatch invokes it by its ARN).

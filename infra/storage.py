@@ -1,16 +1,19 @@
-"""Where CAPPI keeps state: the snapshot table, and one Secrets Manager secret per club credential."""
+"""Where CAPPI keeps state: the snapshot table, and where the club credentials are read from.
+
+The credentials are no resource of the stack (cappi.contracts.credentials): each is an SSM SecureString parameter
+ops write with `cappi secrets set`; the stack only grants ingest a bounded set of parameter patterns.
+"""
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, RemovalPolicy
+from aws_cdk import ArnFormat, CfnOutput, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
-from aws_cdk import aws_secretsmanager as secretsmanager
 from constructs import Construct
 
 from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
+from cappi.contracts.credentials import CREDENTIALS_METADATA, parameter_name, parameter_patterns
 from cappi.domain.registry import ClubRegistry
 from infra.config import StageConfig
-from infra.nag import acknowledge
 
 
 class Storage(Construct):
@@ -33,30 +36,35 @@ class Storage(Construct):
             removal_policy=removal,
         )
 
-        self.secrets: dict[str, secretsmanager.Secret] = {}
-        for name in registry.secret_names:
-            users = ", ".join(s.name for s in registry.sources if name in s.auth.secret_names)
-            secret = secretsmanager.Secret(
-                self,
-                "ClubSecret-" + name.replace("/", "-"),
-                secret_name=name,
-                description=f"Credential CAPPI sends to club source {users}. Its value is set by ops.",
-                removal_policy=removal,
+        # Club credentials are SSM SecureString parameters ops write with `cappi secrets set`: no resource of the
+        # stack, so neither a deploy nor a template ever carries or replaces one, and the stack does not grow per
+        # source. What the ingest role may read: a bounded set of patterns (raises past the bound, failing synth).
+        self.credential_patterns = parameter_patterns(registry.secret_names)
+        stack = Stack.of(self)
+        self.credential_arns = [
+            stack.format_arn(
+                service="ssm",
+                resource="parameter",
+                resource_name=pattern.removeprefix("/"),
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
             )
-            # Without a value or a generator CloudFormation creates an empty secret: ops set the real credential,
-            # and neither a deploy nor a template ever carries or replaces it.
-            secret.node.default_child.add_property_deletion_override("GenerateSecretString")  # type: ignore[union-attr]
-            acknowledge(
-                secret,
-                "AwsSolutions-SMG4",
-                "The value is a credential the club issues; Secrets Manager cannot rotate it. Ops replace it with "
-                "put-secret-value when the club rotates (README, Operations).",
-            )
-            self.secrets[name] = secret
-        if self.secrets:
+            for pattern in self.credential_patterns
+        ]
+        # Which parameters each enabled source reads, for `cappi preflight` (which reads only the template) to check
+        # they exist before a deploy: names, never values; template metadata, no resource.
+        stack.template_options.metadata = {
+            **(stack.template_options.metadata or {}),
+            CREDENTIALS_METADATA: {
+                source.name: [parameter_name(n) for n in source.auth.secret_names]
+                for source in registry.enabled_sources
+                if source.auth.secret_names
+            },
+        }
+        if self.credential_patterns:
             CfnOutput(
                 self,
-                "ClubSecretNames",
-                value=" ".join(self.secrets),
-                description="Secrets whose values ops set with `aws secretsmanager put-secret-value` (README)",
-            ).override_logical_id("ClubSecretNames")
+                "ClubCredentialParameters",
+                value=" ".join(self.credential_patterns),
+                description="SSM SecureString parameters ('/' + each registry secret name) that ops write with "
+                "`cappi secrets set SOURCE --stage STAGE` (README)",
+            ).override_logical_id("ClubCredentialParameters")

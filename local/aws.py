@@ -1,5 +1,5 @@
-"""DynamoDB, Secrets Manager and Lambda for local mode: moto's server on a loopback port, set up as the stack sets
-up AWS, with IAM enforced as AWS enforces it.
+"""DynamoDB, SSM Parameter Store (club credentials) and Lambda for local mode: moto's server on a loopback port,
+set up as the stack sets up AWS, with IAM enforced as AWS enforces it.
 
 Every boto3 client in this process and in the ingest workers reaches it through AWS_ENDPOINT_URL, so the handlers
 run their deployed code unchanged. With `enforce`, each handler runs with credentials of a role holding exactly the
@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Mapping
-from contextlib import suppress
 from typing import Any
 
 from cappi.adapters.aws_client import Timeouts, aws_client
 from cappi.contracts import permissions
+from cappi.contracts.credentials import parameter_arn, parameter_name, parameter_patterns, tier_for
 from local.iam import Credentials, Decisions, Principals, start_enforcing
 
 TABLE_NAME = "cappi-local-snapshots"
@@ -78,15 +78,16 @@ class LocalAws:
 
     def function_credentials(self, role: str, table: str, secret_names: Iterable[str]) -> Credentials:
         """Credentials of `role`'s function: exactly its statements on this server's resources, as the stack
-        grants them on the deployed ones. Call after the table and the secrets exist."""
+        grants them on the deployed ones (the credentials' parameter patterns included). Call after the table
+        exists."""
         assert self.operator is not None, "IAM is not enforced"
         session = self.operator.session(self.region)
         dynamodb = self.client("dynamodb", session)
-        secrets = self.client("secretsmanager", session)
         account = self.client("sts", session).get_caller_identity()["Account"]
+        where = {"partition": "aws", "region": self.region, "account": account}
         resources = {
             permissions.TABLE: [dynamodb.describe_table(TableName=table)["Table"]["TableArn"]],
-            permissions.CLUB_SECRETS: [secrets.describe_secret(SecretId=name)["ARN"] for name in sorted(secret_names)],
+            permissions.CLUB_SECRETS: [parameter_arn(p, **where) for p in parameter_patterns(secret_names)],
             permissions.INGEST_FUNCTION: [self.ingest_function_arn(account)],
             permissions.QUERY_VERSIONS: [],
         }
@@ -100,18 +101,22 @@ class LocalAws:
 
         create_table(self.client("dynamodb"), name)
 
-    def put_secrets(self, secrets: Mapping[str, str], names: Iterable[str] = ()) -> None:
-        """Store `secrets`; create the other `names` without a value, as the stack creates every club secret and
-        ops set the value (a read then fails as it would deployed: no value yet)."""
-        client = self.client("secretsmanager")
+    def put_secrets(self, secrets: Mapping[str, str]) -> None:
+        """Store `secrets` (registry secret name -> value) as `cappi secrets set` does deployed: each in its
+        SecureString parameter. A name without a value has no parameter, and a read of it fails as it would
+        deployed before ops set it."""
+        from botocore.exceptions import ClientError
+
+        client = self.client("ssm")
         for name, value in secrets.items():
             try:
-                client.create_secret(Name=name, SecretString=value)
-            except client.exceptions.ResourceExistsException:
-                client.put_secret_value(SecretId=name, SecretString=value)
-        for name in set(names) - set(secrets):
-            with suppress(client.exceptions.ResourceExistsException):
-                client.create_secret(Name=name)
+                client.put_parameter(
+                    Name=parameter_name(name), Value=value, Type="SecureString", Overwrite=True, Tier=tier_for(value)
+                )
+            except (ValueError, ClientError) as exc:
+                # The code only: a validation message may quote what it refused.
+                reason = exc.response["Error"].get("Code") if isinstance(exc, ClientError) else str(exc)
+                raise ValueError(f"secret {name!r} cannot be stored in {parameter_name(name)}: {reason}") from None
 
     def stop(self) -> None:
         self._server.stop()

@@ -102,7 +102,7 @@ def banner(
     console.say("CAPPI local mode")
     console.say(f"  API + token issuer   {config.base_url}")
     console.say(f"  trusted issuer       {config.effective_issuer}   audience {config.effective_audience}")
-    console.say(f"  DynamoDB + Secrets   {aws_url} (moto)")
+    console.say(f"  DynamoDB + SSM       {aws_url} (moto)")
     clubs = "simulated demo clubs at " + club_server.base_url if club_server else f"from {clubs_file}"
     console.say(f"  club feeds           {clubs}")
     for source in registry.sources:

@@ -3,7 +3,7 @@ statements the stack grants its function (cappi.contracts.permissions), and moto
 
 moto evaluates IAM policies when its authentication is switched on, but for most services it checks every call
 against the resource `*`: a statement scoped to the table's ARN (as the stack writes them) would then never match.
-`_scope_resources` teaches the three services CAPPI's functions call (DynamoDB, Secrets Manager, Lambda) which
+`_install` teaches the three services CAPPI's functions call (DynamoDB, SSM Parameter Store, Lambda) which
 resource a call is on, the way AWS names it in its authorization. Every decision is recorded (role, action,
 resource, allowed), so a test can hold what the handlers used against what they were granted, both ways, and local
 mode can print a refusal as one clear line.
@@ -215,7 +215,7 @@ def _install() -> None:
         from moto.iam import access_control
 
         DynamoHandler._determine_resource = _dynamodb_resource  # type: ignore[attr-defined]
-        _secrets_response()._determine_resource = _secret_resource
+        _ssm_response()._determine_resource = _parameter_resource
         _lambda_response()._determine_resource = _lambda_resource
         original = access_control.IAMRequestBase.check_action_permitted
 
@@ -251,10 +251,10 @@ def _access_denied(service: str, principal: str, action: str, resource: str) -> 
     return error
 
 
-def _secrets_response() -> Any:
-    from moto.secretsmanager.responses import SecretsManagerResponse
+def _ssm_response() -> Any:
+    from moto.ssm.responses import SimpleSystemManagerResponse
 
-    return SecretsManagerResponse
+    return SimpleSystemManagerResponse
 
 
 def _lambda_response() -> Any:
@@ -271,14 +271,15 @@ def _dynamodb_resource(self: Any) -> str:
     return f"arn:aws:dynamodb:{self.region}:{self.current_account}:table/{tables[0]}"
 
 
-def _secret_resource(self: Any) -> str:
-    secret_id = self._get_param("SecretId")
-    if not secret_id:
+def _parameter_resource(self: Any) -> str:
+    """A parameter's ARN as IAM names it (`...:parameter/a/b` for `/a/b`); calls on many parameters (or none) are
+    checked against `*`, as moto does by default."""
+    name = self._get_param("Name")
+    if not isinstance(name, str) or not name:
         return "*"
-    try:
-        return str(self.backend.secrets[secret_id].arn)
-    except Exception:
-        return f"arn:aws:secretsmanager:{self.region}:{self.current_account}:secret:{secret_id}"
+    if name.startswith("arn:"):
+        return name
+    return f"arn:aws:ssm:{self.region}:{self.current_account}:parameter{'' if name.startswith('/') else '/'}{name}"
 
 
 def _lambda_resource(self: Any) -> str:

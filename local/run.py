@@ -4,7 +4,8 @@
     python -m local --fresh    # or CAPPI_FRESH=1: forget the kept signing key and snapshots first
 
 What runs, all in this process unless noted:
-- moto's server for DynamoDB and Secrets Manager (the table created as the stack defines it, club secrets loaded);
+- moto's server for DynamoDB and SSM Parameter Store (the table created as the stack defines it, club credentials
+  loaded into their SecureString parameters as `cappi secrets set` writes them deployed);
 - the gateway on CAPPI_PORT: the emulated HTTP API with the JWT authorizer in front of the query handler, and the
   local token issuer's endpoints;
 - the scheduler: the dispatch handler at start and every CAPPI_INGEST_INTERVAL seconds;
@@ -166,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     except RegistryError as exc:
         console.say(f"cappi local: {exc}")
         return 2
-    aws.put_secrets(secrets, registry.secret_names)
+    try:
+        aws.put_secrets(secrets)
+    except ValueError as exc:  # a value longer than Parameter Store holds: names the length, never the value
+        console.say(f"cappi local: CAPPI_SECRETS_FILE: {exc}")
+        return 2
     for source in registry.enabled_sources:
         if source.auth.secret and source.auth.secret not in secrets:
             console.say(

@@ -1,5 +1,5 @@
 """Test-wide safety (fake AWS credentials, no network beyond loopback, no registered secret in any log of the run)
-and the fixtures tests share: moto-backed DynamoDB with the snapshot table, Secrets Manager, and a Lambda context."""
+and the fixtures tests share: moto-backed DynamoDB with the snapshot table, SSM Parameter Store, and a Lambda context."""
 
 from __future__ import annotations
 
@@ -87,11 +87,12 @@ def dynamodb(moto_aws: None) -> Any:
 
 
 @pytest.fixture
-def secretsmanager(moto_aws: None) -> Any:
+def ssm(moto_aws: None) -> Any:
+    """moto's SSM Parameter Store, where club credentials live (cappi.contracts.credentials)."""
     import boto3
     from support.aws import REGION
 
-    return boto3.client("secretsmanager", region_name=REGION)
+    return boto3.client("ssm", region_name=REGION)
 
 
 @pytest.fixture

@@ -200,7 +200,7 @@ def test_the_handlers_build_their_clients_with_timeouts(monkeypatch: pytest.Monk
     monkeypatch.setenv("CAPPI_INGEST_FUNCTION", "ingest")
     DispatchDependencies.from_env(session=session)
     IngestDependencies.from_env(session=session)
-    assert set(made) >= {"lambda", "secretsmanager", "dynamodb"}
+    assert set(made) >= {"lambda", "ssm", "dynamodb"}
     for service, made_client in made.items():
         config = made_client.meta.config
         assert config.connect_timeout + config.read_timeout <= 10, service

@@ -19,7 +19,7 @@ from support.synth import Synth, cdk_context, synth
 
 import app as cdk_app
 from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
-from cappi.contracts import permissions
+from cappi.contracts import credentials, permissions
 from cappi.domain.registry import load_registry, parse_registry
 from infra.config import ConfigError, StageConfig
 from infra.functions import FUNCTIONS, INGEST, LIVE_ALIAS, QUERY
@@ -62,21 +62,21 @@ def test_prod_data_is_retained_and_stage_data_is_not(app: Synth) -> None:
         "AWS::DynamoDB::GlobalTable", {"Replicas": [Match.object_like({"DeletionProtectionEnabled": True})]}
     )
     app.template("stage").has_resource("AWS::DynamoDB::GlobalTable", {"DeletionPolicy": "Delete"})
-    for secret in app.resources("prod", "AWS::SecretsManager::Secret").values():
-        assert secret["DeletionPolicy"] == "Retain"
     for group in app.resources("prod", "AWS::Logs::LogGroup").values():
         assert group["DeletionPolicy"] == "Retain"
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_one_empty_secret_per_registry_secret_name(app: Synth, stage: str) -> None:
+def test_credentials_are_no_resource_of_the_stack_and_preflight_knows_their_parameters(app: Synth, stage: str) -> None:
     registry = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json")
-    secrets = app.resources(stage, "AWS::SecretsManager::Secret").values()
-    assert sorted(s["Properties"]["Name"] for s in secrets) == sorted(registry.secret_names)
-    for secret in secrets:
-        # No value and no generator: the template never carries a credential, and a deploy never replaces one.
-        assert "SecretString" not in secret["Properties"]
-        assert "GenerateSecretString" not in secret["Properties"]
+    # SSM parameters that ops write (cappi secrets set): no secret, no parameter resource, no value in the template.
+    assert app.resources(stage, "AWS::SecretsManager::Secret") == {}
+    assert app.resources(stage, "AWS::SSM::Parameter") == {}
+    assert app.templates[stage]["Metadata"][credentials.CREDENTIALS_METADATA] == {
+        source.name: [credentials.parameter_name(n) for n in source.auth.secret_names]
+        for source in registry.enabled_sources
+        if source.auth.secret_names
+    }
 
 
 # -- API -------------------------------------------------------------------------------------------------------
@@ -283,8 +283,10 @@ def _contract_grants(app: Synth, stage: str, role: str) -> set[tuple[str, str]]:
     kinds = {
         permissions.TABLE: {f"AWS::DynamoDB::GlobalTable/cappi-{stage}-snapshots"},
         permissions.CLUB_SECRETS: {
-            f"AWS::SecretsManager::Secret/{name}"
-            for name in load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
+            f"arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter{pattern}"
+            for pattern in credentials.parameter_patterns(
+                load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
+            )
         },
         permissions.INGEST_FUNCTION: {f"AWS::Lambda::Alias/cappi-{stage}-ingest:{LIVE_ALIAS}"},
         permissions.QUERY_VERSIONS: {f"AWS::Lambda::Version/cappi-{stage}-query"},  # the one being released
@@ -453,36 +455,65 @@ def test_query_defaults_are_the_query_functions_own(app: Synth) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_outputs_tell_ops_the_url_the_topic_and_the_secrets_to_fill(app: Synth, stage: str) -> None:
+def test_outputs_tell_ops_the_url_the_topic_and_where_credentials_go(app: Synth, stage: str) -> None:
     outputs = app.templates[stage]["Outputs"]
-    assert {"ApiUrl", "AlarmTopicArn", "ClubSecretNames"} <= set(outputs)
-    secrets = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
-    assert outputs["ClubSecretNames"]["Value"] == " ".join(secrets)
+    assert {"ApiUrl", "AlarmTopicArn", "ClubCredentialParameters"} <= set(outputs)
+    names = load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").secret_names
+    assert outputs["ClubCredentialParameters"]["Value"] == " ".join(credentials.parameter_patterns(names))
+    assert "ClubSecretNames" not in outputs
 
 
-def test_an_mtls_header_credential_gets_its_own_secret() -> None:
-    registry = parse_registry(
-        {
-            "sources": [
-                {
-                    "name": "mtls-club",
-                    "club_ids": [212],
-                    "base_url": "https://calls.example-club.org",
-                    "auth": {
-                        "type": "mtls",
-                        "secret": "cappi/stage/clubs/mtls-cert",
-                        "header_auth": {"type": "bearer", "secret": "cappi/stage/clubs/mtls-token"},
-                    },
-                }
-            ]
-        }
+def _storage(sources: list[dict]) -> Template:
+    stack = cdk.Stack(cdk.App(), "CredentialStorage")
+    config = StageConfig.from_mapping("stage", cdk_context()["cappi:stage"])
+    Storage(stack, "Storage", config=config, registry=parse_registry({"sources": sources}))
+    return Template.from_stack(stack)
+
+
+def test_an_mtls_header_credential_is_a_parameter_of_its_own() -> None:
+    auth = {
+        "type": "mtls",
+        "secret": "cappi/stage/clubs/mtls-cert",
+        "header_auth": {"type": "bearer", "secret": "cappi/stage/clubs/mtls-token"},
+    }
+    template = _storage(
+        [{"name": "mtls-club", "club_ids": [212], "base_url": "https://calls.example.org", "auth": auth}]
     )
-    stack = cdk.Stack(cdk.App(), "MtlsStorage")
-    Storage(stack, "Storage", config=StageConfig.from_mapping("stage", cdk_context()["cappi:stage"]), registry=registry)
 
-    secrets = Template.from_stack(stack).find_resources("AWS::SecretsManager::Secret").values()
-    names = sorted(s["Properties"]["Name"] for s in secrets)
-    assert names == ["cappi/stage/clubs/mtls-cert", "cappi/stage/clubs/mtls-token"]
-    for secret in secrets:
-        assert "mtls-club" in secret["Properties"]["Description"]
-        assert "SecretString" not in secret["Properties"]
+    assert template.to_json()["Metadata"][credentials.CREDENTIALS_METADATA] == {
+        "mtls-club": ["/cappi/stage/clubs/mtls-cert", "/cappi/stage/clubs/mtls-token"]
+    }
+    assert template.find_resources("AWS::SSM::Parameter") == {}
+
+
+def test_every_possible_club_as_a_source_adds_no_resource_and_one_grant() -> None:
+    sources = [
+        {
+            "name": f"club-{n:04d}",
+            "club_ids": [n + 1],
+            "base_url": f"https://club-{n}.example.org",
+            "auth": {"type": "bearer", "secret": f"cappi/stage/clubs/club-{n:04d}"},
+        }
+        for n in range(999)  # one source per ClubId (3 digits)
+    ]
+    template = _storage(sources)
+    assert set(template.to_json()["Resources"]) == set(_storage(sources[:1]).to_json()["Resources"])
+    assert template.to_json()["Outputs"]["ClubCredentialParameters"]["Value"] == "/cappi/stage/clubs/*"
+
+
+def test_secret_names_over_too_many_directories_fail_synth_with_the_fix() -> None:
+    sources = [
+        {
+            "name": f"club-{n:02d}",
+            "club_ids": [n + 1],
+            "base_url": f"https://club-{n}.example.org",
+            "auth": {
+                "type": "mtls",
+                "secret": f"dir-{n}/cert",
+                "header_auth": {"type": "bearer", "secret": f"dir-{n}/t"},
+            },
+        }
+        for n in range(credentials.MAX_PARAMETER_PATTERNS + 1)
+    ]
+    with pytest.raises(credentials.CredentialLayoutError, match="Name secrets under a few shared directories"):
+        _storage(sources)

@@ -202,13 +202,17 @@ def test_dashboard_graphs_every_source_and_shows_the_last_polls_and_the_api(app:
     assert "API latency" in body
 
 
-def test_only_sources_with_credentials_get_secrets_and_ingest_reads_only_those(app: Synth) -> None:
-    secrets = app.resources("stage", "AWS::SecretsManager::Secret")
-    names = sorted(s["Properties"]["Name"] for s in secrets.values())
-    assert names == ["cappi/stage/clubs/north-club", "cappi/stage/clubs/west-club"]
+def test_credentials_are_no_resource_and_ingest_reads_only_the_registrys_parameters(app: Synth) -> None:
+    assert app.resources("stage", "AWS::SecretsManager::Secret") == {}
+    assert app.resources("stage", "AWS::SSM::Parameter") == {}
     ingest_role = app.function_role("stage", "cappi-stage-ingest")
-    readable = {r for a, r in app.role_grants("stage", ingest_role) if a.startswith("secretsmanager:")}
-    assert readable == {f"AWS::SecretsManager::Secret/{name}" for name in names}
+    readable = {(a, r) for a, r in app.role_grants("stage", ingest_role) if a.startswith(("ssm:", "secretsmanager:"))}
+    # Both credentials share a directory: one pattern, whatever the number of sources under it.
+    arn = "arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:parameter/cappi/stage/clubs/*"
+    assert readable == {("ssm:GetParameter", arn)}
+    # Preflight checks the enabled sources' parameters: the disabled west-club's is not asked for.
+    enabled = {"north-club": ["/cappi/stage/clubs/north-club"]}
+    assert app.templates["stage"]["Metadata"]["CappiClubCredentials"] == enabled
 
 
 def test_custom_domain_maps_to_the_default_stage(app: Synth) -> None:

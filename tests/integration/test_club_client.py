@@ -41,7 +41,8 @@ from support.club_servers import (
 
 from cappi.adapters.club_client import ClientLimits, ClubFeedClient, FeedFetchError, FetchResult
 from cappi.adapters.club_client.retry_policy import retry_after_s as _retry_after_s
-from cappi.adapters.secrets import SecretNotFound, SecretsManagerSecrets, StaticSecrets
+from cappi.adapters.secrets import ParameterStoreSecrets, SecretNotFound, StaticSecrets
+from cappi.contracts.credentials import parameter_name
 from cappi.domain.registry import ClubAuth, ClubSource
 
 FEED = "/service/calls/status"
@@ -1372,42 +1373,51 @@ def test_static_secrets():
 
 
 @pytest.fixture
-def secretsmanager():
+def ssm():
     moto = pytest.importorskip("moto")
     import boto3
 
     with moto.mock_aws():  # fake credentials come from tests/conftest.py
-        yield boto3.client("secretsmanager", region_name="us-east-1")
+        yield boto3.client("ssm", region_name="us-east-1")
 
 
-def test_secrets_manager_secrets_reads_and_caches(secretsmanager):
-    secretsmanager.create_secret(Name="cappi/stage/clubs/aaa", SecretString="first")
-    secrets = SecretsManagerSecrets(max_age=300, client=secretsmanager)
+def _store(ssm, name: str, value: str) -> None:
+    """As `cappi secrets set` stores a credential: its SecureString parameter, overwritten on rotation."""
+    ssm.put_parameter(Name=parameter_name(name), Value=value, Type="SecureString", Overwrite=True)
 
-    assert secrets.get("cappi/stage/clubs/aaa") == "first"
-    secretsmanager.put_secret_value(SecretId="cappi/stage/clubs/aaa", SecretString="second")
+
+def test_parameter_store_secrets_read_decrypted_and_cached(ssm):
+    _store(ssm, "cappi/stage/clubs/aaa", "first")
+    secrets = ParameterStoreSecrets(max_age=300, client=ssm)
+
+    assert secrets.get("cappi/stage/clubs/aaa") == "first"  # decrypted (moto keeps it as kms:<key>:first)
+    _store(ssm, "cappi/stage/clubs/aaa", "second")
     assert secrets.get("cappi/stage/clubs/aaa") == "first"  # served from the cache within max_age
+    assert ParameterStoreSecrets(max_age=0, client=ssm).get("cappi/stage/clubs/aaa") == "second"  # rotated
+    assert "first" not in repr(secrets)
 
 
-def test_secrets_manager_secrets_missing_secret(secretsmanager):
-    secrets = SecretsManagerSecrets(client=secretsmanager)
+def test_parameter_store_secrets_missing_parameter_is_named(ssm):
+    secrets = ParameterStoreSecrets(client=ssm)
 
     with pytest.raises(SecretNotFound) as caught:
         secrets.get("cappi/stage/clubs/nope")
 
     assert "cappi/stage/clubs/nope" in str(caught.value)
+    assert "SSM parameter /cappi/stage/clubs/nope" in str(caught.value)
 
 
-def test_client_with_secrets_manager(server, secretsmanager):
-    secretsmanager.create_secret(Name="cappi/stage/clubs/sm", SecretString=BEARER_SECRET)
+def test_client_with_parameter_store(server, ssm):
+    _store(ssm, "cappi/stage/clubs/sm", BEARER_SECRET)
     server.route(FEED, respond())
-    client = ClubFeedClient(SecretsManagerSecrets(client=secretsmanager), FAST)
+    client = ClubFeedClient(ParameterStoreSecrets(client=ssm), FAST)
 
     client.fetch(club(server.base_url, ClubAuth(type="bearer", secret="cappi/stage/clubs/sm")))
     error = fetch_error(client, club(server.base_url, ClubAuth(type="bearer", secret="cappi/stage/clubs/gone")))
 
     assert server.requests_to(FEED)[0].headers["authorization"] == f"Bearer {BEARER_SECRET}"
     assert error.code == "secret_missing"
+    assert "/cappi/stage/clubs/gone" in error.message
 
 
 def test_gzip_helper_matches_stdlib():

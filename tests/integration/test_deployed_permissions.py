@@ -30,6 +30,8 @@ from support.query_support import Allow
 from cappi.adapters.codedeploy import LifecycleHookReporter
 from cappi.adapters.dynamo.schema import create_table
 from cappi.contracts import api, permissions
+from cappi.contracts.credentials import parameter_arn, parameter_name, parameter_patterns
+from cappi.domain.registry import load_registry
 from cappi.handlers import dispatch, ingest, query, release_check
 from cappi.handlers import http as responses
 from local.http_api import HttpApi, HttpRequest, LambdaContext, Route
@@ -61,7 +63,7 @@ CHANGED = _feed([(8679, 212, "AB12"), (5555, 212, "AB12"), (77, 213, "EF56")])
 
 @dataclass
 class Deployed:
-    """moto on loopback with the stack's shape: the table, the club secret, and one role per function."""
+    """moto on loopback with the stack's shape: the table, the club credential's parameter, one role per function."""
 
     endpoint: str
     operator: Credentials
@@ -96,7 +98,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             session = operator.session(REGION)
             dynamodb = session.client("dynamodb")
             create_table(dynamodb, TABLE)
-            secret_arn = session.client("secretsmanager").create_secret(Name=SECRET, SecretString="t0ken-4711")["ARN"]
+            # As `cappi secrets set` writes it: a SecureString parameter under the aws/ssm key, no stack resource.
+            session.client("ssm").put_parameter(
+                Name=parameter_name(SECRET), Value="t0ken-4711", Type="SecureString", Tier="Standard"
+            )
             account = session.client("sts").get_caller_identity()["Account"]
             clubs_file = tmp / "clubs.json"
             clubs_file.write_text(
@@ -110,6 +115,13 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
                                 "auth": {"type": "bearer", "secret": SECRET},
                             },
                             {"name": "beta", "club_ids": [300], "base_url": club.base_url + "/beta"},
+                            {  # never polled; its secret shares alpha's directory, so ingest's grant is a pattern
+                                "name": "gamma",
+                                "club_ids": [400],
+                                "base_url": club.base_url + "/gamma",
+                                "auth": {"type": "bearer", "secret": "cappi/iam-test/clubs/gamma"},
+                                "enabled": False,
+                            },
                         ]
                     }
                 )
@@ -122,7 +134,10 @@ def deployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployed]:
             )
             resources = {
                 permissions.TABLE: [dynamodb.describe_table(TableName=TABLE)["Table"]["TableArn"]],
-                permissions.CLUB_SECRETS: [secret_arn],
+                permissions.CLUB_SECRETS: [
+                    parameter_arn(pattern, partition="aws", region=REGION, account=account)
+                    for pattern in parameter_patterns(load_registry(clubs_file).secret_names)
+                ],
                 permissions.INGEST_FUNCTION: [ingest_function],
                 permissions.QUERY_VERSIONS: [query_version],
                 permissions.QUERY_DEPLOYMENT_GROUP: [deployment_group],
@@ -295,6 +310,12 @@ def test_every_path_runs_under_its_roles_statements_and_uses_every_grant(deploye
     # The release check asked the version being released, and only it.
     invoked = {d.resource for d in made if role_of(d.principal) == "release-check" and d.action.startswith("lambda:")}
     assert invoked == set(deployed.resources[permissions.QUERY_VERSIONS])
+    # Ingest read its one credential's parameter, under the directory pattern it was granted, and nothing else.
+    read = {d.resource for d in made if role_of(d.principal) == "ingest" and d.action.startswith("ssm:")}
+    assert read == {f"arn:aws:ssm:{REGION}:{deployed.account}:parameter/{SECRET}"}
+    assert deployed.resources[permissions.CLUB_SECRETS] == [
+        f"arn:aws:ssm:{REGION}:{deployed.account}:parameter/cappi/iam-test/clubs/*"
+    ]
 
 
 def _not_served(role: str) -> set[str]:

@@ -16,6 +16,7 @@ from support.club_servers import Handler, LoopbackServer, in_turn, redirect, res
 from support.stores import stores
 
 from cappi.adapters.snapshot_reader import SnapshotReader
+from cappi.contracts.credentials import parameter_name
 from cappi.handlers import ingest
 from cappi.handlers.ingest import BadIngestEvent
 from local.http_api import LambdaContext
@@ -42,7 +43,7 @@ def club() -> Iterator[LoopbackServer]:
 
 @pytest.fixture
 def aws(
-    tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch, dynamodb: Any, secretsmanager: Any
+    tmp_path: Path, club: LoopbackServer, monkeypatch: pytest.MonkeyPatch, dynamodb: Any, ssm: Any
 ) -> SnapshotReader:
     registry = {
         "sources": [
@@ -66,7 +67,7 @@ def aws(
     monkeypatch.setenv("CAPPI_TABLE_NAME", TABLE)
     monkeypatch.setenv("CAPPI_CLUBS_FILE", str(clubs_file))
     monkeypatch.setenv("CAPPI_FETCH_DEADLINE_S", "5")
-    secretsmanager.create_secret(Name=SECRET_NAME, SecretString=SECRET_VALUE)
+    ssm.put_parameter(Name=parameter_name(SECRET_NAME), Value=SECRET_VALUE, Type="SecureString")
     return SnapshotReader(stores(dynamodb, TABLE).snapshots, {212: "aaa-example", 213: "aaa-example"})
 
 
@@ -223,6 +224,7 @@ def test_a_missing_secret_is_a_failed_poll_not_a_crash(
 ) -> None:
     result = run("no-secret")
     assert (result["status"], result["error_code"]) == ("failed", "secret_missing")
+    assert "SSM parameter /cappi/test/clubs/never-set" in result["error"]  # where ops must write it
     assert club.requests_to(FEED) == []
 
 

@@ -242,7 +242,14 @@ def test_mtls_secrets_are_listed_once_when_shared() -> None:
     [
         ({"type": "mtls"}, "field 'auth.secret': missing secret name (required by auth type 'mtls')"),
         ({"type": "mtls", "secret": ""}, "field 'auth.secret': missing secret name (required by auth type 'mtls')"),
-        ({"type": "mtls", "secret": "bad secret!"}, "field 'auth.secret': not a valid Secrets Manager secret name"),
+        ({"type": "mtls", "secret": "bad secret!"}, "field 'auth.secret': not a valid secret name"),
+        # Each secret is the SSM parameter "/" + its name: what Parameter Store refuses, the registry refuses.
+        ({"type": "mtls", "secret": "/cappi/x"}, "field 'auth.secret': not a valid secret name"),
+        ({"type": "mtls", "secret": "cappi//x"}, "field 'auth.secret': not a valid secret name"),
+        ({"type": "mtls", "secret": "cappi/x@club"}, "field 'auth.secret': not a valid secret name"),
+        ({"type": "mtls", "secret": "AWS/x"}, "field 'auth.secret': not a valid secret name"),
+        ({"type": "mtls", "secret": "ssm-x"}, "field 'auth.secret': not a valid secret name"),
+        ({"type": "mtls", "secret": "/".join("p" * 16)}, "field 'auth.secret': not a valid secret name"),
         ({"type": "mtls", "secret": "s", "header": "X-Key"}, "field 'auth.header': not used by auth type 'mtls'"),
         (
             {"type": "mtls", "secret": "s", "header_auth": {"type": "oauth2_client_credentials", "secret": "t"}},
@@ -288,3 +295,20 @@ def test_mtls_header_credential_header_may_not_be_set_in_headers(tmp_path: Path)
     assert problem == (
         "source 'aaa-example' (sources[0]): field 'headers.x-key': credentials belong in the auth block, not in headers"
     )
+
+
+@pytest.mark.parametrize("name", ["cappi/stage/clubs/aaa-example", "a", "x.y_z-1/B2", "/".join("p" * 15), "awx/ok"])
+def test_secret_names_parameter_store_accepts_are_valid(name: str) -> None:
+    registry = parse_registry(
+        {
+            "sources": [
+                {
+                    "name": "a",
+                    "club_ids": [1],
+                    "base_url": "https://a.example",
+                    "auth": {"type": "bearer", "secret": name},
+                }
+            ]
+        }
+    )
+    assert registry.secret_names == (name,)

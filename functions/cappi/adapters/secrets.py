@@ -1,6 +1,6 @@
-"""Where secret values come from: AWS Secrets Manager when deployed, a plain mapping in tests and local mode.
+"""Where secret values come from: SSM Parameter Store when deployed and in local mode, a plain mapping in tests.
 
-Errors raised here name the secret, never its value, so they are safe to log.
+Errors raised here name the secret and its parameter, never its value, so they are safe to log.
 """
 
 from __future__ import annotations
@@ -8,10 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cappi.contracts.credentials import parameter_name
+
 if TYPE_CHECKING:
     from botocore.config import Config
 
 DEFAULT_MAX_AGE_S = 300
+NOT_FOUND_CODES = ("ParameterNotFound", "ParameterVersionNotFound")
 
 
 class SecretSource(Protocol):
@@ -21,17 +24,19 @@ class SecretSource(Protocol):
 class SecretNotFound(KeyError):
     """No secret of that name exists (or it holds no value)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, parameter: str | None = None) -> None:
         super().__init__(name)
         self.name = name
+        self.parameter = parameter  # where it was looked for, when that is not the name itself
 
     def __str__(self) -> str:
         # KeyError would print repr(name) only; say what is missing so a log line stands on its own.
-        return f"secret {self.name!r} not found"
+        where = f" (SSM parameter {self.parameter})" if self.parameter else ""
+        return f"secret {self.name!r} not found{where}"
 
 
 class StaticSecrets:
-    """Secrets held in memory, for tests and local mode."""
+    """Secrets held in memory, for tests."""
 
     def __init__(self, values: Mapping[str, str] | None = None) -> None:
         self._values = dict(values or {})
@@ -47,8 +52,9 @@ class StaticSecrets:
         return f"StaticSecrets(names={sorted(self._values)!r})"
 
 
-class SecretsManagerSecrets:
-    """Secret strings from AWS Secrets Manager, cached in the container for `max_age` seconds."""
+class ParameterStoreSecrets:
+    """Secret strings from SSM Parameter Store: the SecureString parameter of each registry secret name
+    (cappi.contracts.credentials), decrypted, cached in the container for `max_age` seconds."""
 
     def __init__(
         self,
@@ -57,30 +63,28 @@ class SecretsManagerSecrets:
         client: Any | None = None,
         boto_config: Config | None = None,
     ) -> None:
-        # Imported here so that code paths using StaticSecrets (tests, local mode) skip boto3's import cost.
-        from aws_lambda_powertools.utilities.parameters import SecretsProvider
+        # Imported here so that code paths using StaticSecrets (tests) skip boto3's import cost.
+        from aws_lambda_powertools.utilities.parameters import SSMProvider
 
         self._max_age = max_age
-        self._provider = SecretsProvider(boto_config=boto_config, boto3_client=client)
+        self._provider = SSMProvider(boto_config=boto_config, boto3_client=client)
 
     def get(self, name: str) -> str:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
+        parameter = parameter_name(name)
         try:
-            value = self._provider.get(name, max_age=self._max_age)
+            value = self._provider.get(parameter, max_age=self._max_age, decrypt=True)
         except GetParameterError as exc:
             if _is_not_found(exc):
-                raise SecretNotFound(name) from None
+                raise SecretNotFound(name, parameter) from None
             raise
-        if isinstance(value, bytes):
-            # A binary secret is only usable in a header if it is text.
-            try:
-                value = value.decode("utf-8")
-            except UnicodeDecodeError:
-                raise SecretNotFound(name) from None
         if not isinstance(value, str) or not value:
-            raise SecretNotFound(name)
+            raise SecretNotFound(name, parameter)
         return value
+
+    def __repr__(self) -> str:
+        return f"ParameterStoreSecrets(max_age={self._max_age})"
 
 
 def _is_not_found(exc: BaseException) -> bool:
@@ -88,5 +92,5 @@ def _is_not_found(exc: BaseException) -> bool:
     original = exc.__context__
     response = getattr(original, "response", None)
     if isinstance(response, dict):
-        return response.get("Error", {}).get("Code") == "ResourceNotFoundException"
-    return "ResourceNotFoundException" in str(exc)
+        return response.get("Error", {}).get("Code") in NOT_FOUND_CODES
+    return any(code in str(exc) for code in NOT_FOUND_CODES)

@@ -20,7 +20,7 @@ from types import MappingProxyType
 # Resource kinds: what a statement's resources are, resolved by infra to ARNs of the stack and by the IAM-enforced
 # suite and local mode to ARNs of their own resources.
 TABLE = "table"  # the snapshot table
-CLUB_SECRETS = "club-secrets"  # every club credential the registry names
+CLUB_SECRETS = "club-secrets"  # the SSM parameters of the registry's credentials (cappi.contracts.credentials)
 INGEST_FUNCTION = "ingest-function"  # what dispatch invokes: the ingest function's live alias
 QUERY_VERSIONS = "query-versions"  # the query function's version being released (the release check invokes it)
 QUERY_DEPLOYMENT_GROUP = "query-deployment-group"  # CodeDeploy's deployment group that releases the query function
@@ -42,7 +42,12 @@ ROLE_GRANTS: Mapping[str, tuple[Grant, ...]] = MappingProxyType(
         # Query), and old versions expire through TTL (no DeleteItem).
         "ingest": (
             Grant(TABLE, ("dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
-            Grant(CLUB_SECRETS, ("secretsmanager:GetSecretValue",)),
+            # Each credential is a SecureString parameter read WithDecryption. It is encrypted with the AWS managed
+            # key aws/ssm, whose key policy lets every principal of the account use it through Parameter Store
+            # (kms:ViaService ssm.<region>.amazonaws.com, kms:CallerAccount): so no kms:Decrypt grant is needed
+            # (AWS: "Restricting decryption of SecureString parameter values", docs.aws.amazon.com/systems-manager/
+            # latest/userguide/ps-restrict-decryption.html). Access to a value is this GetParameter grant alone.
+            Grant(CLUB_SECRETS, ("ssm:GetParameter",)),
         ),
         # Starts one asynchronous ingest per source.
         "dispatch": (Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),),

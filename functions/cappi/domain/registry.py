@@ -21,7 +21,10 @@ AUTH_TYPES = ("none", "bearer", "basic", "api_key", "oauth2_client_credentials",
 # What `mtls` may add on top of the client certificate: a credential sent in a header.
 HEADER_AUTH_TYPES = ("bearer", "basic", "api_key")
 SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-SECRET_NAME = re.compile(r"[A-Za-z0-9/_+=.@-]{1,512}")
+# A secret name is kept as the SSM parameter "/" + name (cappi.contracts.credentials): `/`-separated parts of
+# letters, digits, `_`, `.` and `-`, at most 15 levels, the first part not starting with "aws" or "ssm" (reserved).
+SECRET_NAME = re.compile(r"(?!(?i:aws|ssm))[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+){0,14}")
+SECRET_NAME_MAX = 512
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,64}")
 
 _SOURCE_FIELDS = {"name", "club_ids", "base_url", "auth", "headers", "enabled"}
@@ -54,7 +57,8 @@ class RegistryError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class ClubAuth:
-    """How CAPPI authenticates to a club. `secret` is the name of a Secrets Manager secret, never a value.
+    """How CAPPI authenticates to a club. `secret` names a credential, never holds a value: ingest reads it from
+    the SSM SecureString parameter "/" + `secret` (written by `cappi secrets set`).
 
     - bearer: the secret value is the token.
     - basic: the secret value is `user:password` or JSON `{"username": ..., "password": ...}`.
@@ -299,8 +303,11 @@ def _parse_auth(
             what = "missing secret name" if key == "secret" else "missing"
             problems.append(f"{label}: field '{at}.{key}': {what} (required by auth type {kind!r})")
     secret = raw.get("secret")
-    if isinstance(secret, str) and secret and not SECRET_NAME.fullmatch(secret):
-        problems.append(f"{label}: field '{at}.secret': not a valid Secrets Manager secret name")
+    if isinstance(secret, str) and secret and (len(secret) > SECRET_NAME_MAX or not SECRET_NAME.fullmatch(secret)):
+        problems.append(
+            f"{label}: field '{at}.secret': not a valid secret name (its SSM parameter is '/' + the name: up to 15 "
+            "'/'-separated parts of letters, digits, '_', '.', '-', not starting with 'aws' or 'ssm')"
+        )
     header = raw.get("header")
     if isinstance(header, str) and header and not HEADER_NAME.fullmatch(header):
         problems.append(f"{label}: field '{at}.header': not a valid header name")

@@ -41,7 +41,7 @@ class IngestDependencies:
         from cappi.adapters.dynamo.poll_log import DynamoPollLog
         from cappi.adapters.dynamo.table import SnapshotTable
         from cappi.adapters.dynamo.writer import SnapshotWriter
-        from cappi.adapters.secrets import SecretsManagerSecrets
+        from cappi.adapters.secrets import ParameterStoreSecrets
 
         settings = IngestSettings.from_env()
         limits = ClientLimits(deadline=settings.fetch_deadline_s, max_body_bytes=settings.max_body_bytes)
@@ -50,9 +50,9 @@ class IngestDependencies:
         return cls(
             registry=load_registry(settings.clubs_file),
             fetcher=ClubFeedClient(
-                SecretsManagerSecrets(
+                ParameterStoreSecrets(
                     max_age=int(settings.secrets_max_age_s),
-                    client=aws_client("secretsmanager", BACKGROUND_TIMEOUTS, session=session),
+                    client=aws_client("ssm", BACKGROUND_TIMEOUTS, session=session),
                 ),
                 limits,
             ),

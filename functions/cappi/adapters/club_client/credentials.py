@@ -33,8 +33,8 @@ class SecretReader:
             raise run.error("secret_missing", f"auth type {auth.type!r} names no secret")
         try:
             value = self._secrets.get(name)
-        except SecretNotFound:
-            raise run.error("secret_missing", f"secret {name!r} not found") from None
+        except SecretNotFound as missing:
+            raise run.error("secret_missing", str(missing)) from None  # names the secret (and its parameter)
         except Exception as exc:
             # The value was never obtained, so the error cannot quote it.
             reason = str(exc).splitlines()[0][:200] if str(exc) else ""
