@@ -19,8 +19,9 @@ from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cappi.inert import for_terminal
 from cli.calls import calls_document, open_calls, parse_time
 from cli.check_feed import FAIL, auth_from_env, check, fetch_source, fetch_url, markdown, read_file
+from cli.credentials import add_secrets_commands, migrate, set_secret, stage_credentials
 from cli.findings import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
-from cli.operations import describe, poll, set_secret, source_of
+from cli.operations import describe, poll, source_of
 from cli.status import SourceStatus, registry_status
 from cli.target import ROOT, Target, TargetError, local_target, stage_target
 
@@ -158,19 +159,7 @@ def parser() -> argparse.ArgumentParser:
     )
     poll.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
     _json_option(poll, "print the ingest handler's summary as JSON")
-    secrets = commands.add_parser(
-        "secrets", help="store a club's credential (`cappi secrets set SOURCE`)", description="Club credentials."
-    )
-    secret_set = _subcommand(
-        secrets.add_subparsers(dest="secrets_command", metavar="ACTION", required=True),
-        "set",
-        summary="store the credential of a source's club in its secret",
-        description="Store a club's credential in the secret its registry entry names. The value is read from a "
-        "prompt that does not echo, or from standard input when piped; never from the command line.",
-        examples="examples:\n  cappi secrets set aaa-example --stage prod\n"
-        "  pass show clubs/aaa | cappi secrets set aaa-example --stage prod",
-    )
-    secret_set.add_argument("source", metavar="SOURCE", help="the source's name in the registry")
+    add_secrets_commands(commands, _subcommand, stage_options())
     preflight = _subcommand(
         commands,
         "preflight",
@@ -253,9 +242,18 @@ def _poll(args: argparse.Namespace) -> int:
 
 
 def _secrets(args: argparse.Namespace) -> int:
-    target = _target(args)
-    secret = set_secret(target, args.source)
-    print(f"stored a new value in {secret} ({target.where})", file=sys.stderr)
+    if args.secrets_command == "migrate":
+        found = migrate(stage_credentials(args.stage, args.region), overwrite=args.overwrite)
+        for migration in found:
+            print(migration.line())
+        missing = [m.secret for m in found if m.outcome == "missing" and m.needed]
+        if missing:
+            print(f"cappi: {len(missing)} enabled source credential(s) not in SSM: see above", file=sys.stderr)
+        return EXIT_PROBLEM if missing else EXIT_OK
+    local = args.state_dir or os.environ.get("CAPPI_STATE_DIR") or ROOT / DEFAULT_STATE_DIR
+    target = stage_credentials(args.stage, args.region) if args.stage else local_target(local)
+    stored = set_secret(target, args.source)
+    print(f"stored a new value in SSM parameter {stored.describe()} ({target.where})", file=sys.stderr)
     return EXIT_OK
 
 
@@ -273,7 +271,7 @@ def _check_feed(args: argparse.Namespace) -> int:
     if args.file:
         fetched = read_file(args.file)
     elif args.source:
-        from cappi.adapters.secrets import SecretsManagerSecrets
+        from cappi.adapters.secrets import ParameterStoreSecrets
 
         target = _target(args)
         source = source_of(target, args.source)
@@ -281,7 +279,7 @@ def _check_feed(args: argparse.Namespace) -> int:
         head = target.snapshots.head(source.name)
         published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
         with _progress(f"fetching {source.name}"):
-            fetched = fetch_source(source, SecretsManagerSecrets(max_age=0, client=target.client("secretsmanager")))
+            fetched = fetch_source(source, ParameterStoreSecrets(max_age=0, client=target.client("ssm")))
     else:
         from cappi.adapters.club_client import ClientLimits
 

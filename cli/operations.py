@@ -1,9 +1,8 @@
-"""`cappi poll SOURCE` (poll one source now) and `cappi secrets set SOURCE` (store a club's credential)."""
+"""`cappi poll SOURCE`: poll one source now (credentials: cli/credentials.py)."""
 
 from __future__ import annotations
 
 import contextlib
-import getpass
 import json
 import os
 import sys
@@ -88,24 +87,3 @@ def describe(summary: dict[str, Any], out: TextIO = sys.stdout) -> None:
         examples = summary.get("examples", {}).get(reason) or []
         shown = "; ".join(f"row {e['index']}: {for_terminal(e['value'])}" for e in examples)
         print(f"  rejected {count}: {REASON_TEXT.get(reason, reason)}{' (' + shown + ')' if shown else ''}", file=out)
-
-
-def set_secret(target: Target, name: str, stdin: TextIO = sys.stdin) -> str:
-    """Store the club's credential for source `name`, read without echo (or from stdin when piped)."""
-    source = source_of(target, name)
-    if not source.auth.secret:
-        raise TargetError(f"source {name!r} authenticates with {source.auth.type!r}, which needs no secret")
-    if stdin.isatty():
-        value = getpass.getpass(f"credential for {name} ({source.auth.type}, stored in {source.auth.secret}): ")
-    else:
-        value = stdin.read().rstrip("\r\n")
-    if not value:
-        raise TargetError("no value given: nothing was stored")
-    secrets = target.client("secretsmanager")
-    try:
-        secrets.put_secret_value(SecretId=source.auth.secret, SecretString=value)
-    except secrets.exceptions.ResourceNotFoundException:
-        if target.local_environment is None:
-            raise TargetError(f"secret {source.auth.secret} does not exist: deploy the stage first") from None
-        secrets.create_secret(Name=source.auth.secret, SecretString=value)  # local mode makes it on demand
-    return source.auth.secret

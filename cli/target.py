@@ -31,7 +31,7 @@ class Target:
     table: SnapshotTable
     registry: ClubRegistry
     stale_after_s: float
-    client: Callable[[str], Any]  # boto3 client of a service ("secretsmanager", "lambda") at this target
+    client: Callable[[str], Any]  # boto3 client of a service ("ssm", "lambda") at this target
     ingest_function: str | None = None  # deployed stages: polled with a synchronous invoke
     local_environment: dict[str, str] | None = None  # local mode: what its ingest handler runs with
 

@@ -353,7 +353,7 @@ class DurableHeads:
     crash loses a list readers already had. Here every DynamoDB request waits its turn on one lock, and a
     successful write naming a head is followed by `save()` before the lock is released: no read can see a head
     the kept file does not hold. The kept table's own requests (the save's scan, the restore) carry KEPT_HEADER
-    and pass without waiting. Other services (Secrets Manager, IAM, STS, Lambda) are not held.
+    and pass without waiting. Other services (SSM, IAM, STS, Lambda) are not held.
     """
 
     def __init__(self, app: Any, save: Callable[[], None]) -> None:

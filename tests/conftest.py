@@ -1,5 +1,6 @@
 """Test-wide safety (fake AWS credentials, no network beyond loopback, no registered secret in any log of the run)
-and the fixtures tests share: moto-backed DynamoDB with the snapshot table, SSM Parameter Store, and a Lambda context."""
+and the fixtures tests share: moto-backed DynamoDB with the snapshot table, SSM Parameter Store, and a Lambda
+context."""
 
 from __future__ import annotations
 

@@ -52,7 +52,8 @@ class ClubCredentials:
 
     @property
     def secret_name(self) -> str | None:
-        """The secret's name in the (local) Secrets Manager, None for an endpoint without authentication."""
+        """The secret's name (its value goes in the local SSM parameter "/" + the name), None for an endpoint
+        without authentication."""
         return SECRET_PREFIX + self.name if self.auth != "none" else None
 
     def registry_auth(self, club_base: str) -> dict[str, Any]:

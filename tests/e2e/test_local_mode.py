@@ -276,6 +276,7 @@ def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(sta
     assert failing.returncode == 1
     states = {s["name"]: s["state"] for s in json.loads(failing.stdout)["sources"]}
     assert states["demo-small"] == "failing"
+    assert "not-the-club-token" not in failing.stdout + failing.stderr
 
     local.process.send_signal(signal.SIGINT)
     assert local.process.wait(timeout=60) == 0

@@ -56,6 +56,14 @@ def test_handlers_run_under_their_roles_and_a_refusal_is_one_clear_line(start: A
     assert "AccessDenied" in _code(refused.value)
     line = local.wait_for(r"AccessDenied: the ingest function may not call dynamodb:DeleteItem on (\S+);")
     assert line.group(1).endswith(f":table/{endpoints['table']}")
+    ssm = _client(endpoints, "ssm", ingest)
+    # Granted: the registry's credential parameters (their directory's pattern), decrypted as ingest reads them.
+    assert ssm.get_parameter(Name="/cappi/local/clubs/demo-small", WithDecryption=True)["Parameter"]["Value"]
+    with pytest.raises(ClientError) as elsewhere:  # a parameter outside the registry's directories: refused
+        ssm.get_parameter(Name="/cappi/elsewhere/token", WithDecryption=True)
+    assert "AccessDenied" in _code(elsewhere.value)
+    line = local.wait_for(r"AccessDenied: the ingest function may not call ssm:GetParameter on (\S+);")
+    assert line.group(1).endswith(":parameter/cappi/elsewhere/token")
     with pytest.raises(ClientError):
-        _client(endpoints, "secretsmanager", ingest).list_secrets()  # it reads the club secrets it names, no more
-    local.wait_for(r"AccessDenied: the ingest function may not call secretsmanager:ListSecrets")
+        ssm.describe_parameters()  # it reads the parameters it names, it does not list them
+    local.wait_for(r"AccessDenied: the ingest function may not call ssm:DescribeParameters")

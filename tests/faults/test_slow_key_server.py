@@ -180,7 +180,7 @@ def test_every_handler_client_has_timeouts_within_its_function() -> None:
 
 
 def test_the_handlers_build_their_clients_with_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Built from local mode's role session too (dispatch's Lambda, ingest's Secrets Manager)."""
+    """Built from local mode's role session too (dispatch's Lambda, ingest's SSM Parameter Store)."""
     import boto3
 
     from cappi.handlers.dispatch import DispatchDependencies

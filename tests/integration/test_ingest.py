@@ -1,4 +1,4 @@
-"""The ingest Lambda end to end: a real club feed on loopback, Secrets Manager and DynamoDB on moto."""
+"""The ingest Lambda end to end: a real club feed on loopback, SSM Parameter Store and DynamoDB on moto."""
 
 from __future__ import annotations
 
