@@ -70,10 +70,10 @@ def _source(target: CredentialTarget, name: str) -> ClubSource:
         raise TargetError(f"no club source named {name!r} in {target.where} (sources: {names})") from None
 
 
-def existing_parameters(ssm: Any, names: Iterable[str]) -> dict[str, str]:
-    """Parameter name -> tier, of those of `names` that exist (metadata only: no value is read or decrypted)."""
+def existing_parameters(ssm: Any, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """Parameter name -> its metadata (Type, Tier, ...), of those of `names` that exist: no value is read."""
     wanted = sorted(set(names))
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, Any]] = {}
     for start in range(0, len(wanted), DESCRIBE_BATCH):
         batch = wanted[start : start + DESCRIBE_BATCH]
         pages = ssm.get_paginator("describe_parameters").paginate(
@@ -81,7 +81,7 @@ def existing_parameters(ssm: Any, names: Iterable[str]) -> dict[str, str]:
         )
         for page in pages:
             for parameter in page.get("Parameters", []):
-                found[parameter["Name"]] = parameter.get("Tier") or "Standard"
+                found[parameter["Name"]] = parameter
     return found
 
 
@@ -108,7 +108,7 @@ def store(ssm: Any, secret_name: str, value: str, users: str) -> Stored:
     except ValueError as exc:
         raise TargetError(f"{parameter}: {exc}: nothing was stored") from None
     note = f"{size} bytes, over the standard tier's {STANDARD_TIER_MAX_BYTES}"
-    if tier == "Standard" and existing_parameters(ssm, [parameter]).get(parameter) == "Advanced":
+    if tier == "Standard" and existing_parameters(ssm, [parameter]).get(parameter, {}).get("Tier") == "Advanced":
         tier, note = "Advanced", "it was advanced already, and Parameter Store cannot make it standard again"
     ssm.put_parameter(
         Name=parameter,

@@ -16,7 +16,7 @@ EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    check: str  # concurrency, issuer, certificate, alarm-subscription, stack, leftover
+    check: str  # concurrency, issuer, certificate, alarm-subscription, stack, leftover, credentials
     severity: str  # FAIL, WARN, ok, ERROR
     message: str  # what was found
     fix: str = ""  # what to change (empty for ok)

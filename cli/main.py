@@ -167,9 +167,10 @@ def parser() -> argparse.ArgumentParser:
         description="Check the target AWS account before a deploy, against what the stage's synthesized template "
         "defines: Lambda concurrency (quota and unreserved executions vs the template's reservations), the JWT "
         "authorizer's issuer (its discovery document and key set), a custom domain's certificate, the alarm "
-        "e-mail subscription, and named resources that already exist outside the stack (left by a failed first "
-        "create, or retained). One line per finding: FAIL, WARN, ok (ERROR: a check could not run), what was "
-        "found and what to change. `make deploy` runs it after synth and stops on a non-zero exit.",
+        "e-mail subscription, named resources that already exist outside the stack (left by a failed first "
+        "create, or retained), and every enabled source's credential parameter in SSM. One line per finding: "
+        "FAIL, WARN, ok (ERROR: a check could not run), what was found and what to change. `make deploy` runs it "
+        "after synth and stops on a non-zero exit.",
         examples="examples:\n  make synth && cappi preflight --stage prod\n"
         "  cappi preflight --stage stage --template cdk.out/Cappi-stage.template.json --region eu-west-1 --json",
         exit_codes="exit codes: 0 nothing blocks the deploy (warnings allowed), 1 a FAIL found, 2 usage or access "

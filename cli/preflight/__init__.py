@@ -11,6 +11,8 @@ here, so the checks follow whatever the stack defines:
 - The alarm topic's e-mail subscription: pending confirmation, or missing.
 - Named resources that already exist outside the stack (left behind by a failed first create, or retained by a
   deleted stack): CloudFormation refuses to create them again ("already exists").
+- Club credentials: every enabled source's SSM parameter (named in the template's metadata) exists, as a
+  SecureString; a missing one fails with the `cappi secrets set` command that fixes it.
 
 One finding per line: severity (FAIL, WARN, ok, or ERROR when a check could not run), what was found, what to do.
 
@@ -32,6 +34,7 @@ from cli.preflight.alarm_subscription import check_alarm_subscription
 from cli.preflight.certificate import check_certificates
 from cli.preflight.concurrency import check_concurrency
 from cli.preflight.context import Context
+from cli.preflight.credentials import check_credentials
 from cli.preflight.issuer import check_issuer
 from cli.preflight.leftovers import check_leftovers
 from cli.preflight.stack import check_stack
@@ -44,6 +47,7 @@ CHECKS: tuple[tuple[str, Callable[[Context], list[Finding]]], ...] = (
     ("certificate", check_certificates),
     ("alarm-subscription", check_alarm_subscription),
     ("leftover", check_leftovers),
+    ("credentials", check_credentials),
 )
 
 

@@ -21,6 +21,9 @@ from botocore.exceptions import NoCredentialsError
 from botocore.stub import Stubber
 from moto import mock_aws
 
+import app as cdk_app
+from cappi.contracts.credentials import CREDENTIALS_METADATA, parameter_name
+from cappi.domain.registry import load_registry
 from cli import preflight
 from cli.main import main
 from cli.target import TargetError
@@ -562,6 +565,54 @@ def test_a_stack_busy_or_stuck_fails(
         assert words in result.one("stack")["fix"]
 
 
+# --- club credentials -----------------------------------------------------------------------------------------
+
+
+def with_credentials(tpl: dict[str, Any], sources: dict[str, list[str]]) -> dict[str, Any]:
+    """The template naming each enabled source's credential parameters, as infra/storage.py writes them."""
+    return {**tpl, "Metadata": {CREDENTIALS_METADATA: sources}}
+
+
+def test_a_missing_credential_fails_with_the_command_that_sets_it(
+    tmp_path: Path, aws: Aws, issuer: Issuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tpl = with_credentials(
+        template(issuer.url), {"north": ["/cappi/stage/clubs/north"], "west": ["/cappi/stage/clubs/west"]}
+    )
+    aws.client("ssm").put_parameter(Name="/cappi/stage/clubs/north", Value="tok-north-77", Type="SecureString")
+
+    result = run(tpl, tmp_path, aws, capsys)
+
+    assert result.code == 1
+    (finding,) = result.findings("credentials")
+    assert finding["severity"] == "FAIL"
+    assert "source west: SSM parameter /cappi/stage/clubs/west does not exist" in finding["message"]
+    assert finding["fix"].startswith("cappi secrets set west --stage stage")
+    assert "migrate" not in finding["fix"]  # no stack yet: nothing was ever kept in Secrets Manager
+    assert "tok-north-77" not in json.dumps(result.document)
+
+    healthy_stack(aws, tpl)  # an existing stack may hold the values in Secrets Manager still
+    assert "cappi secrets migrate --stage stage" in run(tpl, tmp_path, aws, capsys).one("credentials")["fix"]
+
+
+def test_credentials_present_pass_and_a_plain_string_warns(
+    tmp_path: Path, aws: Aws, issuer: Issuer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # More sources than one DescribeParameters filter takes (50): the check asks in batches.
+    sources = {f"club-{n:03d}": [f"/cappi/stage/clubs/club-{n:03d}"] for n in range(120)}
+    ssm = aws.client("ssm")
+    for (parameter,) in sources.values():
+        ssm.put_parameter(Name=parameter, Value="x-value", Type="SecureString")
+    result = run(with_credentials(template(issuer.url), sources), tmp_path, aws, capsys)
+    assert result.one("credentials")["severity"] == "ok"
+    assert "all 120 credential parameters of 120 enabled source(s)" in result.one("credentials")["message"]
+
+    ssm.put_parameter(Name="/cappi/stage/clubs/club-007", Value="x-value", Type="String", Overwrite=True)
+    result = run(with_credentials(template(issuer.url), sources), tmp_path, aws, capsys)
+    assert (result.code, result.one("credentials")["severity"]) == (0, "WARN")
+    assert "club-007" in result.one("credentials")["message"] and "unencrypted" in result.one("credentials")["message"]
+
+
 # --- the real stage template ----------------------------------------------------------------------------------
 
 
@@ -588,7 +639,17 @@ def test_the_synthesized_stage_template(
     aws.quota = aws.unreserved = 1000
     args = argparse.Namespace(stage=STAGE, template=str(path), region=REGION, json=True)
     code = preflight.command(args, clients=aws.client, http=Tenant())
+    missing = Result(code, json.loads(capsys.readouterr().out))
+    registry = load_registry(cdk_app.ROOT / "clubs" / "stage.json")
+    needed = sorted({n for source in registry.enabled_sources for n in source.auth.secret_names})
+    # A FAIL per enabled source's missing credential (the committed stage registry may have none enabled: one ok).
+    assert missing.severities("credentials") == (["FAIL"] * len(needed) or ["ok"])
+    assert missing.code == (1 if needed else 0)
+    for name in needed:  # as `cappi secrets set` stores them
+        aws.client("ssm").put_parameter(Name=parameter_name(name), Value="set-by-ops", Type="SecureString")
+    code = preflight.command(args, clients=aws.client, http=Tenant())
     result = Result(code, json.loads(capsys.readouterr().out))
+    assert result.severities("credentials") == ["ok"]
     reserved = {
         r["Properties"]["FunctionName"]: r["Properties"].get("ReservedConcurrentExecutions")
         for r in real["Resources"].values()
