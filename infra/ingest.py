@@ -75,6 +75,7 @@ class IngestPipeline(Construct):
                 permissions.CLUB_SECRETS: storage.credential_arns,
             }
         )
+        storage.acknowledge_credential_patterns(self.ingest.role)
         # Asynchronous settings belong to what is invoked: the live alias (dispatch invokes it by its ARN).
         self.ingest.live.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES,

@@ -14,6 +14,7 @@ from cappi.adapters.dynamo.schema import PK, SK, TTL_ATTRIBUTE
 from cappi.contracts.credentials import CREDENTIALS_METADATA, parameter_name, parameter_patterns
 from cappi.domain.registry import ClubRegistry
 from infra.config import StageConfig
+from infra.nag import acknowledge
 
 
 class Storage(Construct):
@@ -68,3 +69,16 @@ class Storage(Construct):
                 description="SSM SecureString parameters ('/' + each registry secret name) that ops write with "
                 "`cappi secrets set SOURCE --stage STAGE` (README)",
             ).override_logical_id("ClubCredentialParameters")
+
+    def acknowledge_credential_patterns(self, reader: Construct) -> None:
+        """cdk-nag flags a `<directory>/*` resource; each one granted to `reader` is there by design."""
+        for pattern in self.credential_patterns:
+            if pattern.endswith("/*"):
+                acknowledge(
+                    reader,
+                    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:"
+                    f"parameter{pattern}]",
+                    "Club credentials are SSM parameters ops write, no resource of the stack: ingest reads those "
+                    "under a directory of the registry's secret names, one pattern per directory, so the policy "
+                    "does not grow with the sources (cappi.contracts.credentials).",
+                )
