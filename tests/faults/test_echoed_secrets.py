@@ -1,7 +1,8 @@
 """A club that echoes the credential back in its error body, in every encoding a server framework writes it in.
 
 Each encoding is built here with the standard library (as PHP, .NET, an HTML template, a form echo or a debug page
-would write it), not with the redactor's own code. Through the club client and the ingest handler, neither the
+would write it), not with the redactor's own code. Read from its SSM SecureString parameter as deployed, through
+the club client and the ingest handler, neither the
 secret nor any of its encoded forms may reach the poll's result, its last-poll record (what `cappi status --json`
 shows), the handler's log or local mode's console line; and for any secret at all, `Redactor` removes each form.
 """
@@ -19,17 +20,19 @@ from html.entities import html5
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+import boto3
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from support.aws import SNAPSHOT_TABLE
+from support.aws import REGION, SNAPSHOT_TABLE
 from support.club_servers import Handler, LoopbackServer, Responder, respond, serve
 from support.secrets_registry import ECHOED_BEARER_SECRET
 from support.stores import stores
 
 from cappi.adapters.club_client import ClientLimits, ClubFeedClient
 from cappi.adapters.club_client.redaction import RedactingFilter, Redactor
-from cappi.adapters.secrets import StaticSecrets
+from cappi.adapters.secrets import ParameterStoreSecrets
+from cappi.contracts.credentials import parameter_name
 from cappi.domain.registry import ClubAuth, ClubRegistry, ClubSource
 from cappi.handlers import ingest
 from cappi.handlers.ingest import IngestDependencies
@@ -163,6 +166,13 @@ def handler_logs() -> Iterator[io.StringIO]:
     client_logger.setLevel(saved[2])
 
 
+@pytest.fixture
+def stored_credential(dynamodb: Any) -> None:
+    """As ops store it (`cappi secrets set`), before the test turns logging up to DEBUG."""
+    ssm = boto3.client("ssm", region_name=REGION)
+    ssm.put_parameter(Name=parameter_name("clubs/echoing"), Value=ECHOED_BEARER_SECRET, Type="SecureString")
+
+
 def poll(club: LoopbackServer, dynamodb: Any, context: LambdaContext) -> dict[str, Any]:
     source = ClubSource(
         name=SOURCE,
@@ -171,7 +181,8 @@ def poll(club: LoopbackServer, dynamodb: Any, context: LambdaContext) -> dict[st
         auth=ClubAuth(type="bearer", secret="clubs/echoing"),
     )
     store = stores(dynamodb, SNAPSHOT_TABLE)
-    fetcher = ClubFeedClient(StaticSecrets({"clubs/echoing": ECHOED_BEARER_SECRET}), LIMITS)
+    # The deployed path: the credential in its SecureString parameter (moto's), read through ingest's provider.
+    fetcher = ClubFeedClient(ParameterStoreSecrets(client=boto3.client("ssm", region_name=REGION)), LIMITS)
     deps = IngestDependencies(
         registry=ClubRegistry((source,)), fetcher=fetcher, store=store.writer, poll_log=store.polls
     )
@@ -187,12 +198,13 @@ def test_an_echoed_secret_reaches_no_result_record_log_or_console(
     status: int,
     club: LoopbackServer,
     dynamodb: Any,
+    stored_credential: None,
     lambda_context: LambdaContext,
     handler_logs: io.StringIO,
     caplog: pytest.LogCaptureFixture,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG)  # botocore's response bodies included: reading the parameter logs none of it
     club.route(FEED, echo_bearer(status, ENCODINGS[encoding]))
 
     result = poll(club, dynamodb, lambda_context)
@@ -257,6 +269,7 @@ def test_a_secret_in_a_rejected_row_reaches_no_example_record_or_console(
     encoding: str,
     club: LoopbackServer,
     dynamodb: Any,
+    stored_credential: None,
     lambda_context: LambdaContext,
     handler_logs: io.StringIO,
 ) -> None:

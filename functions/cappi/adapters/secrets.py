@@ -5,7 +5,10 @@ Errors raised here name the secret and its parameter, never its value, so they a
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
+import threading
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Protocol
 
 from cappi.contracts.credentials import parameter_name
@@ -68,13 +71,15 @@ class ParameterStoreSecrets:
 
         self._max_age = max_age
         self._provider = SSMProvider(boto_config=boto_config, boto3_client=client)
+        _quiet_botocore_while_reading()
 
     def get(self, name: str) -> str:
         from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
         parameter = parameter_name(name)
         try:
-            value = self._provider.get(parameter, max_age=self._max_age, decrypt=True)
+            with _reading():
+                value = self._provider.get(parameter, max_age=self._max_age, decrypt=True)
         except GetParameterError as exc:
             if _is_not_found(exc):
                 raise SecretNotFound(name, parameter) from None
@@ -94,3 +99,32 @@ def _is_not_found(exc: BaseException) -> bool:
     if isinstance(response, dict):
         return response.get("Error", {}).get("Code") in NOT_FOUND_CODES
     return any(code in str(exc) for code in NOT_FOUND_CODES)
+
+
+# botocore logs every response body at DEBUG (botocore.parsers), and a GetParameter's holds the decrypted value: a
+# function run at DEBUG would log the credential. While a thread reads one, its records below WARNING on botocore's
+# loggers are dropped; other threads' and later records are not touched.
+BOTOCORE_LOGGERS = ("botocore.parsers", "botocore.endpoint", "botocore.hooks", "botocore.httpsession", "botocore.auth")
+_state = threading.local()
+
+
+class _NotWhileReading(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or not getattr(_state, "reading", False)
+
+
+_FILTER = _NotWhileReading()
+
+
+def _quiet_botocore_while_reading() -> None:
+    for name in BOTOCORE_LOGGERS:
+        logging.getLogger(name).addFilter(_FILTER)  # once: addFilter skips a filter it holds
+
+
+@contextmanager
+def _reading() -> Iterator[None]:
+    _state.reading = True
+    try:
+        yield
+    finally:
+        _state.reading = False
