@@ -2,8 +2,9 @@
 
 Measured, not typed in:
 - from the stage's template, synthesized for a registry of `--sources` sources (each with a credential): alarms
-  and the metrics each reads, dashboards, secrets, SSM parameters, functions with their memory sizes and log
-  formats, log retention, the API's access log format;
+  and the metrics each reads, dashboards, Secrets Manager secrets (none since credentials moved to SSM), the
+  credential parameters the enabled sources read (the template's metadata), functions with their memory sizes, log
+  formats and ingest's credential cache age, log retention, the API's access log format;
 - from the real handlers (ingest over loopback HTTP with the real club client, dispatch, query) against moto: the
   distinct metric series the EMF lines define, the bytes of every line the handlers print, write units per poll
   (the store's own accounting), read units per query (item sizes of what DynamoDB returned), the table's bytes,
@@ -15,7 +16,8 @@ technicians (`--technicians` spread evenly over all sources) query every `--quer
 `--query-containers` warm containers; per-poll and per-query figures are then multiplied up to the month.
 Estimated, and said so: the access log line (the template's format with typical values), Lambda's START/END/REPORT
 lines (sample lines, for functions whose log format keeps them), 26 bytes of per-event overhead, a club's response
-time, Secrets Manager calls (one per poll at most), compressed log storage, cold starts (ignored).
+time, credential reads (one KMS decrypt per credential and poll when the poll interval is at least the cache age,
+else that share of polls), compressed log storage, cold starts (ignored).
 
     python bench/cost.py               # last line: name=value pairs
     python bench/cost.py --sources 20 --technicians 300
@@ -71,7 +73,7 @@ PRICES = {
     "pitr_gb_month": 0.20,  # continuous backups
     "secret_month": 0.40,
     "secret_10k_calls": 0.05,
-    "ssm_standard_parameter_month": 0.0,  # standard parameters and standard throughput are free
+    "ssm_standard_parameter_month": 0.0,  # standard parameters and standard throughput (GetParameter) are free
     "kms_10k_requests": 0.03,  # SecureString decryption with the AWS managed key aws/ssm (no key charge)
 }
 PRICE_DATE = "mid-2025 list prices"
@@ -140,8 +142,9 @@ class Template:
     alarm_metrics: int  # metrics all alarms read (one per plain alarm, one per MetricStat of a math alarm)
     alarms: int
     dashboards: int
-    secrets: int
-    ssm_parameters: int
+    secrets: int  # Secrets Manager secrets in the template
+    credential_parameters: int  # SSM parameters the enabled sources read (written by ops: no resource)
+    secrets_max_age_s: float  # how long ingest keeps a decrypted credential
     functions: dict[str, dict[str, Any]]  # role -> {memory_mb, platform_logs, env}
     retention_days: int
     access_log_format: str
@@ -150,6 +153,8 @@ class Template:
 def synth_stage(load: Load) -> Template:
     """Synthesize the stage stack for a registry of `load.sources` sources, each with a bearer secret."""
     import app as cdk_app
+    from cappi.contracts.credentials import CREDENTIALS_METADATA
+    from cappi.settings import IngestSettings
 
     registry = {
         "sources": [
@@ -195,7 +200,12 @@ def synth_stage(load: Load) -> Template:
         alarms=len(of("AWS::CloudWatch::Alarm")),
         dashboards=len(of("AWS::CloudWatch::Dashboard")),
         secrets=len(of("AWS::SecretsManager::Secret")),
-        ssm_parameters=len(of("AWS::SSM::Parameter")),
+        credential_parameters=len(
+            {p for names in stack.template.get("Metadata", {}).get(CREDENTIALS_METADATA, {}).values() for p in names}
+        ),
+        secrets_max_age_s=float(
+            functions["ingest"]["env"].get("CAPPI_SECRETS_MAX_AGE_S", IngestSettings.default("secrets_max_age_s"))
+        ),
         functions=functions,
         retention_days=max(g.get("RetentionInDays", 0) for g in of("AWS::Logs::LogGroup")),
         access_log_format=api_stage["AccessLogSettings"]["Format"],
@@ -576,8 +586,12 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     items["secrets manager"] = template.secrets * p["secret_month"] + (
         polls / 1e4 * p["secret_10k_calls"] if template.secrets else 0.0
     )
-    items["ssm parameters"] = template.ssm_parameters * p["ssm_standard_parameter_month"] + (
-        polls / 1e4 * p["kms_10k_requests"] if template.ssm_parameters else 0.0
+    # Each poll decrypts its source's credential unless ingest's cache (the template's age) still holds it.
+    decrypts_per_poll = (
+        template.credential_parameters / load.sources * min(1.0, load.poll_minutes * 60 / template.secrets_max_age_s)
+    )
+    items["ssm credentials + kms"] = template.credential_parameters * p["ssm_standard_parameter_month"] + (
+        polls * decrypts_per_poll / 1e4 * p["kms_10k_requests"]
     )
     naive_writes = m.naive_wru_per_poll * polls / 1e6 * p["wru_million"]
     total = sum(items.values())
@@ -596,7 +610,8 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     platform = {r: f["platform_logs"] for r, f in template.functions.items()}
     print(
         f"template: {template.alarms} alarms reading {template.alarm_metrics} metrics, {template.dashboards} "
-        f"dashboard(s), {template.secrets} secrets, {template.ssm_parameters} SSM parameters, log retention "
+        f"dashboard(s), {template.secrets} secrets, {template.credential_parameters} credential parameters (SSM, "
+        f"{decrypts_per_poll:.2f} decrypts per poll at a {template.secrets_max_age_s:g} s cache), log retention "
         f"{template.retention_days} d, memory {memory}, platform lines {platform}"
     )
     print(
@@ -629,7 +644,7 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
         "dynamodb_usd": sum(v for k, v in items.items() if k.startswith("dynamodb")),
         "api_usd": items["api gateway requests"],
         "lambda_usd": items["lambda requests"] + items["lambda duration"],
-        "secrets_usd": items["secrets manager"] + items["ssm parameters"],
+        "secrets_usd": items["secrets manager"] + items["ssm credentials + kms"],
         "metric_series": metric_series,
         "log_bytes_per_query": log_per_query,
         "naive_monthly_usd": total - items["dynamodb writes"] + naive_writes,
