@@ -204,7 +204,9 @@ def synth_stage(load: Load) -> Template:
             {p for names in stack.template.get("Metadata", {}).get(CREDENTIALS_METADATA, {}).values() for p in names}
         ),
         secrets_max_age_s=float(
-            functions["ingest"]["env"].get("CAPPI_SECRETS_MAX_AGE_S", IngestSettings.default("secrets_max_age_s"))
+            functions["ingest"]["env"].get(
+                IngestSettings.variables()["secrets_max_age_s"].name, IngestSettings.default("secrets_max_age_s")
+            )
         ),
         functions=functions,
         retention_days=max(g.get("RetentionInDays", 0) for g in of("AWS::Logs::LogGroup")),

@@ -199,7 +199,7 @@ def add_secrets_commands(commands: Any, subcommand: Callable[..., Any], stage_on
         "set",
         summary="store (or rotate) the credential of a source's club in its SSM parameter",
         description="Store a club's credential in the SSM SecureString parameter its registry entry names ('/' + "
-        "the secret name; overwriting it is a rotation, which ingest reads within CAPPI_SECRETS_MAX_AGE_S). "
+        "the secret name; overwriting it is a rotation, which ingest reads within its cache age, 5 minutes). "
         "Standard tier (free) up to 4 KB; a longer value (an mTLS certificate chain and key) goes to the advanced "
         "tier ($0.05 a month), and the command says which. The value is read from a prompt that does not echo, "
         "or from standard input when piped; never from the command line. No deployed stack needed.",
