@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,6 @@ ACKNOWLEDGED = {
     "Serverless::Serverless-LambdaLatestVersion": "infra/functions.py: same as AwsSolutions-L1",
     "Serverless::Serverless-LambdaTracing": "infra/functions.py: X-Ray off on purpose (cold start)",
     "Serverless::Serverless-LambdaDLQ": "infra/ingest.py, infra/api.py: on-failure destinations; query is sync",
-    "AwsSolutions::AwsSolutions-SMG4": "infra/storage.py: club-issued credentials cannot be rotated by AWS",
     "AwsSolutions::AwsSolutions-SQS3": "infra/queues.py: the queue is itself a dead-letter queue",
     "Serverless::Serverless-SQSRedrivePolicy": "infra/queues.py: the queue is itself a dead-letter queue",
     "AwsSolutions::AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
@@ -35,7 +35,28 @@ ACKNOWLEDGED = {
     "AwsSolutions::AwsSolutions-IAM5[Resource::<QueryReleaseCheckFunctionE58268EF.Arn>:*]": (
         "infra/release.py: CDK's grant to invoke the pre-traffic hook covers its own qualified ARNs only"
     ),
+    "AwsSolutions::AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:ssm:<AWS::Region>:<AWS::AccountId>:"
+    "parameter/cappi/stage/clubs/*]": (
+        "infra/storage.py: ingest reads the credentials under a directory of secret names, one pattern per directory"
+    ),
 }
+# Two credentials in one directory: ingest's grant is that directory's pattern (cappi.contracts.credentials).
+SHARED_DIRECTORY = Path(tempfile.mkdtemp(prefix="cappi-nag-registry-")) / "clubs.json"
+SHARED_DIRECTORY.write_text(
+    json.dumps(
+        {
+            "sources": [
+                {
+                    "name": f"club-{n}",
+                    "club_ids": [n],
+                    "base_url": f"https://club-{n}.example.org",
+                    "auth": {"type": "bearer", "secret": f"cappi/stage/clubs/club-{n}"},
+                }
+                for n in (1, 2)
+            ]
+        }
+    )
+)
 CERTIFICATE = "arn:aws:acm:us-east-1:123456789012:certificate/11111111-2222-3333-4444-555555555555"
 CFN_LINT_ALLOWED = {
     # CDK itself adds DependsOn for a function's role next to the GetAtt of the same role.
@@ -48,10 +69,13 @@ def _synths() -> list[Synth]:
         synth(),
         synth(**{"stage:alarm_email": "ops@example.org", "cappi:stages": "stage"}),
         synth(**{"stage:static_egress": True, "stage:egress_addresses": 2, "cappi:stages": "stage"}),
+        synth(**{"stage:clubs_file": str(SHARED_DIRECTORY), "cappi:stages": "stage"}),
     ]
 
 
-@pytest.mark.parametrize("which", [0, 1, 2], ids=["cdk.json", "with-alarm-email", "with-static-egress"])
+@pytest.mark.parametrize(
+    "which", [0, 1, 2, 3], ids=["cdk.json", "with-alarm-email", "with-static-egress", "credentials-in-a-directory"]
+)
 def test_both_nag_packs_ran_and_passed(which: int) -> None:
     app = _synths()[which]
     report = json.loads((app.outdir / "validation-report.json").read_text())
