@@ -65,6 +65,7 @@ PRICES = {
     "log_ingest_gb": 0.50,  # CloudWatch Logs standard ingestion
     "log_storage_gb_month": 0.03,  # archived (compressed)
     "http_api_million": 1.00,  # API Gateway HTTP API, first 300 million a month
+    "http_api_million_over_300m": 0.90,  # API Gateway HTTP API, beyond 300 million a month
     "lambda_gb_s": 0.0000133334,  # arm64
     "lambda_million": 0.20,
     "wru_million": 0.625,  # DynamoDB on-demand write request units
@@ -80,6 +81,7 @@ PRICE_DATE = "mid-2025 list prices"
 LOG_EVENT_OVERHEAD = 26  # bytes CloudWatch Logs counts per event beyond its message
 LOG_COMPRESSION = 0.15  # archived logs are billed compressed; JSON lines compress to about this share
 DAYS_PER_MONTH = 30
+ACCOUNT_CONCURRENCY = 1000  # Lambda's default concurrency quota per account and region
 HOURS_PER_MONTH = 24 * DAYS_PER_MONTH
 VERSION_RETENTION_DAYS = 1.0  # superseded versions stay readable for 24 hours, then expire through TTL
 # Lambda's text-format platform lines for one invocation (sizes only; values typical).
@@ -134,6 +136,14 @@ class Load:
         return self.technicians * self.day_hours * 3600 / self.query_interval_s * DAYS_PER_MONTH
 
 
+# The loads: the reference (what one region's clubs send today) and the internet profile (ten times the clubs,
+# thirty times the traffic: 30,000 technicians each asking every 30 s around the clock is 1,000 queries a second).
+PROFILES: dict[str, dict[str, Any]] = {
+    "reference": {"sources": 50, "technicians": 1_000, "day_hours": 10.0},
+    "internet": {"sources": 1_000, "technicians": 30_000, "day_hours": 24.0},
+}
+
+
 # -- the template -----------------------------------------------------------------------------------------------
 
 
@@ -148,10 +158,14 @@ class Template:
     functions: dict[str, dict[str, Any]]  # role -> {memory_mb, platform_logs, env}
     retention_days: int
     access_log_format: str
+    resources: int = 0  # the stage's CloudFormation resources
+    reserved: dict[str, int] = field(default_factory=dict)  # stage -> reserved concurrent executions
 
 
 def synth_stage(load: Load) -> Template:
-    """Synthesize the stage stack for a registry of `load.sources` sources, each with a bearer secret."""
+    """Synthesize both stages' stacks for a registry of `load.sources` sources, each with a bearer credential, and
+    read the stage stack's billable parts; of prod, its resource count and reservations (the quota is the account's,
+    and both stages may share one)."""
     import app as cdk_app
     from cappi.contracts.credentials import CREDENTIALS_METADATA
     from cappi.settings import IngestSettings
@@ -159,22 +173,39 @@ def synth_stage(load: Load) -> Template:
     registry = {
         "sources": [
             {
-                "name": f"club-{n:03d}",
-                "club_ids": [3 * n + 1, 3 * n + 2, 3 * n + 3],
-                "base_url": f"https://club-{n:03d}.example.org",
-                "auth": {"type": "bearer", "secret": f"cappi/stage/clubs/club-{n:03d}"},
+                "name": f"club-{n:04d}",
+                "club_ids": [n % 1000],
+                "base_url": f"https://club-{n:04d}.example.org",
+                "auth": {"type": "bearer", "secret": f"cappi/stage/clubs/club-{n:04d}"},
             }
             for n in range(load.sources)
         ]
     }
+    if load.sources > 1000:
+        raise SystemExit("at most 1,000 sources: club IDs are 0..999")
     work = Path(tempfile.mkdtemp(prefix="cappi-cost-"))
     (work / "clubs.json").write_text(json.dumps(registry))
     context = json.loads((ROOT / "cdk.json").read_text())["context"]
-    context.update({"cappi:stages": ["stage"], "stage:clubs_file": str(work / "clubs.json")})
+    context.update(
+        {
+            "cappi:stages": ["stage", "prod"],
+            "stage:clubs_file": str(work / "clubs.json"),
+            "prod:clubs_file": str(work / "clubs.json"),
+            "prod:alarm_email": context.get("prod:alarm_email") or "ops@example.org",
+        }
+    )
     with contextlib.redirect_stderr(io.StringIO()):
         assembly = cdk_app.build_app(context, outdir=str(work / "cdk.out")).synth()
-    (stack,) = assembly.stacks
-    resources = stack.template["Resources"].values()
+    stacks = {stack.stack_name.rsplit("-", 1)[-1]: stack.template["Resources"] for stack in assembly.stacks}
+    resources = stacks["stage"].values()
+    reserved = {
+        stage: sum(
+            r.get("Properties", {}).get("ReservedConcurrentExecutions", 0)
+            for r in stack.values()
+            if r["Type"] == "AWS::Lambda::Function"
+        )
+        for stage, stack in stacks.items()
+    }
 
     def of(type_: str) -> list[dict[str, Any]]:
         return [r.get("Properties", {}) for r in resources if r["Type"] == type_]
@@ -211,7 +242,15 @@ def synth_stage(load: Load) -> Template:
         functions=functions,
         retention_days=max(g.get("RetentionInDays", 0) for g in of("AWS::Logs::LogGroup")),
         access_log_format=api_stage["AccessLogSettings"]["Format"],
+        resources=len(stacks["stage"]),
+        reserved=reserved,
     )
+
+
+def api_requests_usd(requests: float) -> float:
+    """HTTP API requests a month at the tiered price: the first 300 million, then the rest."""
+    first = min(requests, 300e6)
+    return first / 1e6 * PRICES["http_api_million"] + (requests - first) / 1e6 * PRICES["http_api_million_over_300m"]
 
 
 def access_log_bytes(log_format: str) -> int:
@@ -291,7 +330,11 @@ class Measured:
     tick_log_bytes: int = 0
     tick_seconds: float = 0.0
     series: dict[str, set[tuple[str, str, tuple[tuple[str, str], ...]]]] = field(default_factory=dict)
-    naive_wru_per_poll: int = 0
+    naive_wru: list[int] = field(default_factory=list)  # per measured poll
+
+    @property
+    def naive_wru_per_poll(self) -> float:
+        return statistics.fmean(self.naive_wru)
 
 
 def series_in(lines: list[str]) -> set[tuple[str, str, tuple[tuple[str, str], ...]]]:
@@ -306,6 +349,29 @@ def series_in(lines: list[str]) -> set[tuple[str, str, tuple[tuple[str, str], ..
                 dims = tuple((n, str(record[n])) for n in names)
                 found |= {(directive["Namespace"], m["Name"], dims) for m in directive["Metrics"]}
     return found
+
+
+def naive_write_units(before: list[dict], after: list[dict]) -> int:
+    """What the anchor a careful engineer would build spends on one poll: one item per call, keyed by club and
+    call, holding its tech; only the calls that changed are written (a PutItem per opened or moved call, a
+    DeleteItem per closed one, each costing its item's size in 1 KB units)."""
+    from cappi.adapters.dynamo.cost import item_size, write_units
+
+    def items(rows: list[dict]) -> dict[tuple[int, int], dict[str, Any]]:
+        return {
+            (row["ClubId"], row["CallId"]): {
+                "pk": {"S": f"CLUB#{row['ClubId']:03d}"},
+                "sk": {"S": f"CALL#{row['CallId']}"},
+                "tech": {"S": row["TechId"]},
+                "expires_at": {"N": str(2_000_000_000)},
+            }
+            for row in rows
+        }
+
+    old, new = items(before), items(after)
+    written = [item for key, item in new.items() if old.get(key) != item]
+    deleted = [item for key, item in old.items() if key not in new]
+    return sum(write_units(item_size(item)) for item in written + deleted)
 
 
 def event_bytes(lines: list[str]) -> int:
@@ -375,7 +441,7 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
             os.environ[name] = str(value)  # the query function's settings as the stack gives them
 
     from cappi.adapters.club_client import ClubFeedClient
-    from cappi.adapters.dynamo.cost import item_size, write_units
+    from cappi.adapters.dynamo.cost import item_size
     from cappi.adapters.dynamo.poll_log import DynamoPollLog
     from cappi.adapters.dynamo.schema import create_table
     from cappi.adapters.dynamo.shard_source import DynamoShardSource
@@ -424,7 +490,10 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
 
             def poll_round(measure: bool) -> None:
                 for n, source in enumerate(registry.sources):
+                    previous = feeds[n]
                     rows = feeds[n] = ingest_bench.changed(feeds[n], seed=rnd.randrange(10**9), share=args.churn)
+                    if measure:
+                        measured.naive_wru.append(naive_write_units(previous, rows))
                     bad = [{**rows[0], "TechId": "bad tech"}] * (max(1, load.calls // 1000) if n % 10 == 0 else 0)
                     servers[n].body = ingest_bench.feed_bytes(rows + bad)
                     before = len(sink.lines())
@@ -523,19 +592,6 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
         for server in servers:
             server.close()
     measured.series = {"all": series_in(sink.lines())}
-    measured.naive_wru_per_poll = sum(
-        write_units(
-            item_size(
-                {
-                    "pk": {"S": f"CLUB#{row['ClubId']:03d}"},
-                    "sk": {"S": f"CALL#{row['CallId']}"},
-                    "tech": {"S": row["TechId"]},
-                    "expires_at": {"N": str(2_000_000_000)},
-                }
-            )
-        )
-        for row in feeds[0]
-    )
     return measured
 
 
@@ -570,7 +626,7 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
         "cloudwatch dashboards": template.dashboards * p["dashboard_month"],
         "cloudwatch logs ingestion": log_gb * p["log_ingest_gb"],
         "cloudwatch logs storage": stored_gb * p["log_storage_gb_month"],
-        "api gateway requests": queries / 1e6 * p["http_api_million"],
+        "api gateway requests": api_requests_usd(queries),
     }
     query_s = statistics.fmean(math.ceil(s * 1000) / 1000 for s in m.query_seconds)
     poll_s = statistics.fmean(m.poll_seconds) + args.club_latency_s
@@ -631,7 +687,8 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     print(
         f"dynamodb: {wru_per_poll:.1f} WRU per poll, {m.query_read_units / m.queries:.4f} RRU per query, "
         f"{m.current_bytes_per_source / 1e3:,.0f} KB current per source, {m.table_bytes_per_poll / 1e3:,.0f} KB "
-        f"per changed poll kept {VERSION_RETENTION_DAYS:g} d; naive {m.naive_wru_per_poll:,} WRU per poll"
+        f"per changed poll kept {VERSION_RETENTION_DAYS:g} d; naive {m.naive_wru_per_poll:,.0f} WRU per poll "
+        "(one item per call, changed calls only)"
     )
     print(
         f"lambda: query {query_s * 1000:.2f} ms billed mean, ingest {poll_s:.2f} s (measured + {args.club_latency_s:g} "
@@ -640,8 +697,18 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     for name, value in sorted(items.items(), key=lambda kv: -kv[1]):
         print(f"  {name:28s} ${value:9.2f}")
     print(f"  {'total':28s} ${total:9.2f}   (cloudwatch {cloudwatch / total:.0%})")
+    floor = items["api gateway requests"] + items["lambda requests"]
+    unreserved = ACCOUNT_CONCURRENCY - sum(template.reserved.values())
+    print(
+        f"floor (API Gateway and Lambda requests alone): ${floor:,.2f}; resources in the stage stack: "
+        f"{template.resources}; reserved concurrency {template.reserved}, {unreserved} of {ACCOUNT_CONCURRENCY:,} "
+        "unreserved with both stages in one account"
+    )
     return {
         "monthly_usd": total,
+        "floor_usd": floor,
+        "resources": template.resources,
+        "unreserved": unreserved,
         "cloudwatch_usd": cloudwatch,
         "dynamodb_usd": sum(v for k, v in items.items() if k.startswith("dynamodb")),
         "api_usd": items["api gateway requests"],
@@ -655,13 +722,20 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sources", type=int, default=50)
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="reference",
+        help="the load: reference (50 sources, 1,000 technicians 10 h a day) or internet (1,000 sources, "
+        "1,000 queries a second around the clock); the flags below override its figures",
+    )
+    parser.add_argument("--sources", type=int)
     parser.add_argument("--calls", type=int, default=10_000, help="calls per source")
     parser.add_argument("--techs", type=int, default=0, help="technicians with calls per source (default calls/4)")
     parser.add_argument("--poll-minutes", type=int, default=10)
-    parser.add_argument("--technicians", type=int, default=1_000, help="technicians querying")
+    parser.add_argument("--technicians", type=int, help="technicians querying")
     parser.add_argument("--query-interval", type=float, default=30.0, help="seconds between a technician's queries")
-    parser.add_argument("--day-hours", type=float, default=10.0)
+    parser.add_argument("--day-hours", type=float, help="hours a day technicians query")
     parser.add_argument("--churn", type=float, default=0.05, help="share of calls that change between polls")
     parser.add_argument("--sample-sources", type=int, default=4)
     parser.add_argument("--sample-minutes", type=float, default=30.0)
@@ -670,6 +744,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--club-latency-s", type=float, default=1.0, help="a club's response time (assumed)")
     parser.add_argument("--invoke-latency-s", type=float, default=0.02, help="one async Invoke call (assumed)")
     args = parser.parse_args(argv)
+    profile = PROFILES[args.profile]
+    for name, value in profile.items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     load = Load(
         sources=args.sources,
         calls=args.calls,
