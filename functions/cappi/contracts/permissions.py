@@ -44,8 +44,12 @@ ROLE_GRANTS: Mapping[str, tuple[Grant, ...]] = MappingProxyType(
             Grant(TABLE, ("dynamodb:BatchWriteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem")),
             Grant(CLUB_SECRETS, ("secretsmanager:GetSecretValue",)),
         ),
-        # Starts one asynchronous ingest per source.
-        "dispatch": (Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),),
+        # Starts one asynchronous ingest per source of the tick's slot, and reads every enabled source's head in
+        # batches (BatchGetItem, eventually consistent) to count the stale ones. Never writes.
+        "dispatch": (
+            Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),
+            Grant(TABLE, ("dynamodb:BatchGetItem",)),
+        ),
         # CodeDeploy's pre-traffic hook: reads the enabled sources' heads in one batch to pick a club with a
         # snapshot, asks the new query version once, and tells CodeDeploy whether the release may go on.
         "release-check": (
