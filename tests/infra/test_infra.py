@@ -439,6 +439,19 @@ def test_every_config_problem_is_reported_at_once() -> None:
         assert key in message
 
 
+def test_staleness_bound_must_span_two_poll_intervals_and_ingest_reserves_what_it_is_told() -> None:
+    base = cdk_context()["cappi:stage"]
+    with pytest.raises(ConfigError, match=r"stale_after_s: must be at least two poll intervals \(3600 s"):
+        StageConfig.from_mapping("stage", {**base, "schedule_minutes": 30})  # the default 1800 s is one interval
+    assert StageConfig.from_mapping("stage", {**base, "schedule_minutes": 30, "stale_after_s": 3600}).poll_slots == 30
+    assert (
+        StageConfig.from_mapping("stage", {**base, "ingest_reserved_concurrency": "20"}).ingest_reserved_concurrency
+        == 20
+    )
+    with pytest.raises(ConfigError, match="ingest_reserved_concurrency"):
+        StageConfig.from_mapping("stage", {**base, "ingest_reserved_concurrency": "0"})
+
+
 def test_prod_retains_data_unless_told_otherwise() -> None:
     base = {k: v for k, v in cdk_context()["cappi:prod"].items() if k != "retain_data"}
     base["alarm_email"] = "ops@example.org"  # prod needs one to synthesize at all
