@@ -32,12 +32,13 @@ import json
 import math
 import os
 import random
+import re
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -128,10 +129,6 @@ class Load:
         return self.sources * HOURS_PER_MONTH * 60 / self.poll_minutes
 
     @property
-    def ticks_month(self) -> float:
-        return HOURS_PER_MONTH * 60 / self.poll_minutes
-
-    @property
     def queries_month(self) -> float:
         return self.technicians * self.day_hours * 3600 / self.query_interval_s * DAYS_PER_MONTH
 
@@ -158,8 +155,14 @@ class Template:
     functions: dict[str, dict[str, Any]]  # role -> {memory_mb, platform_logs, env}
     retention_days: int
     access_log_format: str
+    tick_minutes: int  # the dispatch schedule's rate
+    poll_slots: int  # the ticks of one poll interval, each starting its share of the sources (CAPPI_POLL_SLOTS)
     resources: int = 0  # the stage's CloudFormation resources
     reserved: dict[str, int] = field(default_factory=dict)  # stage -> reserved concurrent executions
+
+    @property
+    def ticks_month(self) -> float:
+        return HOURS_PER_MONTH * 60 / self.tick_minutes
 
 
 def synth_stage(load: Load) -> Template:
@@ -197,6 +200,7 @@ def synth_stage(load: Load) -> Template:
     with contextlib.redirect_stderr(io.StringIO()):
         assembly = cdk_app.build_app(context, outdir=str(work / "cdk.out")).synth()
     stacks = {stack.stack_name.rsplit("-", 1)[-1]: stack.template["Resources"] for stack in assembly.stacks}
+    (stage_stack,) = [stack for stack in assembly.stacks if stack.stack_name.endswith("-stage")]
     resources = stacks["stage"].values()
     reserved = {
         stage: sum(
@@ -226,13 +230,20 @@ def synth_stage(load: Load) -> Template:
             "env": fn["Environment"]["Variables"],
         }
     (api_stage,) = of("AWS::ApiGatewayV2::Stage")
+    (schedule,) = of("AWS::Scheduler::Schedule")
+    rate = re.fullmatch(r"rate\((\d+) minutes?\)", schedule["ScheduleExpression"])
+    assert rate, schedule["ScheduleExpression"]
     return Template(
         alarm_metrics=alarm_metrics,
         alarms=len(of("AWS::CloudWatch::Alarm")),
         dashboards=len(of("AWS::CloudWatch::Dashboard")),
         secrets=len(of("AWS::SecretsManager::Secret")),
         credential_parameters=len(
-            {p for names in stack.template.get("Metadata", {}).get(CREDENTIALS_METADATA, {}).values() for p in names}
+            {
+                p
+                for names in stage_stack.template.get("Metadata", {}).get(CREDENTIALS_METADATA, {}).values()
+                for p in names
+            }
         ),
         secrets_max_age_s=float(
             functions["ingest"]["env"].get(
@@ -242,6 +253,8 @@ def synth_stage(load: Load) -> Template:
         functions=functions,
         retention_days=max(g.get("RetentionInDays", 0) for g in of("AWS::Logs::LogGroup")),
         access_log_format=api_stage["AccessLogSettings"]["Format"],
+        tick_minutes=int(rate.group(1)),
+        poll_slots=int(functions["dispatch"]["env"].get("CAPPI_POLL_SLOTS", "1")),
         resources=len(stacks["stage"]),
         reserved=reserved,
     )
@@ -329,6 +342,7 @@ class Measured:
     statuses: dict[int, int] = field(default_factory=dict)
     tick_log_bytes: int = 0
     tick_seconds: float = 0.0
+    tick_read_units: float = 0.0  # dispatch's heads reads (staleness) in one tick over every source
     series: dict[str, set[tuple[str, str, tuple[tuple[str, str], ...]]]] = field(default_factory=dict)
     naive_wru: list[int] = field(default_factory=list)  # per measured poll
 
@@ -576,18 +590,39 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
             big = parse_registry(
                 {
                     "sources": [
-                        {"name": f"club-{n:03d}", "club_ids": [3 * n + 1], "base_url": "https://x.example.org"}
+                        {"name": f"club-{n:03d}", "club_ids": [n], "base_url": "https://x.example.org"}
                         for n in range(load.sources)
                     ]
                 }
             )
-            tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(big, Invoker()))
-            before = len(sink.lines())
+            # Dispatch reads every source's head on each tick: the sample's real heads, by BatchGetItem (their read
+            # units counted), stand in for the sources beyond the sample, each as fresh as the sample's.
+            sample = [s.name for s in registry.sources]
+
+            def heads(names: Any) -> dict[str, Any]:
+                real = shards.heads(sample)
+                found: dict[str, Any] = {}
+                for n, name in enumerate(names):
+                    head = real[sample[n % len(sample)]]
+                    pointer = next(iter(head.clubs.values()))
+                    found[name] = replace(head, source=name, clubs={n: replace(pointer, club_id=n, source=name)})
+                return found
+
+            tick = dispatch.make_handler(
+                lambda: dispatch.DispatchDependencies(
+                    big,
+                    Invoker(),
+                    heads,
+                    poll_slots=template.poll_slots,
+                )
+            )
+            before, units = len(sink.lines()), client.read_units
             started = time.perf_counter()
             with captured(sink):
                 tick({"scheduled_time": "2026-12-01T10:00:00Z"}, Context())
             measured.tick_seconds = time.perf_counter() - started
             measured.tick_log_bytes = event_bytes(sink.lines()[before:])
+            measured.tick_read_units = (client.read_units - units) * load.sources / len(sample)
     finally:
         for server in servers:
             server.close()
@@ -609,7 +644,7 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     metric_months = len(per_source) * scale + len(other) + len(query_ns) * query_hours_share
     metric_series = round(len(per_source) * scale + len(other) + len(query_ns))
 
-    polls, queries, ticks = load.polls_month, load.queries_month, load.ticks_month
+    polls, queries, ticks = load.polls_month, load.queries_month, template.ticks_month
     log_per_poll = m.poll_log_bytes / m.polls + platform_bytes(template.functions["ingest"]["platform_logs"])
     log_per_query = (
         m.query_log_bytes / m.queries
@@ -630,7 +665,7 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     }
     query_s = statistics.fmean(math.ceil(s * 1000) / 1000 for s in m.query_seconds)
     poll_s = statistics.fmean(m.poll_seconds) + args.club_latency_s
-    tick_s = m.tick_seconds + load.sources * args.invoke_latency_s
+    tick_s = m.tick_seconds + load.sources / template.poll_slots * args.invoke_latency_s
     gb = {role: fn["memory_mb"] / 1024 for role, fn in template.functions.items()}
     items["lambda requests"] = (queries + polls + ticks) / 1e6 * p["lambda_million"]
     items["lambda duration"] = (
@@ -639,7 +674,9 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     wru_per_poll = statistics.fmean(m.poll_write_units)
     table_gb = (m.current_bytes_per_source * load.sources + m.table_bytes_per_poll * polls / DAYS_PER_MONTH) / 1e9
     items["dynamodb writes"] = wru_per_poll * polls / 1e6 * p["wru_million"]
-    items["dynamodb reads"] = m.query_read_units / m.queries * queries / 1e6 * p["rru_million"]
+    items["dynamodb reads"] = (
+        (m.query_read_units / m.queries * queries + m.tick_read_units * ticks) / 1e6 * p["rru_million"]
+    )
     items["dynamodb storage + pitr"] = table_gb * VERSION_RETENTION_DAYS * (p["dynamodb_gb_month"] + p["pitr_gb_month"])
     items["secrets manager"] = template.secrets * p["secret_month"] + (
         polls / 1e4 * p["secret_10k_calls"] if template.secrets else 0.0
@@ -692,7 +729,8 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     )
     print(
         f"lambda: query {query_s * 1000:.2f} ms billed mean, ingest {poll_s:.2f} s (measured + {args.club_latency_s:g} "
-        f"s assumed club latency), dispatch {tick_s:.2f} s"
+        f"s assumed club latency), dispatch {tick_s:.2f} s every {template.tick_minutes} min ({template.poll_slots} "
+        f"slots; heads {m.tick_read_units:.1f} RRU per tick)"
     )
     for name, value in sorted(items.items(), key=lambda kv: -kv[1]):
         print(f"  {name:28s} ${value:9.2f}")

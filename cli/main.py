@@ -375,6 +375,7 @@ def _status_document(target: Target, rows: list[SourceStatus]) -> dict[str, Any]
         "target": target.where,
         "stale_after_s": target.stale_after_s,
         "problems": sum(r.problem for r in rows),
+        "stale": [r.name for r in rows if r.stale],
         "sources": [r.as_json() for r in rows],
     }
 
@@ -411,7 +412,7 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
         table.add_row(
             escape(for_terminal(r.name)),
             ",".join(map(str, r.club_ids)),
-            f"[{style}]{r.state}[/]" + (f" {r.held_clubs}" if r.held_clubs else ""),
+            f"[{style}]{r.state_words}[/]" + (f" {r.held_clubs}" if r.held_clubs else ""),
             last,
             f"{r.last_poll_duration_s:.1f}s" if r.last_poll_duration_s is not None else "-",
             _age(r.snapshot_age_s),
@@ -422,8 +423,10 @@ def _print_table(target: Target, rows: list[SourceStatus]) -> None:
         )
     console.print(table)
     problems = sum(r.problem for r in rows)
+    stale = [escape(for_terminal(r.name)) for r in rows if r.stale]
     console.print(
         f"{problems} source{'s' if problems != 1 else ''} need{'s' if problems == 1 else ''} a look"
+        + (f"; {len(stale)} stale (the stage's stale alarm counts them): {', '.join(stale)}" if stale else "")
         if problems
         else "every enabled source is fresh"
     )

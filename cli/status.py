@@ -3,6 +3,11 @@
 A source's state, most telling first: `disabled` (not polled by design), `never_polled`, `failing` (the last poll
 could not fetch the feed), `rejected` (the feed was refused as a whole), `held` (a sudden drop awaits
 confirmation), `stale` (what readers see is older than the stage's bound), else `ok`.
+
+Staleness is also said on its own (`stale`), by the definition dispatch counts for the stage's one staleness alarm
+(cappi.domain.staleness): an enabled source whose oldest list was last confirmed longer ago than the bound, or that
+has none. A failing source is stale once its last good list ages past the bound (`failing, stale` in the table).
+Stale sources come first, the most stale first, so the alarm's sources top the table; the others keep registry order.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from typing import Any, Protocol
 from cappi.domain.heads import Head
 from cappi.domain.last_poll import FAILED, HELD, REJECTED, LastPoll
 from cappi.domain.registry import ClubRegistry, ClubSource
+from cappi.domain.staleness import is_stale, source_age_s
 
 OK, STALE, FAILING, NEVER_POLLED, DISABLED = "ok", "stale", "failing", "never_polled", "disabled"
 PROBLEMS = frozenset({STALE, FAILING, REJECTED, HELD, NEVER_POLLED})
@@ -43,10 +49,16 @@ class SourceStatus:
     rejected: dict[str, int] = field(default_factory=dict)
     held_clubs: list[int] = field(default_factory=list)
     last_error: str | None = None
+    stale: bool = False  # enabled, and its oldest list is older than the bound or missing: what the alarm counts
 
     @property
     def problem(self) -> bool:
-        return self.state in PROBLEMS
+        return self.state in PROBLEMS or self.stale
+
+    @property
+    def state_words(self) -> str:
+        """The state, with `, stale` when the source is stale for another reason than no polls: `failing, stale`."""
+        return f"{self.state}, {STALE}" if self.stale and self.state != STALE else self.state
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -58,9 +70,7 @@ def source_status(
     head = heads.head(source.name)
     poll = polls.last_poll(source.name)
     pointers = [p for c in sorted(source.club_ids) if head and (p := head.clubs.get(c)) is not None]
-    age = max((now_ms - p.checked_at_ms) / 1000 for p in pointers) if pointers else None
-    if pointers and len(pointers) < len(source.club_ids):
-        age = None  # a club of the source has no list at all: as stale as can be
+    age = source_age_s(source, head, now_ms)  # None when a club of the source has no list at all
     error = None
     if poll is not None and poll.error_code:
         error = f"{poll.error_code}: {poll.error}" if poll.error else poll.error_code
@@ -74,7 +84,7 @@ def source_status(
         state = REJECTED
     elif poll is not None and poll.status == HELD:
         state = HELD
-    elif age is None or age > stale_after_s:
+    elif is_stale(age, stale_after_s):
         state = STALE
     else:
         state = OK
@@ -94,10 +104,17 @@ def source_status(
         rejected=dict(poll.rejected) if poll else {},
         held_clubs=list(poll.held_clubs) if poll else [],
         last_error=error,
+        stale=source.enabled and is_stale(age, stale_after_s),
     )
 
 
 def registry_status(
     registry: ClubRegistry, heads: HeadReads, polls: PollReads, *, now_ms: int, stale_after_s: float
 ) -> list[SourceStatus]:
-    return [source_status(s, heads, polls, now_ms=now_ms, stale_after_s=stale_after_s) for s in registry.sources]
+    """One row per source: the stale ones first, most stale first (no list at all before any age), then the
+    others in registry order."""
+    rows = [source_status(s, heads, polls, now_ms=now_ms, stale_after_s=stale_after_s) for s in registry.sources]
+    return sorted(
+        rows,
+        key=lambda r: (not r.stale, r.stale and r.snapshot_age_s is not None, -(r.snapshot_age_s or 0) * r.stale),
+    )

@@ -1,10 +1,12 @@
 """The stage's alarms, made one way: each named cappi-<stage>-<subject>-<condition>, notifying the alarm topic (and
 again when it recovers), on a metric of the stage's own namespace (`CAPPI/<stage>`) or of AWS's.
 
-Per source there is one metric series and one alarm, `SnapshotAge` > `stale_after_s` (missing data counts): it
-fires whether fetches fail, feeds are rejected or nobody polls, and `cappi status` (the poll-status item) says
-which. Sudden drops and rejected rows alarm once for the stage, from metrics without a source dimension. Then the
-API (5xx rate, p99 latency) and the plumbing (dead-letter queues, each function's errors and throttles, dispatch).
+Staleness is one alarm for the whole stage, however many sources: dispatch counts on every tick the enabled sources
+whose list is older than `stale_after_s` or missing (`StaleSources`), and the alarm fires at one or more, or when
+dispatch stops reporting; its description says where the names are. Sudden drops and rejected rows alarm once for
+the stage, from metrics without a source dimension. Then the API (5xx rate, p99 latency) and the plumbing
+(dead-letter queues, each function's errors and throttles, dispatch). The number of alarms does not grow with the
+registry.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from constructs import Construct
 
 from cappi.contracts import metrics
 from cappi.contracts.metrics import Metric
-from cappi.domain.registry import ClubSource
 from infra.api import QueryApi
 from infra.config import StageConfig
 from infra.functions import CappiFunction
@@ -31,8 +32,9 @@ NOT_BREACHING = cloudwatch.TreatMissingData.NOT_BREACHING
 BREACHING = cloudwatch.TreatMissingData.BREACHING
 SYSTEM_PERIOD = Duration.minutes(5)
 API_MIN_REQUESTS = 20  # below this many requests in a period, a 5xx *rate* says nothing
-STALE_WINDOW = 4  # stale: 3 breaching of the last 4 half-schedule periods (see `Alarms.stale`)
-STALE_BREACHING = 3
+# Stale: two five-minute periods in a row with a stale source, or without a report from dispatch (see `Alarms.stale`).
+STALE_PERIOD = Duration.minutes(5)
+STALE_PERIODS = 2
 
 
 def custom_metric(
@@ -83,10 +85,9 @@ class Alarms:
         self.schedule_period = Duration.minutes(config.schedule_minutes)
         self._action = actions.SnsAction(topic)
 
-    def metric(self, metric: Metric, statistic: str, period: Duration, source: str | None = None) -> cloudwatch.Metric:
-        """A stored contract metric in this stage's namespace; `source` for the per-source one."""
-        dimensions = {metrics.SOURCE: source} if source is not None else None
-        return custom_metric(metric, statistic, period, self.namespace, dimensions)
+    def metric(self, metric: Metric, statistic: str, period: Duration) -> cloudwatch.Metric:
+        """A stored contract metric in this stage's namespace (none has a dimension)."""
+        return custom_metric(metric, statistic, period, self.namespace)
 
     def alarm(
         self,
@@ -122,37 +123,31 @@ class Alarms:
         alarm.add_ok_action(self._action)
         return alarm
 
-    # -- per club source ----------------------------------------------------------------------------------------
+    # -- staleness, every source in one alarm -------------------------------------------------------------------
 
-    def stale(self, source: ClubSource) -> cloudwatch.Alarm:
-        """The source's one alarm: snapshot age beyond `stale_after_s`, where a missing datapoint counts as stale.
+    def stale(self, where_names: str) -> cloudwatch.Alarm:
+        """The stage's one staleness alarm: at least one enabled source whose list readers see was last confirmed
+        more than `stale_after_s` ago, or never published, in two five-minute periods in a row.
 
-        It covers every way readers stop getting new lists: fetches failing and feeds rejected (the age keeps
-        growing from the last poll that confirmed the list) and polls not happening (no datapoint at all).
-
-        Half-schedule periods: a healthy source reports in every other period, so at most 2 of the last 4 are
-        empty (breaching). 3 of 4 breach once a reported age crosses the threshold (at the first such poll), or
-        when no poll has reported for about one and a half schedule intervals. Whole-schedule periods would
-        instead raise a false alarm whenever a slow fetch pushes one report into the next period.
+        Dispatch reports `StaleSources` on every tick (each minute), so each period holds about five reports.
+        Missing data counts as stale: a dispatch that does not run, or cannot read the heads, cannot vouch for any
+        source. Two periods rather than one keep a single late or lost tick from raising it; it fires within about
+        ten minutes of a source crossing the bound. `where_names` says where the stale sources are named.
         """
-        config, name = self.config, source.name
-        note = "" if source.enabled else " (source disabled in the registry: this alarm does not notify)"
-        clubs = ", ".join(map(str, sorted(source.club_ids)))
-        half = max(60, (config.schedule_minutes * 60 // 2) // 60 * 60)
+        config = self.config
         return self.alarm(
-            f"Source-{name}-Stale",
-            subject=name,
+            "SourcesStale",
+            subject="sources",
             condition="stale",
-            metric=self.metric(metrics.SNAPSHOT_AGE, "Maximum", Duration.seconds(half), source=name),
-            threshold=config.stale_after_s,
-            comparison=GT,
-            evaluation_periods=STALE_WINDOW,
-            datapoints_to_alarm=STALE_BREACHING,
+            metric=self.metric(metrics.STALE_SOURCES, "Maximum", STALE_PERIOD),
+            threshold=1,
+            comparison=GE,
+            evaluation_periods=STALE_PERIODS,
             missing=BREACHING,
-            description=f"Club source {name} (clubs {clubs}): the list testers read is older than "
-            f"{config.stale_after_s // 60} min, or no poll has reported: fetches fail, feeds are rejected, or "
-            f"nobody polls. `cappi status --stage {config.stage}` says which{note}.",
-            notify=source.enabled,
+            description=f"At least one enabled club source is stale: the list testers read was last confirmed by a "
+            f"poll more than {config.stale_after_s // 60} min ago, or was never published (fetches fail, feeds are "
+            f"rejected, or nobody polls); or dispatch stopped reporting (its errors alarm and log). Which sources, "
+            f"and why: {where_names}.",
         )
 
     # -- ingest, stage-wide -------------------------------------------------------------------------------------

@@ -34,15 +34,17 @@ ROUTE_METHOD = apigateway.HttpMethod[api_contract.METHOD]
 IDENTITY_SOURCE = "$request.header.Authorization"
 
 # One JSON line per request: the only line most requests leave (the query function logs errors and a sample,
-# cappi.handlers.query), so it keeps what support and ops ask about and nothing CloudWatch already has: the event's
-# own timestamp replaces `requestTime`, the route is the one route, the method is GET or a 404. `authorizerError`
-# says why a token was refused (expired, wrong audience, missing scope), which is what a tester-app developer asks
-# first; `client` names the app (the token's `azp`); the token itself is never logged. Every byte here is paid
-# ~36 million times a month at the planned load (bench/cost.py).
+# cappi.handlers.query), so it keeps what support and ops ask about (docs/operations.md and docs/runbook.md query
+# `status`, `client`, `authorizerError`, `integrationError`, `errorMessage`, `responseLatency`, `path`) and nothing
+# CloudWatch already has or the path implies: the event's own timestamp replaces `requestTime`, the route is the one
+# route, and the method is GET (any other is a 404 whose `errorMessage` says so). `authorizerError` says why a token
+# was refused (expired, wrong audience, missing scope), which is what a tester-app developer asks first; `client`
+# names the app (the token's `azp`); the token itself is never logged. Every byte here is paid ~36 million times a
+# month at the reference load and ~2.6 billion times at 1,000 queries a second (one byte: ~$1.30 a month there,
+# bench/cost.py); the method alone was 15.
 ACCESS_LOG_FORMAT = {
     "requestId": "$context.requestId",
     "ip": "$context.identity.sourceIp",
-    "method": "$context.httpMethod",
     "path": "$context.path",
     "status": "$context.status",
     "responseLatency": "$context.responseLatency",

@@ -12,6 +12,7 @@ runs the release check on the new version and rolls back on its failure or on a 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -145,10 +146,17 @@ class StageConfig:
     # Concurrent executions reserved for the query function (a floor and a cap). Unset: what the steady throttle
     # needs, infra/api.py query_concurrency.
     query_reserved_concurrency: int | None = None
+    # Concurrent executions reserved for the ingest function (a floor no burst of queries can take, and a cap),
+    # whatever the number of sources: polls are spread over the interval, so at most a slot's share of the sources
+    # (1,000 sources, 10 slots: 100) is started each minute. 50 runs them all within the minute while a poll takes
+    # 30 s on average (100 x 30 s / 60 s); beyond that, throttled invokes wait in Lambda's queue and are retried
+    # (docs/operations.md, Capacity).
+    ingest_reserved_concurrency: int = 50
     # Concurrency of the account and region the stage deploys to (Lambda's default quota), against which the
     # stack's reservations are checked: AWS keeps at least 100 unreserved. `cappi preflight` checks the real one.
     account_concurrency: int = 1000
-    # Alarm thresholds.
+    # Alarm thresholds. A source is stale when the list its readers see was last confirmed longer ago than this
+    # (three poll intervals at the default 10 minutes: two failed polls in a row are not yet an alarm).
     stale_after_s: int = 1800
     rejected_ratio_alarm_percent: float = 1.0  # below the 5% at which a whole poll is rejected: warns first
     api_5xx_alarm_percent: float = 5.0
@@ -174,8 +182,13 @@ class StageConfig:
 
     @property
     def schedule_expression(self) -> str:
-        unit = "minute" if self.schedule_minutes == 1 else "minutes"
-        return f"rate({self.schedule_minutes} {unit})"
+        """The dispatch schedule ticks every minute; each tick starts one slot's sources (`poll_slots`)."""
+        return "rate(1 minute)"
+
+    @property
+    def poll_slots(self) -> int:
+        """Slots per poll interval, one per minute: each source is polled on its own slot, once per interval."""
+        return self.schedule_minutes
 
     @property
     def query_release_plan(self) -> QueryRelease:
@@ -319,6 +332,7 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "cache_max_age_s": _number(int, 1, 3600),
     "request_log_sample_rate": _number(float, 0, 1),
     "query_reserved_concurrency": _number(int, 1, 5_000),
+    "ingest_reserved_concurrency": _number(int, 1, 5_000),
     "account_concurrency": _number(int, 100, 1_000_000),
     "stale_after_s": _number(int, 600, 86_400),
     "rejected_ratio_alarm_percent": _number(float, 0.01, 100),
@@ -336,7 +350,17 @@ def _cross_checks(values: Mapping[str, Any]) -> list[str]:
         problems.append("throttle_burst: must be at least throttle_rate")
     if values.get("club_claim") == "" and values.get("require_club_claim"):
         problems.append("require_club_claim: needs a club_claim to look for")
+    interval_s = 60 * values.get("schedule_minutes", _default("schedule_minutes"))
+    if values.get("stale_after_s", _default("stale_after_s")) < 2 * interval_s:
+        problems.append(
+            f"stale_after_s: must be at least two poll intervals ({2 * interval_s} s with schedule_minutes="
+            f"{interval_s // 60}): a healthy source's list is up to one interval old before its next poll confirms it"
+        )
     return problems
+
+
+def _default(key: str) -> Any:
+    return next(f.default for f in dataclasses.fields(StageConfig) if f.name == key)
 
 
 def stages_from_context(node: Node) -> list[str]:

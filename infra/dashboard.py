@@ -1,9 +1,8 @@
-"""The stage's dashboard: each club source's snapshot age against the stale bound and its alarm, its last poll
-(from the ingest log), the stage's polls, then the API and the plumbing."""
+"""The stage's dashboard, of a fixed size whatever the registry: the stale sources (how many, the oldest list, and
+dispatch's log line naming them), each source's last poll (from the ingest log), the stage's polls, then the API and
+the plumbing."""
 
 from __future__ import annotations
-
-from collections.abc import Mapping, Sequence
 
 from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
@@ -11,34 +10,27 @@ from aws_cdk import aws_sqs as sqs
 from constructs import Construct
 
 from cappi.contracts import metrics
-from cappi.domain.registry import ClubRegistry, ClubSource
 from infra.alarms import SYSTEM_PERIOD, Alarms
 from infra.api import QueryApi
 from infra.functions import CappiFunction
 from infra.ingest import IngestPipeline
 
-SOURCES_PER_WIDGET = 25  # sources per snapshot-age graph and alarm-status widget, so each stays legible
-
-
-def chunks(items: Sequence[ClubSource], size: int) -> list[Sequence[ClubSource]]:
-    return [items[start : start + size] for start in range(0, len(items), size)]
+STALE_WIDGET = "Stale sources, by name (dispatch log)"  # the staleness alarm's description names it
 
 
 def dashboard(
     scope: Construct,
     alarms: Alarms,
     *,
-    registry: ClubRegistry,
     pipeline: IngestPipeline,
     api: QueryApi,
     functions: tuple[CappiFunction, ...],
-    source_alarms: Mapping[str, cloudwatch.Alarm],
     ingest_alarms: list[cloudwatch.Alarm],
     api_alarms: list[cloudwatch.Alarm],
     delivery_dlq: sqs.Queue,
 ) -> cloudwatch.Dashboard:
-    """The stage's dashboard: each source's snapshot age and alarm, its last poll, the stage's polls, then the API
-    and the plumbing."""
+    """The stage's dashboard: the stale sources, each source's last poll, the stage's polls, then the API and
+    the plumbing. Nothing in it is per source: 1,000 sources make the same widgets as 5."""
     config, period = alarms.config, alarms.schedule_period
     dashboard = cloudwatch.Dashboard(
         scope,
@@ -48,33 +40,29 @@ def dashboard(
     )
     dashboard.add_widgets(
         cloudwatch.TextWidget(
-            markdown=f"# CAPPI {config.stage}\nEach club source's snapshot age against the stale bound and its "
-            "alarm; its last poll (from the ingest log); the stage's polls; then the API and the plumbing. "
-            f"Why a source is unhealthy: `cappi status --stage {config.stage}`.",
+            markdown=f"# CAPPI {config.stage}\nStale sources (stale after {config.stale_after_s // 60} min, or never "
+            "published) and which they are; each source's last poll (from the ingest log); the stage's polls; then "
+            f"the API and the plumbing. Why a source is unhealthy: `cappi status --stage {config.stage}`.",
             width=24,
             height=2,
         )
     )
-    sources = list(registry.sources)
-    for group in chunks(sources, SOURCES_PER_WIDGET):
-        first, last = group[0].name, group[-1].name
-        span = first if first == last else f"{first} .. {last}"
-        dashboard.add_widgets(
-            cloudwatch.GraphWidget(
-                title=f"Snapshot age (s): {span}",
-                left=[
-                    alarms.metric(metrics.SNAPSHOT_AGE, "Maximum", period, source=s.name).with_(
-                        label=s.name if s.enabled else f"{s.name} (disabled)"
-                    )
-                    for s in group
-                ],
-                left_annotations=[cloudwatch.HorizontalAnnotation(value=config.stale_after_s, label="stale")],
-                width=16,
-            ),
-            cloudwatch.AlarmStatusWidget(
-                title=f"Source alarms: {span}", alarms=[source_alarms[s.name] for s in group], width=8
-            ),
-        )
+    dashboard.add_widgets(
+        cloudwatch.GraphWidget(
+            title="Stale sources (count) and the oldest list (s)",
+            left=[alarms.metric(metrics.STALE_SOURCES, "Maximum", SYSTEM_PERIOD)],
+            right=[alarms.metric(metrics.OLDEST_SNAPSHOT_AGE, "Maximum", SYSTEM_PERIOD)],
+            right_annotations=[cloudwatch.HorizontalAnnotation(value=config.stale_after_s, label="stale")],
+            width=8,
+        ),
+        cloudwatch.LogQueryWidget(
+            title=STALE_WIDGET,
+            log_group_names=[pipeline.dispatch.log_group.log_group_name],
+            query_lines=STALE_QUERY,
+            view=cloudwatch.LogQueryVisualizationType.TABLE,
+            width=16,
+        ),
+    )
     dashboard.add_widgets(
         cloudwatch.LogQueryWidget(
             title="Last poll per source (ingest log)",
@@ -82,7 +70,7 @@ def dashboard(
             query_lines=LAST_POLL_QUERY,
             view=cloudwatch.LogQueryVisualizationType.TABLE,
             width=24,
-            height=max(4, min(18, 2 + len(sources) // 2)),
+            height=12,
         )
     )
     dashboard.add_widgets(
@@ -178,4 +166,13 @@ LAST_POLL_QUERY = [
     "latest(Calls) as calls, latest(Techs) as techs, latest(SnapshotAge) as age_s, "
     "latest(RejectedRows) as rejected_rows, max(@timestamp) as last_poll by Source",
     "sort Source asc",
+]
+
+# Logs Insights over the dispatch log group: its latest lines naming the stale sources with their ages (written only
+# on a tick that found one; cappi.contracts.metrics.STALE_LINE).
+STALE_QUERY = [
+    "fields @timestamp, stale_sources, oldest_snapshot_age_s, stale",
+    f'filter message = "{metrics.STALE_LINE}"',
+    "sort @timestamp desc",
+    "limit 20",
 ]

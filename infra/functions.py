@@ -171,7 +171,7 @@ class CappiFunction(Construct):
             self.function,
             "Serverless-LambdaTracing",
             "X-Ray is off on purpose (cappi/observability.py): the Tracer import costs ~0.4 s of cold start, and "
-            "structured logs plus per-source metrics already show each poll and request.",
+            "structured logs and the stage's metrics already show each poll and request.",
         )
         # The version of this synth's code and configuration (a new one whenever either changes; the old ones are
         # retained) behind the alias callers invoke.

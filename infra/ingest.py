@@ -1,4 +1,7 @@
-"""The polling side: a schedule ticks the dispatch function, which starts one asynchronous ingest per club source.
+"""The polling side: a schedule ticks the dispatch function every minute; each tick starts one asynchronous ingest
+per club source of that minute's poll slot (cappi.domain.dispatch), so every source is polled once per
+`schedule_minutes` and the polls of a 1,000-source registry are spread over the interval instead of all starting
+at once. Ingest reserves a fixed number of executions (`ingest_reserved_concurrency`), not one per source.
 
 Failures end up in two dead-letter queues, one per hop: a tick that never reached dispatch or that dispatch failed
 on (`dispatch-dlq`), and an ingest that raised after its retries (`ingest-dlq`). Club-side trouble is not an
@@ -25,12 +28,11 @@ from infra.nag import acknowledge
 from infra.queues import dead_letter_queue
 from infra.storage import Storage
 
-# Reserved for ingest, per club source: a slow poll (up to the 180 s timeout) may still run when the next tick starts
-# it again, and asynchronous retries come on top; plus a few for `cappi poll`. Reserved concurrency is a floor no
-# burst of queries can take away, and a cap: a throttled asynchronous invoke is retried by Lambda, not lost.
-INGEST_CONCURRENCY_PER_SOURCE = 2
-INGEST_CONCURRENCY_SPARE = 2
-# Retrying a stale tick is pointless: the next one polls again. So nothing older than one period is retried.
+# Ingest's reserved concurrency is a floor no burst of queries can take away, and a cap: an asynchronous invoke the
+# cap throttles waits in Lambda's own queue and is retried (for up to the event age below, throttles not counting
+# as retries), not lost. Its size is the stage's `ingest_reserved_concurrency`, whatever the number of sources.
+# Retrying a stale tick is pointless: the source's next slot polls again. So nothing older than one interval is
+# retried.
 ASYNC_RETRIES = 2
 SCHEDULE_RETRIES = 2
 # Dispatch reads the tick's time from `scheduled_time`; Scheduler fills in the placeholder on every tick.
@@ -65,7 +67,7 @@ class IngestPipeline(Construct):
                 defaults=False
             ),
             network=egress.network if egress is not None else None,
-            reserved_concurrency=ingest_concurrency(registry),
+            reserved_concurrency=config.ingest_reserved_concurrency,
         )
         if egress is not None:
             egress.allow_network_interfaces(self.ingest.role)
@@ -89,10 +91,19 @@ class IngestPipeline(Construct):
             config=config,
             spec=DISPATCH,
             environment=DispatchSettings(
-                clubs_file=BUNDLED_CLUBS_FILE, ingest_function=self.ingest.live.function_arn
+                clubs_file=BUNDLED_CLUBS_FILE,
+                ingest_function=self.ingest.live.function_arn,
+                table_name=storage.table.table_name,
+                stale_after_s=config.stale_after_s,
+                poll_slots=config.poll_slots,
             ).to_env(),
         )
-        self.dispatch.grant_calls({permissions.INGEST_FUNCTION: [self.ingest.live.function_arn]})
+        self.dispatch.grant_calls(
+            {
+                permissions.INGEST_FUNCTION: [self.ingest.live.function_arn],
+                permissions.TABLE: [storage.table.table_arn],
+            }
+        )
         self.dispatch.live.configure_async_invoke(
             retry_attempts=ASYNC_RETRIES,
             max_event_age=period,
@@ -127,7 +138,8 @@ class IngestPipeline(Construct):
             self,
             "Schedule",
             name=config.resource_name("dispatch"),
-            description=f"Polls every club source of stage {config.stage} through the dispatch function",
+            description=f"Polls the club sources of stage {config.stage} through the dispatch function, each once "
+            f"every {config.schedule_minutes} min on its own minute",
             schedule_expression=config.schedule_expression,
             flexible_time_window=scheduler.CfnSchedule.FlexibleTimeWindowProperty(mode="OFF"),
             state="ENABLED",
@@ -146,8 +158,3 @@ class IngestPipeline(Construct):
         policy = self.schedule_role.node.try_find_child("DefaultPolicy")
         if policy is not None:
             self.schedule.node.add_dependency(policy)
-
-
-def ingest_concurrency(registry: ClubRegistry) -> int:
-    """Reserved concurrency of the ingest function: enough for every source's poll to overlap its next one."""
-    return INGEST_CONCURRENCY_PER_SOURCE * len(registry.sources) + INGEST_CONCURRENCY_SPARE

@@ -1,14 +1,16 @@
-"""Alarms and the dashboard: one health alarm and one dashboard line per club source, stage-wide ingest alarms,
-then the API and the plumbing, all in the stage's own metric namespace (`CAPPI/<stage>`).
+"""Alarms and the dashboard, all in the stage's own metric namespace (`CAPPI/<stage>`), and all of a fixed number
+whatever the size of the registry: one staleness alarm over every source, stage-wide ingest alarms, then the API and
+the plumbing.
 
-Per source there is one metric series and one alarm, `SnapshotAge` > `stale_after_s` (missing data counts): it
-fires whether fetches fail, feeds are rejected or nobody polls, and `cappi status` (the poll-status item) says
-which. A series costs $0.30 a month and an alarm $0.10, so four of each per source bought nothing the poll-status
-item does not say better. Sudden drops and rejected rows alarm once for the stage, from metrics without a source
-dimension; the source is in the same EMF log line (Logs Insights, docs/operations.md) and in `cappi status`.
+Staleness is counted by dispatch on every tick over every enabled source's head (`StaleSources`), so one alarm
+covers failing fetches, rejected feeds and polls that do not happen, for 5 sources or 1,000; the names are in
+`cappi status` (stale sources first) and in dispatch's `stale sources` log line, which the dashboard shows. Per
+source, a metric series and an alarm used to cost $0.40 a month and one CloudFormation resource each (226 sources
+filled a stack). Sudden drops and rejected rows alarm once for the stage, from metrics without a source dimension;
+the source is in the same EMF log line (Logs Insights, docs/operations.md) and in `cappi status`.
 
-Every alarm notifies one SNS topic (and says so again when it recovers). The alarm of a disabled source exists but
-does not notify: nobody polls it, so it would be permanently stale; enabling the source in the registry arms it.
+Every alarm notifies one SNS topic (and says so again when it recovers). A disabled source is not counted: nobody
+polls it, so it would be stale for good; enabling it in the registry counts it from its next deploy on.
 
 This construct puts them together, all in its own scope: the topic (infra/alarm_topic.py), the alarms
 (infra/alarms.py) and the dashboard (infra/dashboard.py).
@@ -19,12 +21,13 @@ from __future__ import annotations
 from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
+from cappi.contracts.metrics import STALE_LINE
 from cappi.domain.registry import ClubRegistry
 from infra.alarm_topic import alarm_topic
 from infra.alarms import Alarms
 from infra.api import QueryApi
 from infra.config import StageConfig
-from infra.dashboard import dashboard
+from infra.dashboard import STALE_WIDGET, dashboard
 from infra.ingest import IngestPipeline
 from infra.queues import dead_letter_queue
 
@@ -53,8 +56,13 @@ class Monitoring(Construct):
         self.topic = alarm_topic(self, config, self.delivery_dlq, self.alarm_arn_pattern)
         self.alarms = Alarms(self, config, self.topic)
 
-        self.source_alarms = {source.name: self.alarms.stale(source) for source in registry.sources}
-        self.ingest_alarms = self.alarms.ingest()
+        self.dashboard_name = config.resource_name("dashboard")
+        self.stale_alarm = self.alarms.stale(
+            f"`cappi status --stage {config.stage}` lists them first, in state `stale` (or `failing, stale`, "
+            f'`rejected, stale`...: why), and the dashboard {self.dashboard_name}\'s widget "{STALE_WIDGET}" shows '
+            f"dispatch's `{STALE_LINE}` log line with each source's age"
+        )
+        self.ingest_alarms = [self.stale_alarm, *self.alarms.ingest()]
         functions = (pipeline.dispatch, pipeline.ingest, api.query)
         self.api_alarms = self.alarms.api(api)
         self.system_alarms = [
@@ -72,11 +80,9 @@ class Monitoring(Construct):
         self.dashboard = dashboard(
             self,
             self.alarms,
-            registry=registry,
             pipeline=pipeline,
             api=api,
             functions=functions,
-            source_alarms=self.source_alarms,
             ingest_alarms=self.ingest_alarms,
             api_alarms=self.api_alarms,
             delivery_dlq=self.delivery_dlq,

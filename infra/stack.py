@@ -13,7 +13,7 @@ from cappi.domain.registry import load_registry
 from infra.api import QueryApi
 from infra.config import StageConfig
 from infra.egress import StaticEgress
-from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE, IngestPipeline
+from infra.ingest import IngestPipeline
 from infra.monitoring import Monitoring
 from infra.release import QueryRelease
 from infra.storage import Storage
@@ -69,8 +69,8 @@ class CappiStack(Stack):
             Annotations.of(self).add_error(
                 f"Stage {config.stage} reserves {reserved} concurrent executions (query: "
                 f"{self.api.query.reserved_concurrency}, from throttle_rate or query_reserved_concurrency; ingest: "
-                f"{INGEST_CONCURRENCY_PER_SOURCE} per club source + {INGEST_CONCURRENCY_SPARE}), which leaves fewer "
+                f"{self.pipeline.ingest.reserved_concurrency}, ingest_reserved_concurrency), which leaves fewer "
                 f"than {UNRESERVED_MINIMUM} of account_concurrency={config.account_concurrency} unreserved. Lower "
-                f"throttle_rate or query_reserved_concurrency, or raise the account's Lambda quota and set "
-                f"account_concurrency."
+                f"throttle_rate, query_reserved_concurrency or ingest_reserved_concurrency, or raise the account's "
+                f"Lambda quota and set account_concurrency."
             )

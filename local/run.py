@@ -223,6 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     authorizer = JwtAuthorizer(authorizer_config, jwks)
 
+    from cappi.adapters.dynamo.shard_source import DynamoShardSource
+    from cappi.adapters.dynamo.table import SnapshotTable
     from cappi.adapters.lambda_invoker import LambdaInvoker
     from cappi.handlers import dispatch, query
     from local.lambda_pool import LocalAsyncInvoker
@@ -255,9 +257,16 @@ def main(argv: list[str] | None = None) -> int:
         on_result=on_result,
         on_warning=lambda text: console.event(f"warning: {text}"),
     )
-    lambda_client = aws.client("lambda", roles["dispatch"].session(aws.region))
+    dispatch_session = roles["dispatch"].session(aws.region)
+    lambda_client = aws.client("lambda", dispatch_session)
     start_ingest = AuthorizedInvoker(LambdaInvoker(aws.ingest_function_arn(), lambda_client), invoker)
-    tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(registry, start_ingest))
+    dispatch_heads = DynamoShardSource(SnapshotTable(aws.client("dynamodb", dispatch_session), TABLE_NAME)).heads
+    # One slot: every tick starts every source, once per CAPPI_INGEST_INTERVAL; staleness as `cappi status` says it.
+    tick = dispatch.make_handler(
+        lambda: dispatch.DispatchDependencies(
+            registry, start_ingest, dispatch_heads, stale_after_s=STALE_POLLS * config.interval_s, poll_slots=1
+        )
+    )
     scheduler = Scheduler(tick, config.interval_s, console)
 
     stop = threading.Event()

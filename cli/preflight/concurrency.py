@@ -37,7 +37,7 @@ def check_concurrency(ctx: Context) -> list[Finding]:
         f"ask AWS for a higher 'Concurrent executions' quota (Service Quotas > AWS Lambda, region {ctx.region}) and "
         f"set account_concurrency to it, or lower what the stage reserves in {ctx.settings}: "
         f"query_reserved_concurrency (by default the query function's comes from throttle_rate, capped at "
-        f"throttle_burst), or fewer club sources in clubs/{ctx.stage}.json (ingest reserves per source)"
+        f"throttle_burst), or ingest_reserved_concurrency"
     )
     if after < UNRESERVED_MINIMUM:
         return [

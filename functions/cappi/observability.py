@@ -4,9 +4,9 @@ Tracer is left out on purpose: importing it costs ~0.4 s of cold start, and X-Ra
 makes one outbound call and a handful of DynamoDB requests.
 
 Metrics are written as CloudWatch embedded metric format (EMF) lines by `emit` itself rather than through
-Powertools' `Metrics`: one line per poll has to carry a per-source metric, stage-wide metrics (no dimension) and
-plain log fields side by side, and Powertools gives a line one dimension set (and `single_metric` adds a `service`
-dimension the alarms do not use). Writing the line here keeps every series exactly as the contract declares it.
+Powertools' `Metrics`: one line per poll carries stage-wide metrics (no dimension) beside plain log fields keyed
+by the source (which must not become a dimension: a series per source), and Powertools adds a `service` dimension
+the alarms do not use. Writing the line here keeps every series exactly as the contract declares it.
 
 The keys that say which request a line belongs to (the Lambda context, the correlation ID, what the handler learns
 on the way) live in a request scope (`request_keys`, set for each invocation by `cappi.handlers.entry`) and are

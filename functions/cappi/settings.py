@@ -140,6 +140,13 @@ class IngestSettings(FunctionSettings):
 class DispatchSettings(FunctionSettings):
     clubs_file: str = _CLUBS_FILE.field()
     ingest_function: str = _text("CAPPI_INGEST_FUNCTION").field()
+    # Where the heads are: dispatch counts the stale sources on every tick (cappi.domain.staleness).
+    table_name: str = _TABLE_NAME.field()
+    # The stage's staleness bound, the one `cappi status` uses (stack output StaleAfterSeconds).
+    stale_after_s: float = _seconds("CAPPI_STALE_AFTER_S", 1800.0).field()
+    # Ticks per poll interval: each source is started on one of them (cappi.domain.dispatch). The stage's schedule
+    # ticks every minute with as many slots as the interval has minutes; local mode ticks once per interval.
+    poll_slots: int = _count("CAPPI_POLL_SLOTS", 1).field()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -63,9 +63,9 @@ def test_stages_have_namespaces_of_their_own() -> None:
 def test_every_alarm_reads_a_declared_metric_with_its_dimensions(app: Synth, stage: str) -> None:
     found = alarm_metrics(app.templates[stage])
     assert undeclared(found, namespace_for(stage)) == []
-    # Not vacuous: the per-source alarm and the stage-wide ingest and dispatch alarms read contract metrics.
+    # Not vacuous: the staleness alarm and the stage-wide ingest and dispatch alarms read contract metrics.
     assert {name for _, name, _ in found} >= {
-        metrics.SNAPSHOT_AGE.name,
+        metrics.STALE_SOURCES.name,
         metrics.DROP_GUARD_HOLDS.name,
         metrics.REJECTED_ROW_RATIO.name,
         metrics.INGEST_DISPATCH_FAILURES.name,
@@ -76,15 +76,18 @@ def test_every_alarm_reads_a_declared_metric_with_its_dimensions(app: Synth, sta
 def test_every_dashboard_graph_reads_a_declared_metric_with_its_dimensions(app: Synth, stage: str) -> None:
     found = dashboard_metrics(app.templates[stage])
     assert undeclared(found, namespace_for(stage)) == []
-    assert (namespace_for(stage), metrics.SNAPSHOT_AGE.name, (metrics.SOURCE,)) in found
+    assert (namespace_for(stage), metrics.STALE_SOURCES.name, ()) in found
+    assert (namespace_for(stage), metrics.OLDEST_SNAPSHOT_AGE.name, ()) in found
+    assert not [m for m in found if m[2]]  # no graph per source
     assert any(space == "AWS/ApiGateway" for space, _, _ in dashboard_metrics(app.templates[stage], aws=True))
 
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_the_dashboard_log_queries_read_declared_fields(app: Synth, stage: str) -> None:
     fields = dashboard_log_fields(app.templates[stage])
-    assert metrics.CALLS.name in fields
-    assert sorted(fields - {m.name for m in ALL_FIGURES} - {metrics.SOURCE}) == []
+    assert {metrics.CALLS.name, "stale"} <= fields
+    # Ingest's EMF figures and the fields of dispatch's `stale sources` line.
+    assert sorted(fields - {m.name for m in ALL_FIGURES} - {metrics.SOURCE} - set(metrics.STALE_LINE_FIELDS)) == []
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -101,8 +104,7 @@ TEMPLATE = {
             "Type": "AWS::CloudWatch::Alarm",
             "Properties": {
                 "Namespace": NS,
-                "MetricName": "SnapshotAge",
-                "Dimensions": [{"Name": "Source", "Value": "north-club"}],
+                "MetricName": "StaleSources",
                 "Statistic": "Maximum",
             },
         },
@@ -147,7 +149,7 @@ TEMPLATE = {
                         [
                             '{"widgets":[{"type":"metric","properties":{"region":"',
                             {"Ref": "AWS::Region"},
-                            f'","metrics":[["{NS}","SnapshotAge","Source","north-club",{{"stat":"Maximum"}}],'
+                            f'","metrics":[["{NS}","OldestSnapshotAge",{{"stat":"Maximum"}}],'
                             f'["{NS}","FetchLatency",{{"stat":"p50"}}],[{{"expression":"m1*2"}}],'
                             '["AWS/Lambda","Errors","FunctionName","',
                             {"Ref": "Fn"},
@@ -164,12 +166,12 @@ TEMPLATE = {
 
 def test_helpers_read_alarms_dashboards_and_log_queries() -> None:
     assert alarm_metrics(TEMPLATE) == {
-        (NS, "SnapshotAge", ("Source",)),
+        (NS, "StaleSources", ()),
         (NS, "FetchFailure", ()),
         (NS, "IngestDispatchFailures", ()),
     }
     assert ("AWS/Lambda", "Errors", ("FunctionName",)) in alarm_metrics(TEMPLATE, aws=True)
-    assert dashboard_metrics(TEMPLATE) == {(NS, "SnapshotAge", ("Source",)), (NS, "FetchLatency", ())}
+    assert dashboard_metrics(TEMPLATE) == {(NS, "OldestSnapshotAge", ()), (NS, "FetchLatency", ())}
     assert ("AWS/Lambda", "Errors", ("FunctionName",)) in dashboard_metrics(TEMPLATE, aws=True)
     assert dashboard_log_fields(TEMPLATE) == {"Calls", "FetchSuccess", "Techs", "Source"}
     assert undeclared(alarm_metrics(TEMPLATE) | dashboard_metrics(TEMPLATE), NS) == []
@@ -178,20 +180,20 @@ def test_helpers_read_alarms_dashboards_and_log_queries() -> None:
 def test_check_refuses_other_namespaces_unknown_names_log_fields_and_other_dimensions() -> None:
     problems = undeclared(
         [
-            (NS, "SnapshotAg", ("Source",)),
-            (NS, "SnapshotAge", ()),
+            (NS, "StaleSource", ()),
+            (NS, "SnapshotAge", ("Source",)),
             (NS, "Calls", ("Source",)),
-            (NS, "DropGuardHolds", ("Source",)),
-            (metrics.NAMESPACE, "SnapshotAge", ("Source",)),
-            (namespace_for("prod"), "SnapshotAge", ("Source",)),
+            (NS, "StaleSources", ("Source",)),
+            (metrics.NAMESPACE, "StaleSources", ()),
+            (namespace_for("prod"), "StaleSources", ()),
         ],
         NS,
     )
     assert set(problems) == {
-        f"CAPPI/SnapshotAge: not in the stage's namespace {NS}",
-        f"CAPPI/prod/SnapshotAge: not in the stage's namespace {NS}",
-        "SnapshotAg: no such metric in cappi.contracts.metrics",
-        "SnapshotAge: reads dimensions [], contract has ['Source']",
+        f"CAPPI/StaleSources: not in the stage's namespace {NS}",
+        f"CAPPI/prod/StaleSources: not in the stage's namespace {NS}",
+        "StaleSource: no such metric in cappi.contracts.metrics",
+        "SnapshotAge: a log field, not a metric series",  # a series per source no more
         "Calls: a log field, not a metric series",
-        "DropGuardHolds: reads dimensions ['Source'], contract has []",
+        "StaleSources: reads dimensions ['Source'], contract has []",
     }

@@ -140,11 +140,13 @@ def test_no_custom_domain_unless_configured(app: Synth) -> None:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_schedule_ticks_dispatch_every_ten_minutes_with_retries_and_a_dead_letter_queue(app: Synth, stage: str) -> None:
+def test_schedule_ticks_dispatch_every_minute_with_retries_and_a_dead_letter_queue(app: Synth, stage: str) -> None:
+    """Every minute, one of the ten slots of the 10-minute interval (CAPPI_POLL_SLOTS, below): each source is
+    polled every ten minutes, a tenth of them each minute. A tick is retried within the interval."""
     schedules = list(app.resources(stage, "AWS::Scheduler::Schedule").values())
     assert len(schedules) == 1
     props = schedules[0]["Properties"]
-    assert props["ScheduleExpression"] == "rate(10 minutes)"
+    assert props["ScheduleExpression"] == "rate(1 minute)"
     assert props["State"] == "ENABLED"
     target = props["Target"]
     assert app.describe(stage, target["Arn"]) == f"AWS::Lambda::Alias/cappi-{stage}-dispatch:{LIVE_ALIAS}"
@@ -232,6 +234,9 @@ def test_function_environments_carry_what_each_settings_class_reads(app: Synth, 
         **common,
         "POWERTOOLS_SERVICE_NAME": "cappi-dispatch",
         "CAPPI_INGEST_FUNCTION": {"Ref": _alias(app, stage, "ingest")},  # the alias's ARN
+        "CAPPI_TABLE_NAME": table,  # it reads the heads to count stale sources
+        "CAPPI_STALE_AFTER_S": "1800",
+        "CAPPI_POLL_SLOTS": "10",  # the schedule's 10 minutes, one slot a minute
     }
     assert env["query"] == {
         **common,
@@ -329,7 +334,8 @@ def test_each_role_holds_exactly_its_grants(app: Synth, stage: str) -> None:
         "release-check": _contract_grants(app, stage, "release-check") | _write_logs(f"cappi-{stage}-release-check"),
     }
     assert set(expected) == set(permissions.ROLE_GRANTS)
-    assert ("dynamodb:BatchGetItem", f"AWS::DynamoDB::GlobalTable/cappi-{stage}-snapshots") in expected["query"]
+    for reader in ("query", "dispatch"):
+        assert ("dynamodb:BatchGetItem", f"AWS::DynamoDB::GlobalTable/cappi-{stage}-snapshots") in expected[reader]
     for role, grants in expected.items():
         role_id = app.function_role(stage, f"cappi-{stage}-{role}")
         assert app.role_grants(stage, role_id) == grants, role
@@ -411,7 +417,8 @@ def test_command_line_overrides_arrive_as_strings_and_are_typed() -> None:
     assert config.require_club_claim is True
     assert config.retain_data is False
     assert config.alarm_email == "ops@example.org"
-    assert config.schedule_expression == "rate(10 minutes)"
+    assert config.schedule_expression == "rate(1 minute)"  # whatever the interval: one slot a minute
+    assert config.poll_slots == config.schedule_minutes == 10
     assert config.resource_name("snapshots") == "cappi-stage-snapshots"
 
 
@@ -432,6 +439,19 @@ def test_every_config_problem_is_reported_at_once() -> None:
     message = str(caught.value)
     for key in ("log_retention_days", "throttle_rate", "certificate_arn", "alarm_email", "schedule_minute"):
         assert key in message
+
+
+def test_staleness_bound_must_span_two_poll_intervals_and_ingest_reserves_what_it_is_told() -> None:
+    base = cdk_context()["cappi:stage"]
+    with pytest.raises(ConfigError, match=r"stale_after_s: must be at least two poll intervals \(3600 s"):
+        StageConfig.from_mapping("stage", {**base, "schedule_minutes": 30})  # the default 1800 s is one interval
+    assert StageConfig.from_mapping("stage", {**base, "schedule_minutes": 30, "stale_after_s": 3600}).poll_slots == 30
+    assert (
+        StageConfig.from_mapping("stage", {**base, "ingest_reserved_concurrency": "20"}).ingest_reserved_concurrency
+        == 20
+    )
+    with pytest.raises(ConfigError, match="ingest_reserved_concurrency"):
+        StageConfig.from_mapping("stage", {**base, "ingest_reserved_concurrency": "0"})
 
 
 def test_prod_retains_data_unless_told_otherwise() -> None:

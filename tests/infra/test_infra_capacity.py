@@ -1,9 +1,11 @@
-"""Capacity and log volume: ingest has a floor of concurrency no burst of queries can take, the query function
-reserves what its steady throttle needs, both stages fit one account with the default quota, and the query
-function leaves no Lambda platform lines (three per request at ~36 million requests a month, bench/cost.py)."""
+"""Capacity and log volume: ingest has a floor of concurrency no burst of queries can take, of the stage's setting
+whatever the number of sources, the query function reserves what its steady throttle needs, both stages fit one
+account with the default quota (at 1,000 sources too: test_infra_fleet.py), and the query function leaves no Lambda
+platform lines (three per request at ~36 million requests a month, bench/cost.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -12,10 +14,8 @@ pytest.importorskip("aws_cdk")
 
 from support.synth import Synth, synth
 
-import app as cdk_app
-from cappi.domain.registry import load_registry
 from infra.api import ACCESS_LOG_FORMAT, QUERY_SECONDS_BUDGET
-from infra.ingest import INGEST_CONCURRENCY_PER_SOURCE, INGEST_CONCURRENCY_SPARE
+from infra.config import StageConfig
 
 STAGES = ("stage", "prod")
 BURST = {"stage": 100, "prod": 400}  # cdk.json's throttle_burst
@@ -33,12 +33,10 @@ def _function(app: Synth, stage: str, role: str) -> dict:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_ingest_has_reserved_concurrency_for_every_source_and_query_what_its_steady_throttle_needs(
-    app: Synth, stage: str
-) -> None:
-    sources = len(load_registry(cdk_app.ROOT / "clubs" / f"{stage}.json").sources)
+def test_ingest_reserves_the_stage_setting_and_query_what_its_steady_throttle_needs(app: Synth, stage: str) -> None:
     ingest = _function(app, stage, "ingest")["ReservedConcurrentExecutions"]
-    assert ingest == INGEST_CONCURRENCY_PER_SOURCE * sources + INGEST_CONCURRENCY_SPARE
+    default = next(f.default for f in dataclasses.fields(StageConfig) if f.name == "ingest_reserved_concurrency")
+    assert ingest == default
     # Little's law at the steady throttle: requests per second x the seconds one query may take.
     expected = min(BURST[stage], math.ceil(RATE[stage] * QUERY_SECONDS_BUDGET))
     assert _function(app, stage, "query")["ReservedConcurrentExecutions"] == expected
@@ -54,6 +52,11 @@ def test_both_stages_fit_one_account_with_the_default_quota(app: Synth) -> None:
         for r in app.resources(stage, "AWS::Lambda::Function").values()
     )
     assert 1000 - reserved >= 100 + 500, reserved
+
+
+def test_the_ingest_reservation_is_a_setting_not_a_count_of_sources() -> None:
+    chosen = synth(**{"cappi:stages": "stage", "stage:ingest_reserved_concurrency": "12"})
+    assert _function(chosen, "stage", "ingest")["ReservedConcurrentExecutions"] == 12
 
 
 def test_a_reservation_that_leaves_under_100_unreserved_fails_the_synth() -> None:
@@ -82,4 +85,6 @@ def test_query_logs_no_platform_lines_and_samples_its_own(app: Synth, stage: str
 def test_the_access_log_keeps_what_support_asks_for() -> None:
     assert set(ACCESS_LOG_FORMAT) >= {"requestId", "status", "responseLatency", "authorizerError", "client", "ip"}
     assert "$context.authorizer.claims.azp" in ACCESS_LOG_FORMAT.values()
+    # Nothing the one GET route implies: every byte is paid per request.
+    assert not {"$context.httpMethod", "$context.routeKey", "$context.requestTime"} & set(ACCESS_LOG_FORMAT.values())
     assert not any("token" in value.lower() or "authorization" in value.lower() for value in ACCESS_LOG_FORMAT.values())

@@ -1,7 +1,8 @@
-"""Monitoring follows the registry: one alarm set and one dashboard row per club source. Also the stage settings
-that only show with overrides (`-c stage:<key>=<value>`): alarm e-mail, custom domain, schedule rate, retention.
+"""Monitoring does not follow the registry's size: one staleness alarm over every source, a dashboard without
+per-source widgets. Also the stage settings that only show with overrides (`-c stage:<key>=<value>`): alarm e-mail,
+custom domain, schedule rate and poll slots, retention.
 
-Uses its own three-source registry, so the per-club behaviour is proved on more than the example club.
+Uses its own three-source registry (one disabled), so nothing per source hides behind a single example club.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ import pytest
 
 pytest.importorskip("aws_cdk")
 
+from support.alarm_metrics import dashboard_widgets
 from support.synth import Synth, synth
+
+from cappi.contracts.metrics import STALE_LINE
+from infra.dashboard import STALE_WIDGET
 
 REGISTRY = {
     "sources": [
@@ -67,34 +72,31 @@ def _topic(app: Synth) -> dict[str, str]:
     return {"Ref": app.logical_id("stage", "AWS::SNS::Topic", TopicName="cappi-stage-alarms")}
 
 
-def test_every_registry_source_gets_one_alarm_and_no_other_source_does(app: Synth) -> None:
-    per_source = {
-        (a["Dimensions"][0]["Value"], a["MetricName"])
-        for a in _alarms(app).values()
-        if a.get("Namespace") == "CAPPI/stage" and a.get("Dimensions")
-    }
-    assert per_source == {(source, "SnapshotAge") for source in SOURCES}
+def test_no_alarm_is_per_source_and_one_watches_staleness_for_every_source(app: Synth) -> None:
+    alarms = _alarms(app)
+    assert not [name for name, a in alarms.items() if a.get("Dimensions") and a.get("Namespace") == "CAPPI/stage"]
     for source in SOURCES:
-        assert f"cappi-stage-{source}-stale" in _alarms(app)
-        for gone in ("poll-failures", "drop-guard", "rejected-rows"):  # one health alarm per source, not four
-            assert f"cappi-stage-{source}-{gone}" not in _alarms(app)
+        assert not [name for name in alarms if source in name]
+    assert [name for name in alarms if name.endswith("-stale")] == ["cappi-stage-sources-stale"]
 
 
-@pytest.mark.parametrize("source", sorted(SOURCES))
-def test_the_source_alarm_watches_snapshot_age_with_missing_data_as_stale(app: Synth, source: str) -> None:
-    stale = _alarms(app)[f"cappi-stage-{source}-stale"]
-    assert (stale["MetricName"], stale["Statistic"]) == ("SnapshotAge", "Maximum")
-    assert (stale["ComparisonOperator"], stale["Threshold"]) == ("GreaterThanThreshold", 1800)
-    assert stale["TreatMissingData"] == "breaching"  # a club nobody polls is a stale club
-    # Half-schedule periods, 3 of 4: a healthy source leaves at most every other period empty.
-    assert stale["Period"] == 120  # half the overridden 5-minute schedule, in whole minutes
-    assert (stale["EvaluationPeriods"], stale["DatapointsToAlarm"]) == (4, 3)
-    assert stale["Namespace"] == "CAPPI/stage"
-    assert stale["Dimensions"] == [{"Name": "Source", "Value": source}]
-    assert stale["ActionsEnabled"] is SOURCES[source]  # a disabled source's alarm stays quiet
+def test_the_stale_alarm_counts_stale_sources_with_missing_data_as_stale(app: Synth) -> None:
+    stale = _alarms(app)["cappi-stage-sources-stale"]
+    assert (stale["Namespace"], stale["MetricName"], stale["Statistic"]) == ("CAPPI/stage", "StaleSources", "Maximum")
+    assert "Dimensions" not in stale
+    assert (stale["ComparisonOperator"], stale["Threshold"]) == ("GreaterThanOrEqualToThreshold", 1)
+    assert stale["TreatMissingData"] == "breaching"  # a dispatch that does not run vouches for no source
+    # Dispatch reports every minute: two five-minute periods in a row, so one lost tick is not an alarm.
+    assert (stale["Period"], stale["EvaluationPeriods"], stale["DatapointsToAlarm"]) == (300, 2, 2)
+    assert stale["ActionsEnabled"] is True
     assert stale["AlarmActions"] == [_topic(app)]
     assert stale["OKActions"] == [_topic(app)]
-    assert "cappi status --stage stage" in stale["AlarmDescription"]
+    # It says where the names are: the command, and the dashboard widget over dispatch's line.
+    description = stale["AlarmDescription"]
+    assert "`cappi status --stage stage` lists them first" in description
+    assert "30 min" in description
+    assert f'cappi-stage-dashboard\'s widget "{STALE_WIDGET}"' in description
+    assert f"`{STALE_LINE}`" in description
 
 
 def test_drops_and_rejected_rows_alarm_once_for_the_stage(app: Synth) -> None:
@@ -187,17 +189,32 @@ def test_without_an_alarm_email_there_is_no_subscription_and_synth_warns() -> No
     assert any("No alarm e-mail for stage stage" in str(w) for w in warnings)
 
 
-def test_dashboard_graphs_every_source_and_shows_the_last_polls_and_the_api(app: Synth) -> None:
+def test_the_dashboard_shows_stale_sources_by_name_and_nothing_per_source(app: Synth) -> None:
     dashboard = next(iter(app.resources("stage", "AWS::CloudWatch::Dashboard").values()))["Properties"]
     assert dashboard["DashboardName"] == "cappi-stage-dashboard"
     body = json.dumps(dashboard["DashboardBody"])
-    assert "Snapshot age (s): north-club .. west-club" in body
-    assert "Source alarms: north-club .. west-club" in body
-    for source, enabled in SOURCES.items():
-        label = source if enabled else f"{source} (disabled)"
-        assert f'\\"Source\\",\\"{source}\\",{{\\"label\\":\\"{label}\\"' in body
-    assert "Last poll per source (ingest log)" in body
-    assert "/aws/lambda/cappi-stage-ingest" in body or "IngestLogs" in body
+    for source in SOURCES:
+        assert source not in body
+    assert '\\"StaleSources\\"' in body and '\\"OldestSnapshotAge\\"' in body
+    widgets = {w["properties"].get("title"): w["properties"] for w in dashboard_widgets(app.templates["stage"])}
+    stale = widgets[STALE_WIDGET]
+    assert f'filter message = "{STALE_LINE}"' in stale["query"]
+    assert "Last poll per source (ingest log)" in widgets
+    # Which log group each Logs Insights widget reads: the token just before its query's text.
+    _, parts = dashboard["DashboardBody"]["Fn::Join"]
+    read = {
+        text.split("|", 2)[1].split("\\n")[0].strip(): app.describe("stage", parts[i - 1])
+        for i, text in enumerate(parts)
+        if isinstance(text, str) and text.startswith("' | fields ")
+    }
+    assert read == {
+        "fields @timestamp, stale_sources, oldest_snapshot_age_s, stale": (
+            "AWS::Logs::LogGroup//aws/lambda/cappi-stage-dispatch"
+        ),
+        "fields @timestamp, Source, PollSuccess, FetchFailure, FeedRejected, Calls, Techs, SnapshotAge, RejectedRows": (
+            "AWS::Logs::LogGroup//aws/lambda/cappi-stage-ingest"
+        ),
+    }
     assert "API requests" in body
     assert "API latency" in body
 
@@ -234,8 +251,11 @@ def test_custom_domain_maps_to_the_default_stage(app: Synth) -> None:
 
 def test_overrides_reach_schedule_throttling_retention_and_query_settings(app: Synth) -> None:
     schedule = next(iter(app.resources("stage", "AWS::Scheduler::Schedule").values()))["Properties"]
-    assert schedule["ScheduleExpression"] == "rate(5 minutes)"
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"  # each tick starts one of the interval's 5 slots
     assert schedule["Target"]["RetryPolicy"]["MaximumEventAgeInSeconds"] == 300
+    dispatch = app.logical_id("stage", "AWS::Lambda::Function", FunctionName="cappi-stage-dispatch")
+    dispatch_env = app.templates["stage"]["Resources"][dispatch]["Properties"]["Environment"]["Variables"]
+    assert (dispatch_env["CAPPI_POLL_SLOTS"], dispatch_env["CAPPI_STALE_AFTER_S"]) == ("5", "1800")
     stage = next(iter(app.resources("stage", "AWS::ApiGatewayV2::Stage").values()))["Properties"]
     assert stage["DefaultRouteSettings"] == {"ThrottlingRateLimit": 20, "ThrottlingBurstLimit": 40}
     assert {g["Properties"]["RetentionInDays"] for g in app.resources("stage", "AWS::Logs::LogGroup").values()} == {14}

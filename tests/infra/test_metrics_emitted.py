@@ -4,12 +4,14 @@ namespace, name and dimensions, with the namespace the template gives the functi
 dashboard's Logs Insights widget reads is in those lines.
 
 The handlers run for real (moto for DynamoDB, fakes for the club feed and Lambda's invoke), through each outcome
-an alarm watches: a good poll, a held drop, a failed fetch, a rejected feed, a dispatch tick and queries.
+an alarm watches: a good poll, a held drop, a failed fetch, a rejected feed, a dispatch tick that finds a source
+never published (its `stale sources` line too) and queries.
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +34,23 @@ from support.synth import Synth, synth
 
 from cappi import observability
 from cappi.contracts.api import path_for
-from cappi.contracts.metrics import ALL_FIGURES, ALL_METRICS
+from cappi.contracts.metrics import ALL_FIGURES, ALL_METRICS, STALE_LINE, STALE_LINE_FIELDS
 from cappi.domain.poll import FeedUnavailable
 from cappi.domain.registry import ClubSource, parse_registry
 from cappi.handlers import dispatch, ingest
+from cappi.observability import logger
 from local.http_api import LambdaContext
 
 REGISTRY = parse_registry({"sources": [{"name": "alpha", "club_ids": [212], "base_url": "https://a.example"}]})
+# Dispatch's registry: alpha, polled above, and bravo, never published (stale).
+FLEET = parse_registry(
+    {
+        "sources": [
+            {"name": "alpha", "club_ids": [212], "base_url": "https://a.example"},
+            {"name": "bravo", "club_ids": [213], "base_url": "https://b.example"},
+        ]
+    }
+)
 
 
 def feed(calls: int, bad_rows: int = 0) -> bytes:
@@ -75,14 +87,17 @@ class NoInvoke:
 class Emitted:
     metrics: set[AlarmMetric]  # (namespace, name, sorted dimension names) of every metric the EMF lines define
     fields: set[str]  # every top-level key of those lines
+    stale_line: set[str]  # the declared fields of dispatch's `stale sources` line
 
 
 def emitted(output: str) -> Emitted:
-    found = Emitted(set(), set())
+    found = Emitted(set(), set(), set())
     for line in output.splitlines():
         if not line.startswith("{"):
             continue
         record = json.loads(line)
+        if record.get("message") == STALE_LINE:
+            found.stale_line |= set(record) & set(STALE_LINE_FIELDS)
         directives = record.get("_aws", {}).get("CloudWatchMetrics", [])
         if directives:
             found.fields |= set(record) - {"_aws"}
@@ -116,8 +131,12 @@ def run_handlers(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyP
         poll = ingest.make_handler(lambda: deps)
         for _ in bodies:
             poll({"source": "alpha", "scheduled_time": "2026-12-01T10:00:00Z"}, context("ingest"))
-        tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(REGISTRY, NoInvoke()))
-        tick({"scheduled_time": "2026-12-01T10:00:00Z"}, context("dispatch"))
+        tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies(FLEET, NoInvoke(), store.snapshots.heads))
+        previous = logger.registered_handler.setStream(sys.stdout)  # the structured log's lines into capsys too
+        try:
+            tick({"scheduled_time": "2026-12-01T10:00:00Z"}, context("dispatch"))
+        finally:
+            logger.registered_handler.setStream(previous)
     with query_api() as api:
         for path in (path_for(212, "AB12"), path_for(999, "AB12")):
             api.get(path)
@@ -137,7 +156,8 @@ def test_every_metric_alarms_and_the_dashboard_read_is_emitted_by_the_handlers(
     assert graphed, "the dashboard graphs custom metrics"
     assert sorted(watched - output.metrics) == []
     assert sorted(graphed - output.metrics) == []
-    assert sorted(dashboard_log_fields(template) - output.fields) == []
+    assert sorted(dashboard_log_fields(template) - output.fields - output.stale_line) == []
+    assert output.stale_line == set(STALE_LINE_FIELDS)
 
 
 def test_the_handlers_emit_only_what_the_contract_declares(

@@ -296,7 +296,7 @@ def test_a_quota_too_low_fails_naming_the_figures_and_the_settings(
     assert "'Concurrent executions' quota" in line
     assert "query_reserved_concurrency" in line and "throttle_rate" in line
     assert "account_concurrency" in line
-    assert "clubs/stage.json" in line
+    assert "ingest_reserved_concurrency" in line  # a setting: ingest no longer reserves per club source
 
 
 def test_an_ample_quota_passes(tmp_path: Path, aws: Aws, issuer: Issuer, capsys: pytest.CaptureFixture[str]) -> None:

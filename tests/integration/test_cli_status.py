@@ -220,3 +220,52 @@ def test_calls_now_and_at_an_earlier_moment(state_dir: Path, aws: LocalAws, caps
     assert "TechId" in err
     code, out, _ = run(capsys, "calls", "1", "ZZ99", "--state-dir", str(state_dir))
     assert (code, out.strip()) == (0, "(no open calls)")
+
+
+def test_stale_sources_come_first_named_as_the_stale_alarm_counts_them(
+    state_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The staleness alarm's description sends ops here: its sources top the list, the never-published first."""
+    _, out, _ = run(capsys, "status", "--json", "--state-dir", str(state_dir))
+    document = json.loads(out)
+    assert document["stale"] == ["never", "stale"]
+    assert [s["name"] for s in document["sources"]] == ["never", "stale", "fresh", "failing", "held", "rejected", "off"]
+    assert {s["name"] for s in document["sources"] if s["stale"]} == {"never", "stale"}
+    _, table, _ = run(capsys, "status", "--state-dir", str(state_dir))
+    assert table.index("never") < table.index("stale  ") < table.index("fresh")
+    assert "2 stale (the stage's stale alarm counts them): never, stale" in table
+
+
+def test_a_failing_source_whose_list_aged_past_the_bound_says_both() -> None:
+    from cappi.domain.heads import Head, Pointer
+    from cappi.domain.registry import parse_registry
+    from cli.status import registry_status
+
+    now = 10_000_000_000
+    old = now - (STALE_AFTER_S + 60) * 1000
+    registry = parse_registry(
+        {
+            "sources": [
+                {"name": "ok", "club_ids": [1], "base_url": "https://a.example"},
+                {"name": "down", "club_ids": [2], "base_url": "https://b.example"},
+            ]
+        }
+    )
+    heads = {
+        "ok": Head("ok", now, {1: Pointer(1, "v", "h", now, now, 1, 1, 1, "ok", 1, 0)}),
+        "down": Head("down", old, {2: Pointer(2, "v", "h", old, old, 1, 1, 1, "down", 1, 0)}),
+    }
+    polls = {"down": LastPoll("down", "failed", now, 0.5, error_code="timeout")}
+
+    class Reads:
+        def head(self, source: str, *, consistent: bool = True) -> Any:
+            return heads.get(source)
+
+        def last_poll(self, source: str) -> Any:
+            return polls.get(source)
+
+    rows = registry_status(registry, Reads(), Reads(), now_ms=now, stale_after_s=STALE_AFTER_S)
+    assert [(r.name, r.state, r.stale, r.state_words) for r in rows] == [
+        ("down", "failing", True, "failing, stale"),
+        ("ok", "ok", False, "ok"),
+    ]

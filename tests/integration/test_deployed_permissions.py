@@ -2,11 +2,13 @@
 
 moto runs with its IAM authentication on (local/iam.py); each handler gets credentials of a role holding only its
 statements from cappi.contracts.permissions, the definition infra grants from (tests/infra/test_infra.py holds the
-templates to it). Every path is driven: the dispatch tick; ingest's first, changed, unchanged and failing polls,
-its secret read and last-poll records; the query's first answer, a head refresh after its cache aged, shard reads,
-unknown techs and clubs, a club not polled yet, and a new version; the release check before any poll (an unserved
-club's 404), after one (a club with a snapshot) and on a build answering 503. Then least privilege is measured both
-ways: no call is refused, every granted action is used, and taking away any one granted action makes some path fail.
+templates to it). Every path is driven: the dispatch tick, counting stale sources before any poll (never
+published), after one (one fresh, one never published) and once a list is older than the bound; ingest's first,
+changed, unchanged and failing polls, its secret read and last-poll records; the query's first answer, a head
+refresh after its cache aged, shard reads, unknown techs and clubs, a club not polled yet, and a new version; the
+release check before any poll (an unserved club's 404), after one (a club with a snapshot) and on a build answering
+503. Then least privilege is measured both ways: no call is refused, every granted action is used, and taking away
+any one granted action makes some path fail.
 
 moto 5.2.5 does not implement CodeDeploy's PutLifecycleEventHookExecutionStatus, so the release check's report goes
 to a botocore Stubber here (its calls are asserted) and that one action is left out of the two checks of use by
@@ -166,6 +168,19 @@ class Outcomes:
     polls: list[dict[str, Any]]
     answers: dict[str, tuple[int, Any]]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # the release check's summaries
+    stale: dict[str, Any] = field(default_factory=dict)  # each dispatch tick's stale sources (absent: unread)
+
+
+def _tick(session: Any, stale_after_s: float | None = None) -> dict[str, Any]:
+    """A dispatch tick under the dispatch role; `stale_after_s` overrides the stage's bound."""
+
+    def dependencies() -> dispatch.DispatchDependencies:
+        built = dispatch.DispatchDependencies.from_env(session=session)
+        return built if stale_after_s is None else replace(built, stale_after_s=stale_after_s)
+
+    return dispatch.make_handler(dependencies)(
+        {"scheduled_time": "2026-12-06T10:00:00Z"}, LambdaContext("cappi-iam-test-dispatch", "req-dispatch")
+    )
 
 
 def _release_check(deployed: Deployed, session: Any, answer: dict[str, Any]) -> dict[str, Any]:
@@ -221,10 +236,8 @@ def drive_every_path(deployed: Deployed, without: dict[str, frozenset[str]] | No
     club = deployed.club
     base = api.ROUTE.split("{")[0]
 
-    tick = dispatch.make_handler(lambda: dispatch.DispatchDependencies.from_env(session=sessions["dispatch"]))
-    dispatched = tick(
-        {"scheduled_time": "2026-12-06T10:00:00Z"}, LambdaContext("cappi-iam-test-dispatch", "req-dispatch")
-    )
+    dispatched = _tick(sessions["dispatch"])
+    stale = {"never published": dispatched.get("stale")}
 
     handler = query.make_handler(lambda: query.QueryDependencies.from_env(session=sessions["query"]))
     http = HttpApi([Route(api.METHOD, api.ROUTE, handler, Allow())])
@@ -244,6 +257,9 @@ def drive_every_path(deployed: Deployed, without: dict[str, frozenset[str]] | No
     club.route(FEED, respond(body=FIRST))
     polls.append(_ingest(sessions["ingest"], "alpha"))  # first: reads the secret, writes, records the poll
     polls.append(_ingest(sessions["ingest"], "alpha"))  # unchanged: confirms the head
+    stale["one fresh"] = _tick(sessions["dispatch"]).get("stale")
+    time.sleep(0.1)
+    stale["one stale"] = _tick(sessions["dispatch"], stale_after_s=0.05).get("stale")
     time.sleep(1.1)  # the query looks a club it found no list for up again after a second
     answers["first"] = ask("212/AB12/ids")
     answers["second shard club"] = ask("213/EF56/ids")
@@ -261,7 +277,7 @@ def drive_every_path(deployed: Deployed, without: dict[str, frozenset[str]] | No
     polls.append(_ingest(sessions["ingest"], "alpha"))  # failing: only the poll record is written
     time.sleep(0.3)
     answers["after a failed poll"] = ask("212/AB12/ids")
-    return Outcomes(dispatched, polls, answers, checks)
+    return Outcomes(dispatched, polls, answers, checks, stale)
 
 
 def _used(decisions: list[Decision]) -> dict[str, set[str]]:
@@ -282,6 +298,10 @@ def test_every_path_runs_under_its_roles_statements_and_uses_every_grant(deploye
     refused = [d for d in made if not d.allowed]
     assert not refused, f"calls the stack's grants refuse: {refused}"
     assert outcomes.dispatched["dispatched"] == ["alpha", "beta"]
+    assert outcomes.stale["never published"] == {"alpha": None, "beta": None}
+    assert outcomes.stale["one fresh"] == {"beta": None}  # alpha's list was just confirmed
+    assert list(outcomes.stale["one stale"]) == ["beta", "alpha"]
+    assert outcomes.stale["one stale"]["alpha"] > 0.05
     assert [p["status"] for p in outcomes.polls] == ["ok", "ok", "ok", "failed"]
     assert [[c["outcome"] for c in p["clubs"]] for p in outcomes.polls[:3]] == [
         ["published", "published"],

@@ -141,7 +141,7 @@ def test_a_good_poll_publishes_with_auth_headers_and_metrics(
     assert values["SnapshotAge"] >= 0
     emf = next(r for r in records if "FetchSuccess" in r)
     assert emf["Source"] == "aaa-example"
-    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["Source"]]  # what the per-club alarms key on
+    assert emf["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [[]]  # no series per source: Source is a field
     logs = [json.loads(line) for line in log_lines.getvalue().splitlines()]
     assert [r["message"] for r in logs if r["level"] == "INFO"][-1] == "poll done"
     assert any(r["message"].startswith("club feed aaa-example: GET") for r in logs)  # the client's own line

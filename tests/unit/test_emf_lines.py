@@ -1,6 +1,6 @@
-"""`cappi.observability.emf_documents`: one poll is one EMF line whose directives define exactly the contract's
-series (the per-source one with `Source`, the stage-wide ones with no dimension, never a `service`), with the
-source's other figures as plain fields beside them."""
+"""`cappi.observability.emf_documents`: one poll is one EMF line whose directive defines exactly the contract's
+stage-wide series (no dimension, never a `service`), with the source and its figures, its snapshot age among them,
+as plain fields beside them: no series is per source."""
 
 from __future__ import annotations
 
@@ -15,17 +15,17 @@ def _poll(**changes: object) -> PollResult:
     return PollResult(**values)
 
 
-def test_a_poll_is_one_line_with_a_per_source_and_a_stage_wide_directive() -> None:
+def test_a_poll_is_one_line_with_one_stage_wide_directive_and_the_source_as_a_field() -> None:
     result = _poll(rejected={"tech_id_invalid": 2, "call_id_invalid": 1}, snapshot_age_s={212: 4.0, 213: 9.5})
     (doc,) = emf_documents(m.poll_datapoints(result), "CAPPI/stage", timestamp_ms=1)
     directives = doc["_aws"]["CloudWatchMetrics"]
-    assert [d["Dimensions"] for d in directives] == [[["Source"]], [[]]]
+    assert [d["Dimensions"] for d in directives] == [[[]]]  # no series has a Source dimension
     assert {d["Namespace"] for d in directives} == {"CAPPI/stage"}
-    assert [x["Name"] for x in directives[0]["Metrics"]] == ["SnapshotAge"]
-    stage_wide = {x["Name"] for x in directives[1]["Metrics"]}
-    assert stage_wide == {metric.name for metric in m.INGEST_METRICS if not metric.dimensions}
+    stage_wide = {x["Name"] for x in directives[0]["Metrics"]}
+    assert stage_wide == {metric.name for metric in m.INGEST_METRICS}
+    assert all(not metric.dimensions for metric in m.ALL_METRICS)  # nothing in the contract grows with sources
     assert doc["Source"] == "alpha"
-    assert doc["SnapshotAge"] == 9.5
+    assert doc["SnapshotAge"] == 9.5  # the oldest list's age: a log field for Logs Insights and the dashboard
     assert doc["RejectedRowsByReason"] == {"call_id_invalid": 1, "tech_id_invalid": 2}
     assert doc["Calls"] == 0
     assert "service" not in doc
@@ -35,7 +35,7 @@ def test_a_poll_is_one_line_with_a_per_source_and_a_stage_wide_directive() -> No
 
 def test_a_failed_poll_without_a_published_list_reports_no_age() -> None:
     (doc,) = emf_documents(m.poll_datapoints(_poll(status="failed", rows=0)), "CAPPI", timestamp_ms=1)
-    assert "SnapshotAge" not in doc  # the stale alarm counts the missing datapoint as stale
+    assert "SnapshotAge" not in doc  # no list yet: dispatch counts the source as stale
     assert doc["FetchFailure"] == 1
     assert [d["Dimensions"] for d in doc["_aws"]["CloudWatchMetrics"]] == [[[]]]
 

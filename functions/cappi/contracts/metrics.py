@@ -4,9 +4,10 @@ unit and dimensions, and the mapping of one poll's result to the figures it prod
 A figure is either a *metric* (`stored=True`): CloudWatch extracts it into a metric series, which costs
 $0.30 a month per series (per distinct dimension values), so only what an alarm or the dashboard reads is one; or
 a *log field* (`stored=False`): a plain key of the same EMF log line, free beyond its few bytes and queryable with
-CloudWatch Logs Insights (docs/operations.md lists the queries). Per source, the only metric is `SnapshotAge`, the
-one health figure the per-source alarm and dashboard read; the rest of a poll is stage-wide metrics (no dimension)
-or log fields next to its `Source`.
+CloudWatch Logs Insights (docs/operations.md lists the queries). No metric has a per-source dimension, so the
+metrics bill does not grow with the registry: a poll's figures are stage-wide metrics (no dimension) or log fields
+next to its `Source`, and staleness is counted for the whole stage by dispatch (`StaleSources`,
+`OldestSnapshotAge`), which reads every enabled source's head on each tick and logs the stale sources by name.
 
 The handlers emit exactly these (`cappi.observability.emit`); `infra/monitoring.py` builds its alarms and the
 dashboard from the same objects, and tests check that every metric an alarm or the dashboard reads is one the code
@@ -59,9 +60,6 @@ def _log_field(name: str, unit: str, description: str) -> Metric:
     return Metric(name, unit, (SOURCE,), description, stored=False)
 
 
-# Ingest, per source: the health metric. Age of the oldest list readers see since a poll last confirmed it: it grows
-# while fetches fail or feeds are rejected, and it is missing when nobody polls, so one alarm covers all three.
-SNAPSHOT_AGE = Metric("SnapshotAge", SECONDS, (SOURCE,), "age of the oldest list readers see, since last confirmed")
 # Ingest, stage-wide (no dimension): which source it was is in the same log line and in `cappi status`.
 FETCH_FAILURE = Metric("FetchFailure", COUNT, (), "polls whose feed could not be fetched")
 FEED_REJECTED = Metric("FeedRejected", COUNT, (), "polls whose fetched document was refused as a whole")
@@ -77,18 +75,28 @@ REJECTED_ROWS = _log_field("RejectedRows", COUNT, "rows dropped by validation")
 CALLS = _log_field("Calls", COUNT, "distinct open calls published, over the source's clubs")
 TECHS = _log_field("Techs", COUNT, "technicians with open calls, over the source's clubs")
 SNAPSHOT_CHANGED = _log_field("SnapshotChanged", COUNT, "clubs whose list changed with this poll")
+# Age of the oldest list readers see since a poll last confirmed it. A log field only: a series per source cost
+# $0.30 a month each; dispatch's stage-wide `StaleSources` is what the alarm reads.
+SNAPSHOT_AGE = _log_field("SnapshotAge", SECONDS, "age of the oldest list readers see, since last confirmed")
 # Per reason: an object {reason: rows} in the line (Logs Insights: `RejectedRowsByReason.tech_id_invalid`).
 REJECTED_ROWS_BY_REASON = Metric("RejectedRowsByReason", COUNT, (SOURCE, REASON), "rows dropped, per reason", False)
 
 # Dispatch: one series each for the whole stage.
 INGESTS_DISPATCHED = Metric("IngestsDispatched", COUNT, (), "ingest invocations started by one tick")
 INGEST_DISPATCH_FAILURES = Metric("IngestDispatchFailures", COUNT, (), "ingest invocations that could not start")
+# Dispatch, every tick, over every enabled source's head (cappi.domain.staleness): the stage's one staleness alarm
+# reads `StaleSources`; the names are in the same tick's `stale sources` log line and in `cappi status`.
+STALE_SOURCES = Metric("StaleSources", COUNT, (), "enabled sources whose list is older than stale_after_s, or none")
+OLDEST_SNAPSHOT_AGE = Metric("OldestSnapshotAge", SECONDS, (), "age of the oldest list readers see, any source")
+# Dispatch's plain log line (WARNING, only on a tick that finds a stale source) naming the stale sources with their
+# ages, with these fields: the dashboard's Logs Insights widget and docs/operations.md filter on its message.
+STALE_LINE = "stale sources"
+STALE_LINE_FIELDS = ("stale_sources", "enabled_sources", "oldest_snapshot_age_s", "stale_after_s", "stale")
 
 # The query emits no metric: API Gateway's own Count, 4xx, 5xx and Latency (free) and its access log record every
 # answer; the function logs every error and a sample of answers (cappi.handlers.query).
 
 INGEST_METRICS = (
-    SNAPSHOT_AGE,
     FETCH_FAILURE,
     FEED_REJECTED,
     DROP_GUARD_HOLDS,
@@ -104,9 +112,10 @@ INGEST_LOG_FIELDS = (
     CALLS,
     TECHS,
     SNAPSHOT_CHANGED,
+    SNAPSHOT_AGE,
     REJECTED_ROWS_BY_REASON,
 )
-DISPATCH_METRICS = (INGESTS_DISPATCHED, INGEST_DISPATCH_FAILURES)
+DISPATCH_METRICS = (INGESTS_DISPATCHED, INGEST_DISPATCH_FAILURES, STALE_SOURCES, OLDEST_SNAPSHOT_AGE)
 ALL_METRICS = INGEST_METRICS + DISPATCH_METRICS  # every stored series: what alarms and the dashboard may read
 ALL_FIGURES = ALL_METRICS + INGEST_LOG_FIELDS
 

@@ -49,8 +49,12 @@ ROLE_GRANTS: Mapping[str, tuple[Grant, ...]] = MappingProxyType(
             # latest/userguide/ps-restrict-decryption.html). Access to a value is this GetParameter grant alone.
             Grant(CLUB_SECRETS, ("ssm:GetParameter",)),
         ),
-        # Starts one asynchronous ingest per source.
-        "dispatch": (Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),),
+        # Starts one asynchronous ingest per source of the tick's slot, and reads every enabled source's head in
+        # batches (BatchGetItem, eventually consistent) to count the stale ones. Never writes.
+        "dispatch": (
+            Grant(INGEST_FUNCTION, ("lambda:InvokeFunction",)),
+            Grant(TABLE, ("dynamodb:BatchGetItem",)),
+        ),
         # CodeDeploy's pre-traffic hook: reads the enabled sources' heads in one batch to pick a club with a
         # snapshot, asks the new query version once, and tells CodeDeploy whether the release may go on.
         "release-check": (

@@ -1,10 +1,16 @@
-"""One schedule tick: start one asynchronous ingest per enabled club source.
+"""One schedule tick: start the asynchronous ingest of each enabled club source whose poll slot this tick is.
 
-One source's failed start never stops the others: it is reported and counted, and the next tick tries again.
+Polls are spread over the poll interval: the schedule ticks every minute, the interval has `slots` minutes, and
+each source has a stable slot (a hash of its name, modulo `slots`). A tick starts only the sources of its own slot,
+which it derives from the tick's scheduled time, so a retried tick starts the same sources again and each source is
+still polled once per interval. With one slot (local mode) every tick starts every source.
+
+One source's failed start never stops the others: it is reported and counted, and its next slot tries again.
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +31,9 @@ class DispatchResult:
     dispatched: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)  # disabled sources
+    slot: int = 0  # this tick's slot, of `slots`
+    slots: int = 1
+    other_slots: int = 0  # enabled sources left to the other ticks of the interval
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -32,6 +41,8 @@ class DispatchResult:
             "dispatched": self.dispatched,
             "failed": self.failed,
             "skipped": self.skipped,
+            "slot": f"{self.slot}/{self.slots}",
+            "other_slots": self.other_slots,
         }
 
 
@@ -45,6 +56,24 @@ def scheduled_time_of(event: Any, now: datetime | None = None) -> str:
     return (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def source_slot(source: str, slots: int) -> int:
+    """The source's poll slot: stable across processes and deploys (CRC-32 of its name, not Python's salted
+    `hash`), and unchanged for every other source when one is added or removed."""
+    return zlib.crc32(source.encode()) % slots
+
+
+def tick_slot(scheduled_time: str, slots: int, now: datetime | None = None) -> int:
+    """The slot of the tick scheduled at `scheduled_time` (ISO 8601): its minute since the epoch, modulo `slots`.
+    A time that does not parse (no scheduler wrote it) counts as now."""
+    try:
+        when = datetime.fromisoformat(scheduled_time)
+    except ValueError:
+        when = now or datetime.now(UTC)
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return int(when.timestamp() // 60) % slots
+
+
 def _ignore(_source: str, _error: Exception) -> None:
     return None
 
@@ -54,13 +83,19 @@ def dispatch(
     invoker: AsyncInvoker,
     scheduled_time: str,
     *,
+    slots: int = 1,
     on_failure: Callable[[str, Exception], None] = _ignore,
 ) -> DispatchResult:
-    """Start every enabled source's ingest; `on_failure(source, error)` hears each start that failed."""
-    result = DispatchResult(scheduled_time=scheduled_time)
+    """Start the ingest of every enabled source of this tick's slot (of `slots`); `on_failure(source, error)`
+    hears each start that failed."""
+    slot = tick_slot(scheduled_time, slots)
+    result = DispatchResult(scheduled_time=scheduled_time, slot=slot, slots=slots)
     for source in registry.sources:
         if not source.enabled:
             result.skipped.append(source.name)
+            continue
+        if source_slot(source.name, slots) != slot:
+            result.other_slots += 1
             continue
         try:
             invoker.invoke_async({"source": source.name, "scheduled_time": scheduled_time})
