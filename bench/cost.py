@@ -64,6 +64,7 @@ PRICES = {
     "alarm_metric_month": 0.10,  # standard-resolution alarm, per metric it reads
     "dashboard_month": 3.00,  # beyond the account's first 3
     "log_ingest_gb": 0.50,  # CloudWatch Logs standard ingestion
+    "log_ingest_gb_ia": 0.25,  # CloudWatch Logs Infrequent Access ingestion
     "log_storage_gb_month": 0.03,  # archived (compressed)
     "http_api_million": 1.00,  # API Gateway HTTP API, first 300 million a month
     "http_api_million_over_300m": 0.90,  # API Gateway HTTP API, beyond 300 million a month
@@ -155,6 +156,7 @@ class Template:
     functions: dict[str, dict[str, Any]]  # role -> {memory_mb, platform_logs, env}
     retention_days: int
     access_log_format: str
+    access_log_class: str  # the access log group's class: STANDARD or INFREQUENT_ACCESS
     tick_minutes: int  # the dispatch schedule's rate
     poll_slots: int  # the ticks of one poll interval, each starting its share of the sources (CAPPI_POLL_SLOTS)
     resources: int = 0  # the stage's CloudFormation resources
@@ -253,11 +255,18 @@ def synth_stage(load: Load) -> Template:
         functions=functions,
         retention_days=max(g.get("RetentionInDays", 0) for g in of("AWS::Logs::LogGroup")),
         access_log_format=api_stage["AccessLogSettings"]["Format"],
+        access_log_class=access_log_class(stacks["stage"], api_stage["AccessLogSettings"]["DestinationArn"]),
         tick_minutes=int(rate.group(1)),
         poll_slots=int(functions["dispatch"]["env"].get("CAPPI_POLL_SLOTS", "1")),
         resources=len(stacks["stage"]),
         reserved=reserved,
     )
+
+
+def access_log_class(resources: dict[str, dict[str, Any]], destination: Any) -> str:
+    """The class of the log group the API's access log goes to (`Fn::GetAtt` of its logical ID in the template)."""
+    (logical_id, _attribute) = destination["Fn::GetAtt"]
+    return str(resources[logical_id]["Properties"].get("LogGroupClass", "STANDARD"))
 
 
 def api_requests_usd(requests: float) -> float:
@@ -646,20 +655,21 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
 
     polls, queries, ticks = load.polls_month, load.queries_month, template.ticks_month
     log_per_poll = m.poll_log_bytes / m.polls + platform_bytes(template.functions["ingest"]["platform_logs"])
+    access_per_query = access_log_bytes(template.access_log_format)
     log_per_query = (
-        m.query_log_bytes / m.queries
-        + platform_bytes(template.functions["query"]["platform_logs"])
-        + access_log_bytes(template.access_log_format)
+        m.query_log_bytes / m.queries + platform_bytes(template.functions["query"]["platform_logs"]) + access_per_query
     )
     log_per_tick = m.tick_log_bytes + platform_bytes(template.functions["dispatch"]["platform_logs"])
     log_gb = (log_per_poll * polls + log_per_query * queries + log_per_tick * ticks) / 1e9
+    access_gb = access_per_query * queries / 1e9
+    access_price = p["log_ingest_gb_ia"] if template.access_log_class == "INFREQUENT_ACCESS" else p["log_ingest_gb"]
     stored_gb = log_gb * LOG_COMPRESSION * template.retention_days / DAYS_PER_MONTH
 
     items = {
         "cloudwatch metrics": metric_months * p["metric_month"],
         "cloudwatch alarms": template.alarm_metrics * p["alarm_metric_month"],
         "cloudwatch dashboards": template.dashboards * p["dashboard_month"],
-        "cloudwatch logs ingestion": log_gb * p["log_ingest_gb"],
+        "cloudwatch logs ingestion": (log_gb - access_gb) * p["log_ingest_gb"] + access_gb * access_price,
         "cloudwatch logs storage": stored_gb * p["log_storage_gb_month"],
         "api gateway requests": api_requests_usd(queries),
     }
@@ -717,7 +727,7 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     print(
         f"log bytes: per poll {log_per_poll:,.0f}, per query {log_per_query:,.0f} (handler "
         f"{m.query_log_bytes / m.queries:,.0f} with a request line for every refusal and {m.query_log_sample_rate:.0%} "
-        f"of answers, access log {access_log_bytes(template.access_log_format)}, platform "
+        f"of answers, access log {access_per_query} ({template.access_log_class}), platform "
         f"{platform_bytes(template.functions['query']['platform_logs'])}; {LOG_EVENT_OVERHEAD} B/event overhead "
         f"included), per tick {log_per_tick:,.0f}: {log_gb:.1f} GB/month"
     )

@@ -117,8 +117,17 @@ class QueryApi(Construct):
             authorization_scopes=[config.required_scope],
         )
 
+        # Infrequent Access: half the ingestion price of Standard, and this group needs nothing it lacks (Logs
+        # Insights queries work; no metric or subscription filter reads it: API Gateway's own metrics count). At
+        # 1,000 queries a second the line is most of the log bill (bench/cost.py). A log group's class is fixed at
+        # creation, so this group has a name of its own: the Standard one it replaces (`.../access`) is left to its
+        # retention on stages that retain data, deleted on the others.
         self.access_logs = stage_log_group(
-            self, "AccessLogs", config, f"/aws/apigateway/{config.resource_name('api')}/access"
+            self,
+            "RequestLogs",
+            config,
+            f"/aws/apigateway/{config.resource_name('api')}/access-log",
+            log_class=logs.LogGroupClass.INFREQUENT_ACCESS,
         )
         self.domain: apigateway.DomainName | None = None
         if config.custom_domain:

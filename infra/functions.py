@@ -223,12 +223,20 @@ def _log_format(spec: FunctionSpec) -> dict[str, Any]:
     }
 
 
-def stage_log_group(scope: Construct, construct_id: str, config: StageConfig, name: str) -> logs.LogGroup:
+def stage_log_group(
+    scope: Construct,
+    construct_id: str,
+    config: StageConfig,
+    name: str,
+    *,
+    log_class: logs.LogGroupClass = logs.LogGroupClass.STANDARD,
+) -> logs.LogGroup:
     """A log group with the stage's retention, kept with the stack's data when the stage retains it."""
     return logs.LogGroup(
         scope,
         construct_id,
         log_group_name=name,
+        log_group_class=log_class,
         retention=LOG_RETENTION[config.log_retention_days],  # one of LOG_RETENTION_DAYS: the config checked it
         removal_policy=RemovalPolicy.RETAIN if config.retain_data else RemovalPolicy.DESTROY,
     )

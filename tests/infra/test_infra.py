@@ -127,8 +127,20 @@ def test_default_stage_throttles_and_writes_json_access_logs_with_the_authorizer
     assert log_format["requestId"] == "$context.requestId"
     assert log_format["status"] == "$context.status"
     assert app.describe(stage, props["AccessLogSettings"]["DestinationArn"]) == (
-        f"AWS::Logs::LogGroup//aws/apigateway/cappi-{stage}-api/access"
+        f"AWS::Logs::LogGroup//aws/apigateway/cappi-{stage}-api/access-log"
     )
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_access_log_is_infrequent_access_and_nothing_needs_more(app: Synth, stage: str) -> None:
+    """The access log is the one line every request leaves: Infrequent Access halves its ingestion price, which is
+    only sound while nothing reads the group in a way that class refuses (metric and subscription filters)."""
+    groups = {
+        g["Properties"]["LogGroupName"]: g["Properties"] for g in app.resources(stage, "AWS::Logs::LogGroup").values()
+    }
+    assert groups[f"/aws/apigateway/cappi-{stage}-api/access-log"]["LogGroupClass"] == "INFREQUENT_ACCESS"
+    assert not app.resources(stage, "AWS::Logs::MetricFilter")
+    assert not app.resources(stage, "AWS::Logs::SubscriptionFilter")
 
 
 def test_no_custom_domain_unless_configured(app: Synth) -> None:
@@ -362,7 +374,7 @@ def test_every_log_group_keeps_logs_for_the_stage_retention(app: Synth, stage: s
     }
     assert set(groups) == {
         *(f"/aws/lambda/cappi-{stage}-{spec.role}" for spec in FUNCTIONS),
-        f"/aws/apigateway/cappi-{stage}-api/access",
+        f"/aws/apigateway/cappi-{stage}-api/access-log",
     }
     assert {g["RetentionInDays"] for g in groups.values()} == {RETENTION[stage]}
     for spec in FUNCTIONS:
