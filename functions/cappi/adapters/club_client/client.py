@@ -38,7 +38,7 @@ class ClientLimits:
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     deadline: float = 120.0
-    max_body_bytes: int = 50 * 1024 * 1024
+    max_body_bytes: int = 96 * 1024 * 1024  # cappi.settings.DEFAULT_MAX_BODY_BYTES (a test holds them equal)
     max_attempts: int = 3
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
