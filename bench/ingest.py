@@ -22,6 +22,7 @@ import gc
 import hashlib
 import io
 import json
+import logging
 import os
 import random
 import resource
@@ -182,6 +183,8 @@ def unchanged_cpu(body: bytes, repeats: int) -> dict[str, float]:
     server.body = body
     event = {"source": "bench-club", "scheduled_time": "2026-12-01T00:00:00Z"}
     # The handler's log lines are written (and timed) as deployed, into a buffer instead of the terminal.
+    client_log = logging.getLogger("cappi.club_client")
+    client_log_setup = (client_log.handlers, client_log.level, client_log.propagate)
     ingest.route_library_logs_through(ingest.logger, "cappi.club_client")
     previous_stream = ingest.logger.registered_handler.setStream(io.StringIO())
     try:
@@ -213,6 +216,8 @@ def unchanged_cpu(body: bytes, repeats: int) -> dict[str, float]:
     finally:
         server.close()
         ingest.logger.registered_handler.setStream(previous_stream)
+        client_log.handlers, client_log.propagate = client_log_setup[0], client_log_setup[2]
+        client_log.setLevel(client_log_setup[1])
     return {"loads": min(loads), "same_body": min(same_body), "not_modified": min(not_modified)}
 
 
