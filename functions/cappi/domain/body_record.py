@@ -21,8 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from cappi.domain.last_poll import EXAMPLES_PER_REASON
-from cappi.domain.row_example import RowExample
+from cappi.domain.row_example import EXAMPLES_PER_REASON, RowExample
 
 # Bump when a change to the feed rules (cappi.domain.feed, cappi.domain.ids) can give a body another outcome: every
 # stored record then stops matching and each source's next poll parses its body again.
