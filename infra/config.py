@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # The query Lambda's own defaults (cappi.settings) are the stage defaults, so the two never disagree.
 _QUERY_DEFAULT = QuerySettings.default
-# The ingest function's memory: a changed poll of a 1,000,000-call feed (56 MB) peaks at about 560 MB in a process
+# The ingest function's memory: a changed poll of a 1,000,000-call feed (56 MB) peaks at about 600 MB in a process
 # that also holds boto3, moto and the club's copy of the body (bench/ingest.py --rows 1000000), so 1,024 MB leaves
-# it more than 1.8 times what it needs.
+# it 1.7 times what it needs; feeds near the body cap need more (docs/operations.md).
 DEFAULT_INGEST_MEMORY_MB = 1024
 INGEST_MEMORY_RANGE_MB = (512, 10_240)  # Lambda's own upper bound
 # Retention periods CloudWatch Logs accepts, in days, and CDK's name for each.
