@@ -62,6 +62,7 @@ run: $(LOCAL_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/ingest.py --rows 1000000
 	$(BIN)/python bench/query.py
 	$(BIN)/python bench/local_load.py
 	$(BIN)/python bench/cost.py

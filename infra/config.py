@@ -23,13 +23,18 @@ from aws_cdk import aws_logs as logs
 from constructs import Node
 
 from cappi.contracts.stack import stack_name
-from cappi.settings import QuerySettings
+from cappi.settings import MAX_BODY_BYTES_RANGE, IngestSettings, QuerySettings
 from cappi.values import read_bool, read_number, read_whole_number
 
 ROOT = Path(__file__).resolve().parent.parent
 
 # The query Lambda's own defaults (cappi.settings) are the stage defaults, so the two never disagree.
 _QUERY_DEFAULT = QuerySettings.default
+# The ingest function's memory: a changed poll of a 1,000,000-call feed (56 MB) peaks at about 600 MB in a process
+# that also holds boto3, moto and the club's copy of the body (bench/ingest.py --rows 1000000), so 1,024 MB leaves
+# it 1.7 times what it needs; feeds near the body cap need more (docs/operations.md).
+DEFAULT_INGEST_MEMORY_MB = 1024
+INGEST_MEMORY_RANGE_MB = (512, 10_240)  # Lambda's own upper bound
 # Retention periods CloudWatch Logs accepts, in days, and CDK's name for each.
 LOG_RETENTION: Mapping[int, logs.RetentionDays] = {
     1: logs.RetentionDays.ONE_DAY,
@@ -155,6 +160,10 @@ class StageConfig:
     # Concurrency of the account and region the stage deploys to (Lambda's default quota), against which the
     # stack's reservations are checked: AWS keeps at least 100 unreserved. `cappi preflight` checks the real one.
     account_concurrency: int = 1000
+    # Ingest: the feed body cap, before and after decompression (cappi.settings.IngestSettings.max_body_bytes), and
+    # the function's memory, which must hold a changed poll of a feed of that size.
+    max_body_bytes: int = IngestSettings.default("max_body_bytes")
+    ingest_memory_mb: int = DEFAULT_INGEST_MEMORY_MB
     # Alarm thresholds. A source is stale when the list its readers see was last confirmed longer ago than this
     # (three poll intervals at the default 10 minutes: two failed polls in a row are not yet an alarm).
     stale_after_s: int = 1800
@@ -334,6 +343,8 @@ _PARSERS: dict[str, Callable[[Any], Any]] = {
     "query_reserved_concurrency": _number(int, 1, 5_000),
     "ingest_reserved_concurrency": _number(int, 1, 5_000),
     "account_concurrency": _number(int, 100, 1_000_000),
+    "max_body_bytes": _number(int, *MAX_BODY_BYTES_RANGE),
+    "ingest_memory_mb": _number(int, *INGEST_MEMORY_RANGE_MB),
     "stale_after_s": _number(int, 600, 86_400),
     "rejected_ratio_alarm_percent": _number(float, 0.01, 100),
     "api_5xx_alarm_percent": _number(float, 0.1, 100),

@@ -24,7 +24,7 @@ from constructs import Construct
 from cappi.contracts import api as api_contract
 from cappi.contracts import metrics, permissions
 from infra.bundling import LAMBDA_PLATFORM, REGISTRY_NAME, Asset, build_asset
-from infra.config import LOG_RETENTION, StageConfig
+from infra.config import DEFAULT_INGEST_MEMORY_MB, LOG_RETENTION, StageConfig
 from infra.nag import acknowledge
 
 RUNTIME = lambda_.Runtime.PYTHON_3_13  # must match bundling.LAMBDA_PYTHON: the wheels are built for it
@@ -72,8 +72,9 @@ INGEST = FunctionSpec(
     role="ingest",
     handler="cappi.handlers.ingest.handler",
     packages=(POWERTOOLS, "requests", "msgspec"),
-    # A 100,000-call feed is parsed and grouped in memory; more memory also buys CPU for that.
-    memory_mb=1024,
+    # The stage's `ingest_memory_mb` (infra.config) sets it; this is its default: a changed poll of a 1,000,000-call
+    # feed is parsed and grouped in memory, and more memory also buys CPU for that.
+    memory_mb=DEFAULT_INGEST_MEMORY_MB,
     # The club fetch alone may take the client's 120 s deadline; the snapshot writes come after it.
     timeout_s=180,
     description="Polls one club source, validates its feed and publishes its snapshots",
@@ -123,6 +124,7 @@ class CappiFunction(Construct):
         environment: Mapping[str, str],
         network: Mapping[str, Any] | None = None,  # vpc, vpc_subnets, security_groups (static egress only)
         reserved_concurrency: int | None = None,
+        memory_mb: int | None = None,  # the stage's own figure, else the spec's
     ) -> None:
         super().__init__(scope, construct_id)
         self.spec = spec
@@ -146,7 +148,7 @@ class CappiFunction(Construct):
             handler=spec.handler,
             runtime=RUNTIME,
             architecture=ARCHITECTURE,
-            memory_size=spec.memory_mb,
+            memory_size=memory_mb or spec.memory_mb,
             timeout=Duration.seconds(spec.timeout_s),
             role=self.role,
             log_group=self.log_group,

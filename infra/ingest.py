@@ -62,10 +62,11 @@ class IngestPipeline(Construct):
             "Ingest",
             config=config,
             spec=INGEST,
-            # Its fetch limits are the function's own defaults: not written out.
-            environment=IngestSettings(clubs_file=BUNDLED_CLUBS_FILE, table_name=storage.table.table_name).to_env(
-                defaults=False
-            ),
+            # Its fetch limits are the function's own defaults unless the stage sets them: only those are written out.
+            environment=IngestSettings(
+                clubs_file=BUNDLED_CLUBS_FILE, table_name=storage.table.table_name, max_body_bytes=config.max_body_bytes
+            ).to_env(defaults=False),
+            memory_mb=config.ingest_memory_mb,
             network=egress.network if egress is not None else None,
             reserved_concurrency=config.ingest_reserved_concurrency,
         )

@@ -41,6 +41,10 @@ class Console:
         self.say(f"[{datetime.now().strftime('%H:%M:%S')}] {text}")
 
 
+# Why a poll did not parse its body (PollResult.unchanged_by), said after the line's usual part.
+_UNCHANGED_BY = {"304": "unchanged (304), not parsed", "same_body": "unchanged (same body), not parsed"}
+
+
 def describe_poll(payload: dict[str, Any], result: dict[str, Any] | None, error: BaseException | None) -> str:
     """The console line for one ingest invocation: what it published, or why the feed was refused; then, on
     indented lines, why in words: rows rejected by rule with an example each, drops held back, warnings.
@@ -62,6 +66,9 @@ def describe_poll(payload: dict[str, Any], result: dict[str, Any] | None, error:
         rejected = sum(result.get("rejected", {}).values())
         extra = f", {rejected} rows rejected" if rejected else ""
         line = f"ingest {name}: {clubs}{extra} in {result['fetch_seconds'] + result['parse_seconds']:.2f}s"
+        shortcut = _UNCHANGED_BY.get(result.get("unchanged_by") or "")
+        if shortcut:
+            line += f"; {shortcut}"
     return "\n".join([line, *explain_poll(result)])
 
 

@@ -23,6 +23,10 @@ from cappi.values import number_text, read_bool, read_number, read_whole_number
 # The deploy bundles the stage's registry next to the package; local mode points elsewhere.
 DEFAULT_CLUBS_FILE = str(Path(__file__).resolve().parent.parent / "clubs.json")
 _VARIABLE = "cappi.settings.variable"  # where a field's metadata keeps its Variable
+MIB = 1024 * 1024
+# The ingest body cap: a 1,000,000-call feed (about 56 MB) with room to spare; a stage may set 1 to 256 MiB.
+DEFAULT_MAX_BODY_BYTES = 96 * MIB
+MAX_BODY_BYTES_RANGE = (1 * MIB, 256 * MIB)
 
 
 class SettingsError(RuntimeError):
@@ -72,6 +76,10 @@ def _seconds(name: str, default: float) -> Variable:
 
 def _count(name: str, default: int) -> Variable:
     return Variable(name, lambda text: read_whole_number(text, positive=True), number_text, default)
+
+
+def _bounded_count(name: str, default: int, low: int, high: int) -> Variable:
+    return Variable(name, lambda text: read_whole_number(text, low=low, high=high), number_text, default)
 
 
 def _share(name: str, default: float) -> Variable:
@@ -132,7 +140,8 @@ class IngestSettings(FunctionSettings):
     clubs_file: str = _CLUBS_FILE.field()
     table_name: str = _TABLE_NAME.field()
     fetch_deadline_s: float = _seconds("CAPPI_FETCH_DEADLINE_S", 120.0).field()
-    max_body_bytes: int = _count("CAPPI_MAX_BODY_BYTES", 50 * 1024 * 1024).field()
+    # The feed body cap, before and after decompression: a 1,000,000-call feed is about 56 MB.
+    max_body_bytes: int = _bounded_count("CAPPI_MAX_BODY_BYTES", DEFAULT_MAX_BODY_BYTES, *MAX_BODY_BYTES_RANGE).field()
     secrets_max_age_s: float = _seconds("CAPPI_SECRETS_MAX_AGE_S", 300.0).field()
 
 

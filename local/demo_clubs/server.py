@@ -4,6 +4,7 @@ club arrives: no background thread."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -25,7 +26,8 @@ Response = tuple[int, dict[str, str], bytes]
 class ClubFeedServer:
     """Serves `clubs` over HTTP on a loopback port, in a daemon thread.
 
-    - `GET /<name>/service/calls/status`: the club's feed (401 without the right credentials);
+    - `GET /<name>/service/calls/status`: the club's feed (401 without the right credentials), with an ETag;
+      304 Not Modified when `If-None-Match` names the current list's;
     - `POST /<name>/oauth/token`: the token endpoint of an `oauth2_client_credentials` club;
     - `GET /_control` and `GET /_control/<name>`: state summaries;
     - `POST /_control/<name>` with JSON `{"mode": "normal"|"down"|"garbage"|"html"|"slow", "delay": s,
@@ -138,10 +140,17 @@ class ClubFeedServer:
         if mode == "garbage":
             # A body cut short: the transport is fine (Content-Length matches), the document is not JSON.
             return 200, {"Content-Type": "application/json"}, body[: max(1, len(body) * 2 // 3)]
-        accepts_gzip = "gzip" in {k.lower(): v for k, v in headers.items()}.get("accept-encoding", "").lower()
+        lowered = {k.lower(): v for k, v in headers.items()}
+        # A weak ETag of the document (the same for its gzip and plain forms): a poll that sends it back while the
+        # list is unchanged gets 304 Not Modified and no body, as a club's cache or CDN would answer.
+        etag = f'W/"{hashlib.sha256(body).hexdigest()[:20]}"'
+        if etag in (tag.strip() for tag in lowered.get("if-none-match", "").split(",")):
+            return 304, {"ETag": etag}, b""
+        accepts_gzip = "gzip" in lowered.get("accept-encoding", "").lower()
         if accepts_gzip and len(body) >= _GZIP_MIN_BYTES:
-            return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip"}, club.feed_body(gzipped=True)
-        return 200, {"Content-Type": "application/json"}, body
+            gzipped = club.feed_body(gzipped=True)
+            return 200, {"Content-Type": "application/json", "Content-Encoding": "gzip", "ETag": etag}, gzipped
+        return 200, {"Content-Type": "application/json", "ETag": etag}, body
 
     def _control(self, method: str, parts: list[str], body: bytes) -> Response:
         if not parts and method == "GET":

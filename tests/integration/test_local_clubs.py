@@ -443,3 +443,20 @@ def test_registry_sources_parse_for_every_auth_type() -> None:
     basic = clubs["b-basic"]
     assert basic.refusal({"Authorization": "Basic dXNlcjpwdw=="}) is None
     assert basic.refusal({"Authorization": "Basic dXNlcjp4"}) == "bad credentials"
+
+
+def test_a_demo_club_answers_304_to_its_etag_until_its_list_changes(
+    registry: ClubRegistry, client: ClubFeedClient, server: ClubFeedServer
+) -> None:
+    source = registry.source("demo-large")
+    first = client.fetch(source)
+    assert first.status == 200 and first.etag
+    again = client.fetch(source, validators=first)
+    assert (again.status, again.not_modified, again.body, again.etag) == (304, True, b"", first.etag)
+    plain = client.fetch(source)  # nothing sent back: the whole list again
+    assert plain.status == 200 and plain.body == first.body
+
+    pinned = [[1234567, sorted(source.club_ids)[0], "DEMO1"]]
+    assert control(server, "demo-large", {"calls": pinned}).status_code == 200
+    changed = client.fetch(source, validators=first)
+    assert changed.status == 200 and changed.body != first.body and changed.etag != first.etag

@@ -116,9 +116,9 @@ def test_a_poll_overtaken_between_its_read_and_its_commit_changes_nothing(store:
         def __getattr__(self, name: str) -> Any:
             return getattr(store.writer, name)
 
-        def commit_head(self, *args: Any) -> bool:
+        def commit_head(self, *args: Any, **kwargs: Any) -> bool:
             publish_source(store.writer, SOURCE, [late], T0 + 10 * MINUTE)
-            return store.writer.commit_head(*args)
+            return store.writer.commit_head(*args, **kwargs)
 
     results = publish_source(Overtaken(), SOURCE, [early], T0)  # type: ignore[arg-type]
 

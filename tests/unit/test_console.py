@@ -59,3 +59,13 @@ def test_a_rejected_feed_keeps_its_line_and_says_which_rule() -> None:
     first, *rest = text.splitlines()
     assert first.startswith("ingest bbb: rejected (too_many_rejected: 40 of 100 rows failed validation)")
     assert rest == ['    rejected 40 rows (TechId not 1 to 32 letters and digits), e.g. row 3: "a/b"']
+
+
+def test_a_poll_that_did_not_parse_its_body_says_why_after_the_usual_line() -> None:
+    clubs = [{"club_id": 212, "outcome": "unchanged", "calls": 3, "techs": 2, "previous_calls": 3}]
+    for why, said in (("304", "unchanged (304), not parsed"), ("same_body", "unchanged (same body), not parsed")):
+        line = describe_poll({"source": "aaa"}, result(clubs=clubs, rejected={"x": 1}, unchanged_by=why), None)
+        assert (
+            line.splitlines()[0]
+            == f"ingest aaa: club 212 unchanged (3 calls, 2 techs), 1 rows rejected in 0.30s; {said}"
+        )

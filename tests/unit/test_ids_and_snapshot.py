@@ -89,3 +89,24 @@ def test_big_snapshots_get_more_shards_and_parts_stay_under_the_item_limit() -> 
     assert any(len(parts) > 1 for parts in shards)
     huge_shard = shards[shard_of("HUGE", len(shards))]
     assert decode_shard(huge_shard)["HUGE"] == snap.techs["HUGE"]
+
+
+@given(
+    st.dictionaries(
+        st.from_regex(r"[A-Z0-9]{1,6}", fullmatch=True),
+        st.sets(st.integers(min_value=0, max_value=9_999_999), max_size=8),
+        max_size=8,
+    ),
+    st.sets(st.from_regex(r"[0-9]{1,7}[A-Z]", fullmatch=True), max_size=3),
+)
+def test_property_numeric_call_ids_take_the_short_way_to_the_same_snapshot(
+    grouped: dict[str, set[int]], suffixed: set[str]
+) -> None:
+    # Sets of ints are sorted as ints; the same calls as strings (or beside a quoted "8655R") go through the sort key.
+    as_text: dict[str, set[int | str]] = {tech: {str(c) for c in calls} for tech, calls in grouped.items()}
+    assert build_club_snapshot(212, grouped) == build_club_snapshot(212, as_text)  # type: ignore[arg-type]
+    mixed = {tech: set(calls) | suffixed for tech, calls in grouped.items()}
+    with_text = {tech: calls | suffixed for tech, calls in as_text.items()}
+    assert build_club_snapshot(212, mixed) == build_club_snapshot(212, with_text)  # type: ignore[arg-type]
+    as_lists = {tech: [*calls, *calls] for tech, calls in grouped.items()}
+    assert build_club_snapshot(212, as_lists) == build_club_snapshot(212, grouped)  # type: ignore[arg-type]

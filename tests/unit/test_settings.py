@@ -19,6 +19,7 @@ from cappi.domain.query import DEFAULT_POLL_INTERVAL_S
 from cappi.settings import (
     DEFAULT_CLUBS_FILE,
     FUNCTION_SETTINGS,
+    MAX_BODY_BYTES_RANGE,
     FunctionSettings,
     IngestSettings,
     QuerySettings,
@@ -36,6 +37,7 @@ _BY_NAME: dict[str, st.SearchStrategy[Any]] = {
     "clubs_file": st.text(min_size=1),  # a path is taken as written
     "club_claim": st.text().map(str.strip),  # "" turns club checks off
     "request_log_sample_rate": st.floats(min_value=0, max_value=1),
+    "max_body_bytes": st.integers(*MAX_BODY_BYTES_RANGE),
 }
 _BY_TYPE: dict[str, st.SearchStrategy[Any]] = {
     "str": _STRIPPED,

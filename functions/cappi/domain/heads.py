@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from cappi.domain.body_record import BodyRecord
 from cappi.domain.snapshot import FORMAT_VERSION
 
 
@@ -70,12 +71,15 @@ class VersionRef:
 class Head:
     """The head item of a source: for each of its club IDs, the version readers see.
 
-    `fetched_at_ms` is the fetch time of the latest poll the head reflects (published, confirmed or held).
+    `fetched_at_ms` is the fetch time of the latest poll the head reflects (published, confirmed or held). `body`:
+    what that poll's body was, when it published or confirmed every club (`cappi.domain.body_record`); only the
+    ingest side reads it.
     """
 
     source: str
     fetched_at_ms: int
     clubs: Mapping[int, Pointer]
+    body: BodyRecord | None = None
 
 
 @dataclass(frozen=True, slots=True)

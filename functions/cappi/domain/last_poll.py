@@ -9,13 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
-from cappi.domain.row_example import RowExample
+from cappi.domain.row_example import EXAMPLES_PER_REASON, RowExample
 
 if TYPE_CHECKING:  # the query Lambda imports this module through the store: keep the ingest rules out of it
     from cappi.domain.poll import PollResult
     from cappi.domain.publish import WriteMeter
 
-EXAMPLES_PER_REASON = 3
 MAX_ERROR_CHARS = 300
 
 OK, FAILED, REJECTED, HELD = "ok", "failed", "rejected", "held"

@@ -9,6 +9,12 @@ A poll is stamped (`fetched_at_ms`) with the moment it first asked the club for 
 overlapping polls the one that asked later wins, however slow, retried or redirected the other one was (DESIGN.md
 section 3). A fetcher that does not report it, or a fetch that failed before sending anything, is stamped with the
 moment the poll began, which is no later than any request it sent.
+
+An unchanged body is not parsed: the head keeps a record of the body it reflects (`cappi.domain.body_record`), and
+a poll whose body hashes the same under the same club IDs, format and rules, or whose club answers 304 Not Modified
+to the validators sent back (`If-None-Match`, `If-Modified-Since`), confirms the head's pointers as they are, with
+the record's counts: the outcome, head, last-poll record and log line a parse would have given. A head with a held
+drop (which stores no record) or any other change parses as before.
 """
 
 from __future__ import annotations
@@ -18,11 +24,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
-from cappi.domain.feed import FeedRejected, RowExample, parse_feed
+from cappi.domain.body_record import BodyRecord, body_digest, kept_examples, parse_context
+from cappi.domain.feed import MAX_REJECTED_RATIO, FeedRejected, RowExample, parse_feed
+from cappi.domain.heads import Head
 from cappi.domain.publish import ClubPublishResult, Outcome, SnapshotStore, publish_source
 from cappi.domain.registry import ClubSource
 from cappi.domain.row_example import CUT_MARK
-from cappi.domain.snapshot import build_club_snapshot
+from cappi.domain.snapshot import FORMAT_VERSION, ClubSnapshot, build_club_snapshot
 
 
 class FeedUnavailable(Exception):
@@ -41,13 +49,18 @@ class FetchedFeed(Protocol):
     @property
     def attempts(self) -> int: ...
 
+    # Optional: `not_modified: bool` (the club answered 304 to the validators sent), `etag` and `last_modified`
+    # (the response's validators, `str | None`), read with getattr.
     # Optional: `sent_at_ms: int | None`, when the fetch first asked the club (read with `asked_at_ms`).
     # Optional: `redact(text, cut_short=False) -> str`, which removes the fetch's secrets from feed text the poll
     # shows (`_shown`).
 
 
 class FeedFetcher(Protocol):
-    def fetch(self, source: ClubSource) -> FetchedFeed: ...
+    def fetch(self, source: ClubSource, validators: BodyRecord | None = None) -> FetchedFeed:
+        """The source's feed; `validators` (whose `etag` / `last_modified` a conditional fetch sends back) is passed
+        only when the head holds some, so a fetcher that never sees them may take `source` alone."""
+        ...
 
 
 @dataclass(slots=True)
@@ -73,6 +86,8 @@ class PollResult:
     snapshot_age_s: dict[int, float] = field(default_factory=dict)  # age of what readers see, per club ID
     parse_seconds: float = 0.0
     publish_seconds: float = 0.0
+    # Why the body was not parsed: "same_body" (its hash is the head's) or "304" (the club said Not Modified).
+    unchanged_by: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -104,6 +119,7 @@ class PollResult:
             },
             "snapshot_age_s": {str(k): round(v, 1) for k, v in self.snapshot_age_s.items()},
             "write_units": self.write_units,
+            "unchanged_by": self.unchanged_by,
         }
 
     def summary(self) -> dict:
@@ -123,11 +139,22 @@ def poll_source(
     *,
     clock: Callable[[], float] = time.time,
     timer: Callable[[], float] = time.perf_counter,
+    shortcut: bool = True,
 ) -> PollResult:
+    """One poll of `source`. `shortcut=False` parses every body, even one the head says is unchanged (tests hold
+    both ways to the same heads, outcomes and records; `bench/ingest.py` times them)."""
     started = timer()
     began_ms = int(clock() * 1000)
+    head = store.head(source.name)
+    context = parse_context(source.club_ids, snapshot_format=FORMAT_VERSION, max_rejected_ratio=MAX_REJECTED_RATIO)
+    record = usable_record(head, source, context) if shortcut else None
     try:
-        fetched = fetcher.fetch(source)
+        if record is not None and record.has_validators:
+            fetched = fetcher.fetch(source, validators=record)
+        else:
+            fetched = fetcher.fetch(source)
+        if getattr(fetched, "not_modified", False) and record is None:
+            raise UnaskedNotModified(fetched)
     except FeedUnavailable as exc:
         result = PollResult(
             source=source.name,
@@ -139,7 +166,7 @@ def poll_source(
             error=str(exc),
             http_status=exc.status,
         )
-        _record_ages(result, store, source, clock)
+        _record_ages(result, head, source, clock)
         return result
 
     fetched_at_ms = asked_at_ms(fetched, began_ms)
@@ -153,6 +180,39 @@ def poll_source(
     )
 
     parse_started = timer()
+    etag, last_modified = getattr(fetched, "etag", None), getattr(fetched, "last_modified", None)
+    if getattr(fetched, "not_modified", False):
+        assert record is not None  # UnaskedNotModified otherwise
+        assert head is not None  # it holds the record
+        # A 304 may carry fresh validators; without them the ones sent stay right.
+        confirmed = record.with_validators(etag or record.etag, last_modified or record.last_modified)
+        return _confirm(
+            result,
+            store,
+            source,
+            head,
+            confirmed,
+            why="304",
+            fetched=fetched,
+            parse_started=parse_started,
+            timer=timer,
+            clock=clock,
+        )
+    digest = body_digest(fetched.body)
+    if record is not None and head is not None and digest == record.digest:
+        confirmed = record.with_validators(etag, last_modified)
+        return _confirm(
+            result,
+            store,
+            source,
+            head,
+            confirmed,
+            why="same_body",
+            fetched=fetched,
+            parse_started=parse_started,
+            timer=timer,
+            clock=clock,
+        )
     try:
         parsed = parse_feed(fetched.body, source.club_ids)
     except FeedRejected as exc:
@@ -164,7 +224,7 @@ def poll_source(
             result.rejected, result.warnings = exc.parsed.rejected, exc.parsed.warnings
             result.examples = _shown_examples(fetched, exc.parsed.examples)
         result.parse_seconds = timer() - parse_started
-        _record_ages(result, store, source, clock)
+        _record_ages(result, head, source, clock)
         return result
     result.rows, result.accepted = parsed.rows, parsed.accepted
     result.rejected, result.warnings = parsed.rejected, parsed.warnings
@@ -175,13 +235,87 @@ def poll_source(
     publish_started = timer()
     snapshots = [build_club_snapshot(club_id, parsed.by_club.pop(club_id)) for club_id in sorted(source.club_ids)]
     del parsed
-    result.clubs = publish_source(store, source.name, snapshots, fetched_at_ms)
+    body = BodyRecord(
+        digest=digest,
+        context=context,
+        rows=result.rows,
+        accepted=result.accepted,
+        duplicates=result.duplicates,
+        rejected=dict(result.rejected),
+        warnings=dict(result.warnings),
+        examples=kept_examples(result.examples),
+        body_bytes=result.body_bytes,
+    ).with_validators(etag, last_modified)
+    result.clubs = publish_source(store, source.name, snapshots, fetched_at_ms, body=body)
     result.publish_seconds = timer() - publish_started
+    _record_checked(result, clock)
+    return result
+
+
+class UnaskedNotModified(FeedUnavailable):
+    """The club answered 304 Not Modified to a request that sent no validator: there is nothing it could mean."""
+
+    code = "unexpected_not_modified"
+    status = 304
+
+    def __init__(self, fetched: FetchedFeed) -> None:
+        super().__init__("the club answered 304 Not Modified, but the poll sent no If-None-Match or If-Modified-Since")
+        self.attempts = fetched.attempts
+        self.sent_at_ms = getattr(fetched, "sent_at_ms", None)
+
+
+def usable_record(head: Head | None, source: ClubSource, context: str) -> BodyRecord | None:
+    """The head's body record, when a body equal to it (or a 304) may stand for a parse of this poll's body: the
+    same context (club IDs, format, rules), the same clubs in the head, and no held drop waiting to be confirmed."""
+    if head is None or head.body is None or head.body.context != context:
+        return None
+    if set(head.clubs) != set(source.club_ids):
+        return None
+    if any(pointer.held_fetched_at_ms is not None for pointer in head.clubs.values()):
+        return None
+    return head.body
+
+
+def _confirm(
+    result: PollResult,
+    store: SnapshotStore,
+    source: ClubSource,
+    head: Head,
+    record: BodyRecord,
+    *,
+    why: str,
+    fetched: FetchedFeed,
+    parse_started: float,
+    timer: Callable[[], float],
+    clock: Callable[[], float],
+) -> PollResult:
+    """The poll of a body the head already reflects: what parsing it would report (the record's counts) and decide
+    (every club unchanged, or superseded by a later poll), without parsing it or building a snapshot."""
+    result.unchanged_by = why
+    result.rows, result.accepted, result.duplicates = record.rows, record.accepted, record.duplicates
+    result.rejected, result.warnings = dict(record.rejected), dict(record.warnings)
+    result.examples = _shown_examples(fetched, {r: list(kept) for r, kept in record.examples.items()})
+    result.parse_seconds = timer() - parse_started
+    publish_started = timer()
+    # The head's own content, as the snapshots of this body: publish_source finds every club unchanged (it never
+    # writes a version for these), moves the check time, renews what expires and commits the head as it would.
+    same = [
+        ClubSnapshot(
+            club_id=p.club_id, techs={}, content_hash=p.content_hash, call_count=p.call_count, tech_count=p.tech_count
+        )
+        for _, p in sorted(head.clubs.items())
+    ]
+    result.clubs = publish_source(store, source.name, same, result.fetched_at_ms, head=head, body=record)
+    result.publish_seconds = timer() - publish_started
+    _record_checked(result, clock)
+    return result
+
+
+def _record_checked(result: PollResult, clock: Callable[[], float]) -> None:
     now_ms = clock() * 1000
     for club in result.clubs:
         if club.checked_at_ms is not None:
             result.snapshot_age_s[club.club_id] = max(0.0, (now_ms - club.checked_at_ms) / 1000)
-    return result
 
 
 def _shown(fetched: FetchedFeed, text: str, *, cut_short: bool = False) -> str:
@@ -210,10 +344,9 @@ def asked_at_ms(report: object, began_ms: int) -> int:
     return began_ms
 
 
-def _record_ages(result: PollResult, store: SnapshotStore, source: ClubSource, clock: Callable[[], float]) -> None:
+def _record_ages(result: PollResult, head: Head | None, source: ClubSource, clock: Callable[[], float]) -> None:
     """After a failed poll, readers still see the last good snapshot; record how old it is."""
     now_ms = clock() * 1000
-    head = store.head(source.name)
     for club_id in sorted(source.club_ids):
         pointer = head.clubs.get(club_id) if head else None
         if pointer is not None:

@@ -4,7 +4,8 @@ The store provides atomic primitives (write a complete version; move a source's 
 module decides what each club's entry in the head becomes. It imports no AWS code: the store is anything with the
 `SnapshotStore` shape, speaking the types of `cappi.domain.heads`.
 
-- Unchanged content (same hash) writes no snapshot data, only the head with its new check time.
+- Unchanged content (same hash) writes no snapshot data, only the head with its new check time. (An unchanged feed
+  body is not even parsed: `cappi.domain.poll` hands over the head's own content, with the body record to keep.)
 - The sudden-drop guard holds back a snapshot whose call count falls below 10% of a published snapshot of at least
   100 calls; the next poll that still shows the drop confirms it and is published.
 - Versions are written with an expiry `RETENTION_S` ahead, and the current version is renewed whenever less than
@@ -19,6 +20,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from typing import Protocol
 
+from cappi.domain.body_record import BodyRecord
 from cappi.domain.heads import Head, Pointer, VersionRef
 from cappi.domain.snapshot import ClubSnapshot
 
@@ -57,8 +59,11 @@ class SnapshotStore(Protocol):
         """Store a complete version without changing what readers see."""
         ...
 
-    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> bool:
-        """Move the head unless it already reflects a fetch at or after `fetched_at_ms`; whether it moved."""
+    def commit_head(
+        self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer], *, body: BodyRecord | None = None
+    ) -> bool:
+        """Move the head unless it already reflects a fetch at or after `fetched_at_ms`; whether it moved. `body` is
+        kept with it (`cappi.domain.body_record`)."""
         ...
 
     def extend_expiry(self, pointer: Pointer, new_expires_at: int) -> None:
@@ -84,8 +89,17 @@ def drop_guard_applies(published_calls: int, new_calls: int) -> bool:
     return published_calls >= DROP_GUARD_MIN_CALLS and new_calls < published_calls * DROP_GUARD_RATIO
 
 
+_UNREAD = Head(source="", fetched_at_ms=-1, clubs={})  # publish_source reads the head itself
+
+
 def publish_source(
-    store: SnapshotStore, source: str, snapshots: Iterable[ClubSnapshot], fetched_at_ms: int
+    store: SnapshotStore,
+    source: str,
+    snapshots: Iterable[ClubSnapshot],
+    fetched_at_ms: int,
+    *,
+    head: Head | None = _UNREAD,
+    body: BodyRecord | None = None,
 ) -> list[ClubPublishResult]:
     """Make a source's new snapshots (fetched at `fetched_at_ms`) what readers see, as far as the rules allow.
 
@@ -93,10 +107,14 @@ def publish_source(
     If a later poll got there first, nothing readers see changes and every club reports SUPERSEDED (versions
     written meanwhile are never named by a head and expire through TTL). Each club's `write_units` is what its
     version and renewal cost on the store's meter; the head's write, shared, is counted on the first club.
+
+    `head`: the source's head as the caller just read it (else it is read here). `body`: what the head keeps of the
+    feed body the snapshots came from; kept only when no club is held back, so that a poll after a held drop parses.
     """
     now_s = fetched_at_ms // 1000
     meter = store.meter
-    head = store.head(source)
+    if head is _UNREAD:
+        head = store.head(source)
     snapshots = list(snapshots)
     if head is not None and head.fetched_at_ms >= fetched_at_ms:
         return [_superseded(s, head.clubs.get(s.club_id), 0) for s in snapshots]
@@ -135,7 +153,9 @@ def publish_source(
         decided.append((snapshot, outcome, meter.units - spent_before, renewed))
 
     spent_before = meter.units
-    committed = store.commit_head(source, fetched_at_ms, entries)
+    if any(outcome is Outcome.HELD for _, outcome, _, _ in decided):
+        body = None
+    committed = store.commit_head(source, fetched_at_ms, entries, body=body)
     head_units = meter.units - spent_before
     results = []
     for index, (snapshot, outcome, club_units, renewed) in enumerate(decided):

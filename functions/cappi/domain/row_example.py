@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CUT_MARK = "..."  # ends a value that was cut to fit an example
+EXAMPLES_PER_REASON = 3  # rejected rows a source's last-poll record (and its head's body record) keeps per reason
 
 
 @dataclass(frozen=True, slots=True)

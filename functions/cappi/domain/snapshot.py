@@ -36,6 +36,23 @@ def _canonical_line(tech: str, calls: tuple[str, ...]) -> str:
     return f"{tech}\t{','.join(calls)}\n"
 
 
+def _natural_order(group: Iterable[int | str]) -> tuple[str, ...]:
+    """One tech's distinct call IDs as strings, in natural order (`call_id_sort_key`).
+
+    Numeric call IDs (ints: the common case) sort as they are, which is their natural order, and are written out
+    once sorted; quoted ones ("8655R") go through the sort key. A 1,000,000-call feed spent most of its snapshot
+    building in that key and the strings it compared.
+    """
+    distinct = group if isinstance(group, set | frozenset) else set(group)
+    try:
+        ordered = sorted(distinct)
+    except TypeError:  # ints and strings together
+        ordered = []
+    if ordered and type(ordered[0]) is int:  # sorted without a TypeError: all ints
+        return tuple(map(str, ordered))
+    return tuple(sorted({str(c) for c in distinct}, key=call_id_sort_key))
+
+
 def build_club_snapshot(club_id: int, grouped: Mapping[str, Iterable[int | str]]) -> ClubSnapshot:
     """Build a snapshot from TechId -> call IDs (ints for numeric IDs, strings for quoted ones).
 
@@ -43,19 +60,19 @@ def build_club_snapshot(club_id: int, grouped: Mapping[str, Iterable[int | str]]
     open calls hash the same whatever order or duplication the club's feed used.
     """
     techs: dict[str, tuple[str, ...]] = {}
-    distinct: set[str] = set()
-    digest = hashlib.sha256(f"cappi-snapshot-v{FORMAT_VERSION}\tclub={club_id}\n".encode())
+    lines: list[str] = [f"cappi-snapshot-v{FORMAT_VERSION}\tclub={club_id}\n"]
     for tech in sorted(grouped):
-        calls = tuple(sorted({str(c) for c in grouped[tech]}, key=call_id_sort_key))
+        calls = _natural_order(grouped[tech])
         if not calls:
             continue
         techs[tech] = calls
-        distinct.update(calls)
-        digest.update(_canonical_line(tech, calls).encode())
+        lines.append(_canonical_line(tech, calls))
+    # One hash over the lines joined: the same digest as line by line, without a call per tech.
+    digest = hashlib.sha256("".join(lines).encode())
     return ClubSnapshot(
         club_id=club_id,
         techs=techs,
         content_hash=digest.hexdigest(),
-        call_count=len(distinct),
+        call_count=len(set().union(*techs.values())),
         tech_count=len(techs),
     )

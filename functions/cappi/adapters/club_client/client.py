@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import requests
 from requests.structures import CaseInsensitiveDict
@@ -25,6 +26,7 @@ from cappi.adapters.club_client.redirects import REDIRECT_STATUSES, RedirectTrai
 from cappi.adapters.club_client.retry_policy import backoff_s, status_failure
 from cappi.adapters.club_client.transport import Transport
 from cappi.adapters.secrets import SecretSource
+from cappi.domain.body_record import validator
 from cappi.domain.registry import ClubSource, check_url
 
 log = logging.getLogger("cappi.club_client")  # the name the ingest handler routes into its structured log
@@ -36,7 +38,7 @@ class ClientLimits:
     connect_timeout: float = 5.0
     read_timeout: float = 15.0
     deadline: float = 120.0
-    max_body_bytes: int = 50 * 1024 * 1024
+    max_body_bytes: int = 96 * 1024 * 1024  # cappi.settings.DEFAULT_MAX_BODY_BYTES (a test holds them equal)
     max_attempts: int = 3
     backoff_base: float = 0.5
     backoff_cap: float = 8.0
@@ -62,6 +64,10 @@ class FetchResult:
     content_type: str | None
     bytes_on_wire: int
     sent_at_ms: int | None = None  # wall-clock ms when the fetch first asked the club (FetchRun.mark_sent)
+    # The response's validators, to send back on the next poll; `not_modified`: a 304 to them (the body is empty).
+    etag: str | None = None
+    last_modified: str | None = None
+    not_modified: bool = False
     # The fetch's Redactor.clean, for what the poll shows of the body (a rejected row's value may hold a secret).
     redact: Callable[..., str] = field(default=lambda text, cut_short=False: text, repr=False, compare=False)
 
@@ -102,13 +108,18 @@ class ClubFeedClient:
         self._auth = Authenticator(credentials, tokens)
         self._certificates = ClientCertificates(credentials)
 
-    def fetch(self, source: ClubSource) -> FetchResult:
-        """GET the source's feed, retrying transient failures; raise FeedFetchError when it cannot be had."""
+    def fetch(self, source: ClubSource, validators: Validators | None = None) -> FetchResult:
+        """GET the source's feed, retrying transient failures; raise FeedFetchError when it cannot be had.
+
+        `validators`: the `etag` / `last_modified` of the response whose body the poll already has; they are sent as
+        `If-None-Match` / `If-Modified-Since`, and a 304 comes back as a FetchResult with `not_modified` set. A 304
+        to a request that sent neither is a failure (`unexpected_not_modified`).
+        """
         run = FetchRun(source=source, deadline=Deadline(self._clock, self.limits.deadline), wall_clock=self._wall_clock)
         with run.redactor.active():
-            return self._fetch(source, run)
+            return self._fetch(source, run, _conditional_headers(validators))
 
-    def _fetch(self, source: ClubSource, run: FetchRun) -> FetchResult:
+    def _fetch(self, source: ClubSource, run: FetchRun, conditional: Mapping[str, str]) -> FetchResult:
         url = source.feed_url
         problem = check_url(url)
         if problem:
@@ -123,6 +134,7 @@ class ClubFeedClient:
             if run.deadline.expired():
                 raise run.error("deadline", run.deadline.failure("before the next attempt").message)
             headers = self._request_headers(source, run)
+            headers.update(conditional)
             run.attempts += 1
             try:
                 result = self._attempt(url, headers, run, cert)
@@ -185,6 +197,27 @@ class ClubFeedClient:
                     self._body.error_excerpt(resp, run.deadline, run.redactor)
                     trail.follow(location)
                     continue
+                if status == 304:
+                    if not any(name in headers for name in ("If-None-Match", "If-Modified-Since")):
+                        raise AttemptFailure(
+                            "unexpected_not_modified",
+                            "HTTP 304 Not Modified to a request that sent no If-None-Match or If-Modified-Since",
+                            status=status,
+                        )
+                    return FetchResult(
+                        body=b"",
+                        status=status,
+                        attempts=run.attempts,
+                        elapsed_s=run.deadline.elapsed(),
+                        url=run.where(trail.url),
+                        content_type=None,
+                        bytes_on_wire=0,
+                        sent_at_ms=run.sent_at_ms,
+                        redact=run.redactor.clean,
+                        etag=validator(resp.headers.get("ETag")),
+                        last_modified=validator(resp.headers.get("Last-Modified")),
+                        not_modified=True,
+                    )
                 if status == 200:
                     body, wire = self._body.read(resp, run.deadline, self.limits.max_body_bytes)
                     return FetchResult(
@@ -197,6 +230,8 @@ class ClubFeedClient:
                         bytes_on_wire=wire,
                         sent_at_ms=run.sent_at_ms,
                         redact=run.redactor.clean,
+                        etag=validator(resp.headers.get("ETag")),
+                        last_modified=validator(resp.headers.get("Last-Modified")),
                     )
                 excerpt = self._body.error_excerpt(resp, run.deadline, run.redactor)
                 raise status_failure(trail.url, status, excerpt, resp.headers.get("Retry-After"))
@@ -214,3 +249,24 @@ class ClubFeedClient:
             run.redactor.clean(failure.message),
             extra=run.log_fields(url, failure.status, failure.code),
         )
+
+
+class Validators(Protocol):
+    """What a conditional fetch sends back (cappi.domain.body_record.BodyRecord has this shape)."""
+
+    @property
+    def etag(self) -> str | None: ...
+
+    @property
+    def last_modified(self) -> str | None: ...
+
+
+def _conditional_headers(validators: Validators | None) -> dict[str, str]:
+    if validators is None:
+        return {}
+    headers = {}
+    if etag := validator(validators.etag):
+        headers["If-None-Match"] = etag
+    if last_modified := validator(validators.last_modified):
+        headers["If-Modified-Since"] = last_modified
+    return headers

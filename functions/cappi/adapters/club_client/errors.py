@@ -21,6 +21,7 @@ FETCH_ERROR_CODES = frozenset(
         "truncated",
         "secret_missing",
         "token_endpoint",
+        "unexpected_not_modified",  # 304 to a request that sent no validator
     }
 )
 

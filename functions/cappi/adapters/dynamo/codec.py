@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from cappi.adapters.dynamo.cost import item_size
@@ -18,6 +19,7 @@ from cappi.adapters.dynamo.schema import (
     manifest_sk,
     source_item_key,
 )
+from cappi.domain.body_record import BodyRecord
 from cappi.domain.heads import Head, Pointer, VersionRef
 
 if TYPE_CHECKING:  # only ingest and tools read or write last polls; queries skip these imports
@@ -96,7 +98,9 @@ ENTRY_NUMBERS = {
 HELD = {"held_count": "hc", "held_fetched_at_ms": "hf"}
 
 
-def head_item(source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> dict[str, dict[str, Any]]:
+def head_item(
+    source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer], body: BodyRecord | None = None
+) -> dict[str, dict[str, Any]]:
     # Deliberately no TTL attribute: the head must outlive every version it names.
     entries: dict[str, Any] = {}
     for club_id, pointer in sorted(clubs.items()):
@@ -106,15 +110,35 @@ def head_item(source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> 
             entry["hh"] = string(pointer.held_hash or "")
             entry |= {short: number(getattr(pointer, name) or 0) for name, short in HELD.items()}
         entries[str(club_id)] = {"M": entry}
-    return {
+    item: dict[str, dict[str, Any]] = {
         **source_item_key(source, HEAD_SK),
         "source": string(source),
         "fetched_at": number(fetched_at_ms),
         "clubs": {"M": entries},
     }
+    if body is not None:
+        item[BODY_ATTRIBUTE] = string(body.to_text())
+    return item
+
+
+BODY_ATTRIBUTE = "body"  # the head's BodyRecord, as compact JSON (read by ingest only)
+
+
+def head_with_body(item: Mapping[str, Any]) -> Head:
+    """The head with its BodyRecord (ingest); an unreadable record is no record: the next poll parses."""
+    head = head_from_item(item)
+    text = item.get(BODY_ATTRIBUTE, {}).get("S")
+    if not text:
+        return head
+    try:
+        body = BodyRecord.from_text(text)
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return head
+    return replace(head, body=body)
 
 
 def head_from_item(item: Mapping[str, Any]) -> Head:
+    """The head readers need: its pointers (the body record is left undecoded: `head_with_body`)."""
     source = item["source"]["S"]
     clubs: dict[int, Pointer] = {}
     for key, value in item["clubs"]["M"].items():

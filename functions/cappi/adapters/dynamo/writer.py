@@ -24,8 +24,8 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cappi.adapters.dynamo.codec import (
-    head_from_item,
     head_item,
+    head_with_body,
     manifest_item,
     number,
     placeholders,
@@ -48,6 +48,7 @@ from cappi.adapters.dynamo.schema import (
 )
 from cappi.adapters.dynamo.shards import encode_shards, shard_count_for
 from cappi.adapters.dynamo.table import NETWORK_ERRORS, SnapshotTable, WriteMeter, write_reason
+from cappi.domain.body_record import BodyRecord
 from cappi.domain.heads import Head, Pointer, VersionRef
 from cappi.domain.snapshot import ClubSnapshot
 
@@ -67,16 +68,19 @@ class SnapshotWriter:
 
     def head(self, source: str, *, consistent: bool = True) -> Head | None:
         """The source's head, or None when nothing was ever published for it."""
-        return self._table.source_item(source, HEAD_SK, "head", head_from_item, consistent=consistent)
+        return self._table.source_item(source, HEAD_SK, "head", head_with_body, consistent=consistent)
 
-    def commit_head(self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> bool:
+    def commit_head(
+        self, source: str, fetched_at_ms: int, clubs: Mapping[int, Pointer], *, body: BodyRecord | None = None
+    ) -> bool:
         """Make `clubs` what readers see for this source, as of the poll fetched at `fetched_at_ms`.
 
         One conditional PutItem: refused when the head already reflects a fetch at or after this one, so the later
         fetch wins whatever order overlapping polls finish in. Every version named must be complete (written with
-        write_version) before this call. Returns False when refused (a refused write still costs units).
+        write_version) before this call. Returns False when refused (a refused write still costs units). `body`: what
+        the head keeps of the feed body these pointers came from (none: the next poll parses its body).
         """
-        item = head_item(source, fetched_at_ms, clubs)
+        item = head_item(source, fetched_at_ms, clubs, body)
         return self._table.conditional(
             "put_item",
             "moving the head",
