@@ -93,6 +93,8 @@ class ReaderStats:
     shard_hits: int = 0
     shards_prefetched: int = 0  # shards of new versions read in batches when heads moved
     prefetch_failures: int = 0  # batches that failed (their shards are then read by the queries that need them)
+    index_reads: int = 0  # rounds that read the readers' index (IndexedSnapshotReader)
+    deltas_applied: int = 0  # cached shards moved to a new version by a delta instead of a read
     dynamodb_requests: int = 0
 
 
