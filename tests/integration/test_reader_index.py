@@ -20,7 +20,7 @@ from support.stores import Stores, stores
 from cappi.adapters.dynamo.cost import read_units
 from cappi.adapters.dynamo.reader_index import Delta, apply_delta, decode_entry, encode_entry
 from cappi.adapters.dynamo.schema import INDEX_PK, INDEX_SLOTS, PK, index_item_key, index_slot
-from cappi.adapters.dynamo.shards import shard_of
+from cappi.adapters.dynamo.shards import PackedShard, shard_of
 from cappi.adapters.indexed_reader import IndexedSnapshotReader
 from cappi.adapters.snapshot_reader import SnapshotReader
 from cappi.domain.heads import Head
@@ -323,3 +323,21 @@ def test_answers_are_the_uncached_readers_within_the_pointer_age(steps: list[tup
                 assert manifest is not None
                 shard = shard_of(tech, manifest.shard_count)
                 assert got.call_ids == store.snapshots.read_shard(what, got.version, shard).get(tech, ())
+
+
+def test_a_packed_shard_answers_as_its_dict() -> None:
+    techs = {"AB1": ("7",), "AB12": ("1", "2"), "B": (), "C9": ("10", "9")}
+    packed = PackedShard.of(techs)
+    assert dict(packed) == techs == packed.unpacked()
+    assert len(packed) == 4
+    assert [packed.get(t) for t in ("AB1", "AB12", "B", "C9", "A", "AB", "B1", "C")] == [
+        ("7",),
+        ("1", "2"),
+        (),
+        ("10", "9"),
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert PackedShard.of({}).get("AB12", ()) == ()

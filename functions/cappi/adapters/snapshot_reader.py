@@ -154,7 +154,7 @@ class CachedSnapshotReader:
         self._read_at: dict[str, float] = {}  # when each held head was last read
         self._refreshed_at: float | None = None  # when all held heads were last read together
         self._polls: dict[str, _CachedPoll] = {}  # last polls read, by source
-        self._shards: OrderedDict[ShardKey, Techs] = OrderedDict()
+        self._shards: OrderedDict[ShardKey, Mapping[str, tuple[str, ...]]] = OrderedDict()
         self.stats = ReaderStats()
 
     def open_calls(self, club_id: int, tech_id: str) -> OpenCalls | None:
@@ -167,7 +167,7 @@ class CachedSnapshotReader:
         techs = self._shards.get(key)
         if techs is None:
             before = self._store.requests
-            techs = self._store.read_shard(*key)
+            techs = self._keep(self._store.read_shard(*key))
             self.stats.dynamodb_requests += self._store.requests - before
             self.stats.shard_reads += 1
             self._shards[key] = techs
@@ -177,6 +177,10 @@ class CachedSnapshotReader:
             self.stats.shard_hits += 1
             self._shards.move_to_end(key)
         return open_calls_from(pointer, tech_id, techs)
+
+    def _keep(self, techs: Techs) -> Mapping[str, tuple[str, ...]]:
+        """The form a decoded shard is cached in (subclasses may pack it)."""
+        return techs
 
     def last_poll(self, club_id: int) -> LastPoll | None:
         """The serving source's last poll, read at most once per `absent_max_age` (asked only while a club has
@@ -250,12 +254,12 @@ class CachedSnapshotReader:
                 ):
                     successors[(club, version, shard)] = (club, new_pointer.version, shard)
         fetched = self._prefetch(list(successors.values()))
-        kept: OrderedDict[ShardKey, Techs] = OrderedDict()
+        kept: OrderedDict[ShardKey, Mapping[str, tuple[str, ...]]] = OrderedDict()
         for key, techs in self._shards.items():
             if key[0] not in moved:
                 kept[key] = techs
             elif (successor := successors.get(key)) is not None and successor in fetched:
-                kept[successor] = fetched[successor]
+                kept[successor] = self._keep(fetched[successor])
         self._shards = kept
 
     def _prefetch(self, keys: list[ShardKey]) -> Mapping[ShardKey, Techs]:
