@@ -341,3 +341,12 @@ def test_a_packed_shard_answers_as_its_dict() -> None:
         None,
     ]
     assert PackedShard.of({}).get("AB12", ()) == ()
+
+
+def test_a_packed_shard_finds_every_technician_across_its_sampled_lines() -> None:
+    techs = {f"T{n:04d}": tuple(str(n * 10 + k) for k in range(n % 4)) for n in range(0, 400, 2)}
+    packed = PackedShard.of(techs)
+    assert len(packed) == 200
+    for n in range(-1, 402):
+        assert packed.get(f"T{n:04d}") == techs.get(f"T{n:04d}")
+    assert packed.get("S9999") is None and packed.get("U0000") is None and packed.get("T") is None

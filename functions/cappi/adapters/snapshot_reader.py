@@ -1,7 +1,9 @@
 """Reads for the query side: which source serves a club (the registry's map), and that club's current answer.
 
 The table is read by source (heads, last polls) and by version (shards); readers ask by club. `SnapshotReader` reads
-through on every call (tests, tools); `CachedSnapshotReader` is what a warm query Lambda uses.
+through on every call (tests, tools); `CachedSnapshotReader` caches heads and shards for a warm Lambda, and
+`cappi.adapters.indexed_reader.IndexedSnapshotReader`, what the query Lambda uses, builds on it with the readers'
+index and deltas so that its costs do not grow with the number of clubs.
 """
 
 from __future__ import annotations
