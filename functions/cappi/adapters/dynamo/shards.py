@@ -17,6 +17,7 @@ from __future__ import annotations
 import zlib
 from bisect import bisect_right
 from collections.abc import Iterator, Mapping
+from typing import Any
 
 from cappi.domain.snapshot import ClubSnapshot
 
@@ -106,19 +107,25 @@ class PackedShard(Mapping[str, tuple[str, ...]]):
     def of(cls, techs: Mapping[str, tuple[str, ...]]) -> PackedShard:
         return cls([f"{tech}\t{','.join(techs[tech])}".encode() for tech in sorted(techs)])
 
-    def __getitem__(self, tech: str) -> tuple[str, ...]:
+    def get(self, tech: str, default: Any = None) -> Any:  # the query's path: no KeyError raised and caught
         key = tech.encode()
         block = bisect_right(self._keys, key) - 1
         if block < 0:
-            raise KeyError(tech)
-        end = self._starts[block + 1] + 1 if block + 1 < len(self._starts) else len(self._text)
-        text = self._text
-        found = text.find(b"\n" + key + b"\t", self._starts[block], end)
+            return default
+        starts, text = self._starts, self._text
+        end = starts[block + 1] + 1 if block + 1 < len(starts) else len(text)
+        found = text.find(b"\n" + key + b"\t", starts[block], end)
         if found < 0:
-            raise KeyError(tech)
+            return default
         begin = found + len(key) + 2
         calls = text[begin : text.index(b"\n", begin)]
         return tuple(calls.decode().split(",")) if calls else ()
+
+    def __getitem__(self, tech: str) -> tuple[str, ...]:
+        found: tuple[str, ...] | None = self.get(tech)
+        if found is None:
+            raise KeyError(tech)
+        return found
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.unpacked())
