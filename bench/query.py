@@ -4,7 +4,10 @@ Printed figures are measured in this run, nothing else (these machines are noisy
 - `ddb_requests_per_1000`: DynamoDB requests per 1,000 queries made by warm query containers (their stores'
   request counters) while technicians query at a steady rate over many club sources whose heads flip as polls
   publish; at 2 containers (through the handler), 1 and 4 (`_c1`, `_c4`), and for fewer and for evenly spread
-  sources, to show the figure does not grow with them;
+  sources, to show the figure does not grow with them. The containers run the deployed reader (pointers from the
+  readers' index, moved shards by delta); `_heads` is the baseline on the same timeline, 2 containers of the reader
+  that reads every head it holds and each new version's shards. `rru_per_1000`: the read units those requests
+  cost, from the items they brought back by DynamoDB's rules (`cappi.adapters.dynamo.cost.read_units`);
 - `max_staleness_s`: the longest simulated time from a head flip (its commit) to a query still answered from the
   version it replaced: how long after a publish a technician can still get the old list. `max_first_seen_s`: from
   a flip to the first query of that club answered from it, in any container, and `max_first_seen_container_s` the
@@ -19,7 +22,8 @@ Printed figures are measured in this run, nothing else (these machines are noisy
 
 The readers' clock is the simulation's, so an hour of traffic takes seconds; DynamoDB is moto, in process.
 
-    python bench/query.py             # last line: name=value pairs
+    python bench/query.py                      # last line: name=value pairs
+    python bench/query.py --profile internet   # 1,000 sources, 1,000 queries/s (bench/query_internet.py)
     python bench/query.py --help      # the load's parameters
 """
 
@@ -51,6 +55,8 @@ os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "bench")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CAPPI")
 
 import ingest as ingest_bench  # noqa: E402  (the reference feed lives there)
+
+from cappi.adapters.dynamo.writer import SnapshotWriter  # noqa: E402
 
 TABLE = "cappi-bench-query"
 EPOCH_MS = 1_760_000_000_000  # simulated time 0, as a fetch time
@@ -138,6 +144,30 @@ class ReadThrough(_Proxy):
         return {"Responses": {table: found}, "UnprocessedKeys": unprocessed}
 
 
+class ReadThroughQueries(ReadThrough):
+    """ReadThrough, with a shard's Query (its parts, by key prefix) also answered from memory once moto answered it.
+
+    For the internet profile, where thousands of containers' first reads of 1,000 clubs (and the baseline's misses)
+    would otherwise each wait on moto. A version's parts never change once written, so the answer to a prefix
+    never changes either; a response that came back empty or paged is not kept.
+    """
+
+    def __init__(self, inner: Any, items: dict[ItemKey, dict[str, Any]]) -> None:
+        super().__init__(inner, items)
+        self.queries: dict[tuple[str, str], dict[str, Any]] = {}
+
+    def query(self, **kwargs: Any) -> dict[str, Any]:
+        values = kwargs.get("ExpressionAttributeValues", {})
+        key = (values.get(":pk", {}).get("S", ""), values.get(":prefix", {}).get("S", ""))
+        cached = self.queries.get(key) if "begins_with" in kwargs.get("KeyConditionExpression", "") else None
+        if cached is not None and "ExclusiveStartKey" not in kwargs:
+            return cached
+        response = self.inner.query(**kwargs)
+        if key[1] and response.get("Items") and not response.get("LastEvaluatedKey"):
+            self.queries[key] = response
+        return response
+
+
 class Invalidating(_Proxy):
     """The publisher's client: every write forgets the item from the readers' memory before it reaches moto."""
 
@@ -161,6 +191,26 @@ class Invalidating(_Proxy):
         return self.inner.batch_write_item(**kwargs)
 
 
+class MeteredWriter(SnapshotWriter):
+    """Ingest's writer, with what its writes for readers (index entries, deltas, and reading a delta's base) cost
+    apart from the rest of each publish (the version and the head)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.readers_wru = 0
+        self.readers_rru = 0.0
+        self.recorded = 0
+
+    def record_for_readers(self, source: str, fetched_at_ms: int, previous: Any, *args: Any) -> None:
+        table = self._table
+        wru, rru = table.meter.units, table.read_meter.units
+        super().record_for_readers(source, fetched_at_ms, previous, *args)
+        if previous is not None:  # a source's first publish has no delta: counted apart, with the version's writes
+            self.readers_wru += table.meter.units - wru
+            self.readers_rru += table.read_meter.units - rru
+            self.recorded += 1
+
+
 class SimClock:
     """The readers' monotonic clock: simulated seconds."""
 
@@ -182,19 +232,20 @@ class World:
     """The ingest side: sources with one club each, their content variants, and every version published so far."""
 
     def __init__(self, client: Any, load: Load) -> None:
+        from cappi.adapters.dynamo.shards import PackedShard
         from cappi.adapters.dynamo.table import SnapshotTable
-        from cappi.adapters.dynamo.writer import SnapshotWriter
         from cappi.domain.snapshot import build_club_snapshot
 
         self.load = load
-        self.writer = SnapshotWriter(SnapshotTable(client, TABLE))  # the publisher's own request counter
+        self.writer = MeteredWriter(SnapshotTable(client, TABLE))  # the publisher's own request counter
         self.clubs = [load.first_club + n for n in range(load.sources)]
         self.source_of = {club: f"bench-{club:03d}" for club in self.clubs}
-        self.variants = {}
+        # Each variant is kept packed (about 100 KB, not 875 KB as a dict): 1,000 clubs fit in memory.
+        self.variants: dict[int, list[PackedShard]] = {}
         for club in self.clubs:
             rows = ingest_bench.reference_rows(load.calls, load.club_techs, seed=club)
             contents = [rows] + [ingest_bench.changed(rows, seed=club * 10 + n) for n in range(1, VARIANTS)]
-            self.variants[club] = [build_club_snapshot(club, _grouped(content)) for content in contents]
+            self.variants[club] = [PackedShard.of(build_club_snapshot(club, _grouped(c)).techs) for c in contents]
         self.versions: dict[int, list[Version]] = {club: [] for club in self.clubs}
         self.by_name: dict[int, dict[str, int]] = {club: {} for club in self.clubs}
         self.by_last_modified: dict[int, dict[str, int]] = {club: {} for club in self.clubs}
@@ -202,13 +253,15 @@ class World:
     def publish(self, club: int, at_s: float) -> None:
         """One poll of the club's source, fetched and committed at simulated time `at_s`."""
         from cappi.domain.publish import Outcome, publish_source
+        from cappi.domain.snapshot import build_club_snapshot
 
         index = len(self.versions[club])
         fetched_at_ms = EPOCH_MS + round(at_s * 1000)
-        snapshot = self.variants[club][index % VARIANTS]
+        techs = self.variants[club][index % VARIANTS]
+        snapshot = build_club_snapshot(club, techs.unpacked())
         (result,) = publish_source(self.writer, self.source_of[club], [snapshot], fetched_at_ms)
         assert result.outcome is Outcome.PUBLISHED and result.version, result
-        self.versions[club].append(Version(at_s, result.version, snapshot.techs))
+        self.versions[club].append(Version(at_s, result.version, techs))
         self.by_name[club][result.version] = index
         self.by_last_modified[club][formatdate(fetched_at_ms / 1000, usegmt=True)] = index
 
@@ -255,6 +308,10 @@ class Fleet:
     rng: random.Random
     queries: int = 0
     requests_before: int = 0
+    read_units_before: float = 0.0
+    from_s: float = 0.0  # serves queries only from this simulated time ...
+    until_s: float | None = None  # ... until this one (a baseline on a shorter window)
+    busy_s: float = 0.0  # wall time spent serving the counted queries (the handler's duration, for Little's law)
     stale_answers: int = 0
     max_stale_s: float = 0.0
     first_seen_lags: list[float] = field(default_factory=list)  # per (flip, container)
@@ -265,8 +322,15 @@ class Fleet:
     def requests(self) -> int:
         return sum(c.table.requests for c in self.containers)
 
+    @property
+    def read_units(self) -> float:
+        return sum(c.table.read_meter.units for c in self.containers)
+
     def per_1000(self) -> float:
         return (self.requests - self.requests_before) / (self.queries / 1000)
+
+    def rru_per_1000(self) -> float:
+        return (self.read_units - self.read_units_before) / (self.queries / 1000)
 
 
 def make_fleet(
@@ -322,8 +386,15 @@ def api_event(club: int, tech: str, request_id: str) -> dict[str, Any]:
     )
 
 
-def simulate(world: World, fleets: Sequence[Fleet], clock: SimClock, sink: io.StringIO) -> None:
-    """Run the load's timeline: the initial versions, then queries and commits in simulated-time order."""
+def simulate(
+    world: World,
+    fleets: Sequence[Fleet],
+    clock: SimClock,
+    sink: io.StringIO,
+    progress: Callable[[float], None] | None = None,
+) -> None:
+    """Run the load's timeline: the initial versions, then queries and commits in simulated-time order;
+    `progress(t)` hears each simulated minute."""
     from local.http_api import LambdaContext
 
     load = world.load
@@ -337,7 +408,7 @@ def simulate(world: World, fleets: Sequence[Fleet], clock: SimClock, sink: io.St
     per_club: dict[int, list[str]] = {}
     for club in world.clubs:
         count = sum(1 for c, _ in technicians if c == club)
-        per_club[club] = rng.sample(sorted(world.variants[club][0].techs), count)
+        per_club[club] = rng.sample(sorted(world.variants[club][0]), count)
     techs = [(club, per_club[club].pop()) for club, _ in technicians]
     events = [api_event(club, tech, f"bench-{n}") for n, (club, tech) in enumerate(techs)]
     timeline: list[tuple[float, int, int]] = []  # (time, kind 0 = commit / 1 = query, club or technician)
@@ -350,26 +421,34 @@ def simulate(world: World, fleets: Sequence[Fleet], clock: SimClock, sink: io.St
     timeline += [(t, 0, club) for t, club in world.commit_times()]
     timeline.sort()
     context = LambdaContext(function_name="cappi-bench-query", aws_request_id="bench")
-    counting = False
+    counting, minute = False, -1.0
     for done, (t, kind, who) in enumerate(timeline):
         clock.now = t
         if not counting and t >= load.warmup_s:
             counting = True
             for fleet in fleets:
                 fleet.requests_before = fleet.requests
+                fleet.read_units_before = fleet.read_units
         if kind == 0:
             world.publish(who, t)
             continue
         club, tech = techs[who]
         for fleet in fleets:
+            if t < fleet.from_s or (fleet.until_s is not None and t >= fleet.until_s):
+                continue
             container = fleet.containers[fleet.rng.randrange(len(fleet.containers))]
+            started = time.perf_counter()
             served = serve(world, container, events[who], context=context, club=club, tech=tech)
             if counting:
+                fleet.busy_s += time.perf_counter() - started
                 fleet.queries += 1
                 record(world, fleet, container, club=club, t=t, served=served)
         if done % 2_000 == 0:
             sink.seek(0)
             sink.truncate()
+            if progress is not None and t // 60 != minute:
+                minute = t // 60
+                progress(t)
 
 
 def serve(world: World, container: Container, event: dict[str, Any], *, context: Any, club: int, tech: str) -> int:
@@ -564,6 +643,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[Load, argparse.Namespace]:
     parser.add_argument("--even-flips", action="store_true", help="also run with every flip on its own (slower)")
     parser.add_argument("--handler-rounds", type=int, default=4, help="passes over the technicians' events")
     parser.add_argument("--seed", type=int, default=default.seed)
+    parser.add_argument(
+        "--internet-duration",
+        type=float,
+        default=240.0,
+        help="internet profile: simulated seconds after the warm-up (240: about 8 minutes on a shared 2-core machine)",
+    )
+    parser.add_argument(
+        "--baseline-duration", type=float, default=30.0, help="internet profile: simulated seconds of the baseline"
+    )
+    parser.add_argument(
+        "--profile",
+        choices=("reference", "internet"),
+        default="reference",
+        help="internet: 1,000 sources, 1,000 queries/s (bench/query_internet.py); the load options above are ignored",
+    )
     args = parser.parse_args(argv)
     load = replace(
         default,
@@ -585,11 +679,17 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
     from moto import mock_aws
 
     from cappi.adapters.dynamo.schema import create_table
+    from cappi.adapters.indexed_reader import IndexedSnapshotReader
     from cappi.adapters.snapshot_reader import CachedSnapshotReader
     from cappi.handlers import query
 
     load, args = parse_args(argv)
-    reader_class = reader_class or CachedSnapshotReader
+    if args.profile == "internet":
+        import query_internet
+
+        query_internet.main(args, reader_class)
+        return
+    reader_class = reader_class or IndexedSnapshotReader
     settings = deployed_settings()
     started = time.perf_counter()
     sink = io.StringIO()
@@ -602,7 +702,7 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
         client, publisher = ReadThrough(moto_client, items), Invalidating(moto_client, items)
         clock = SimClock()
 
-        def fleets_for(world: World, *specs: tuple[str, int, bool]) -> list[Fleet]:
+        def fleets_for(world: World, *specs: tuple[str, int, bool], reader: type | None = None) -> list[Fleet]:
             return [
                 make_fleet(
                     name,
@@ -611,7 +711,7 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
                     world=world,
                     clock=clock,
                     settings=settings,
-                    reader_class=reader_class,
+                    reader_class=reader or reader_class,
                     via_handler=h,
                     seed=load.seed + n,
                 )
@@ -621,7 +721,9 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
         main_world = World(publisher, load)
         set_up_in = time.perf_counter() - started
         main_fleets = fleets_for(main_world, ("c2", 2, True), ("c1", 1, False), ("c4", 4, False))
-        simulate(main_world, main_fleets, clock, sink)
+        # The baseline, interleaved on the same timeline: the head-reading reader the index replaced.
+        (heads,) = fleets_for(main_world, ("heads", 2, False), reader=CachedSnapshotReader)
+        simulate(main_world, [*main_fleets, heads], clock, sink)
         few_load = replace(load, sources=args.few_sources, first_club=load.first_club + load.sources)
         few_world = World(publisher, few_load)
         (few,) = fleets_for(few_world, ("c2", 2, False))
@@ -659,9 +761,16 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
         print(
             f"  {len(fleet.containers)} container(s), {how}: {per_1000[name]:.2f} DynamoDB requests per 1,000 queries "
             f"({fleet.requests - fleet.requests_before} requests; head rounds {sum(s.pointer_reads for s in stats)}, "
+            f"since the start: index rounds {sum(getattr(s, 'index_reads', 0) for s in stats)}, shards moved by delta "
+            f"{sum(getattr(s, 'deltas_applied', 0) for s in stats)}, "
             f"shards prefetched {sum(getattr(s, 'shards_prefetched', 0) for s in stats)}, read by queries "
             f"{sum(s.shard_reads for s in stats)})"
         )
+    print(
+        f"  baseline, 2 containers reading every head they hold (CachedSnapshotReader, same timeline): "
+        f"{heads.per_1000():.2f} requests and {heads.rru_per_1000():.2f} read units per 1,000 queries, against "
+        f"{by_name['c2'].rru_per_1000():.2f} read units for the indexed reader's 2 containers"
+    )
     print(f"  {few_load.sources} sources, 2 containers: {few.per_1000():.2f} per 1,000")
     even_pair = ""
     if even is not None:
@@ -690,6 +799,8 @@ def main(argv: Sequence[str] | None = None, reader_class: type | None = None) ->
     )
     print(
         f"ddb_requests_per_1000={per_1000['c2']:.2f} ddb_requests_per_1000_c1={per_1000['c1']:.2f} "
+        f"rru_per_1000={by_name['c2'].rru_per_1000():.2f} ddb_requests_per_1000_heads={heads.per_1000():.2f} "
+        f"rru_per_1000_heads={heads.rru_per_1000():.2f} "
         f"ddb_requests_per_1000_c4={per_1000['c4']:.2f} ddb_requests_per_1000_{few_load.sources}_sources="
         f"{few.per_1000():.2f}{even_pair} max_staleness_s={c2.max_stale_s:.1f} "
         f"max_first_seen_s={max(fleet_first):.1f} max_first_seen_container_s={max(first_seen):.1f} "

@@ -2,13 +2,15 @@
 
 moto runs with its IAM authentication on (local/iam.py); each handler gets credentials of a role holding only its
 statements from cappi.contracts.permissions, the definition infra grants from (tests/infra/test_infra.py holds the
-templates to it). Every path is driven: the dispatch tick, counting stale sources before any poll (never
-published), after one (one fresh, one never published) and once a list is older than the bound; ingest's first,
-changed, unchanged and failing polls, its secret read and last-poll records; the query's first answer, a head
-refresh after its cache aged, shard reads, unknown techs and clubs, a club not polled yet, and a new version; the
-release check before any poll (an unserved club's 404), after one (a club with a snapshot) and on a build answering
-503. Then least privilege is measured both ways: no call is refused, every granted action is used, and taking away
-any one granted action makes some path fail.
+templates to it). Every path is driven: the dispatch tick, counting stale sources before any poll (never published),
+after one (one fresh, one never published) and once a list is older than the bound; ingest's first, changed,
+unchanged and failing polls, its secret read and last-poll records, the readers' index entry it writes after a head
+moves (and reads back on an unchanged poll) and the delta beside a new version, read back from the version it
+replaces; the query's first answer, an index refresh after its cache aged, shard reads, unknown techs and clubs, a
+club not polled yet (its head read alone), and a new version followed by its delta; the release check before any
+poll (an unserved club's 404), after one (a club with a snapshot) and on a build answering 503. Then least privilege
+is measured both ways: no call is refused, every granted action is used, and taking away any one granted action
+makes some path fail.
 
 moto 5.2.5 does not implement CodeDeploy's PutLifecycleEventHookExecutionStatus, so the release check's report goes
 to a botocore Stubber here (its calls are asserted) and that one action is left out of the two checks of use by
@@ -169,6 +171,7 @@ class Outcomes:
     answers: dict[str, tuple[int, Any]]
     checks: dict[str, dict[str, Any]] = field(default_factory=dict)  # the release check's summaries
     stale: dict[str, Any] = field(default_factory=dict)  # each dispatch tick's stale sources (absent: unread)
+    reader: Any = None  # the query's warm reader (its stats say which reads it made)
 
 
 def _tick(session: Any, stale_after_s: float | None = None) -> dict[str, Any]:
@@ -239,7 +242,13 @@ def drive_every_path(deployed: Deployed, without: dict[str, frozenset[str]] | No
     dispatched = _tick(sessions["dispatch"])
     stale = {"never published": dispatched.get("stale")}
 
-    handler = query.make_handler(lambda: query.QueryDependencies.from_env(session=sessions["query"]))
+    query_deps: list[query.QueryDependencies] = []
+
+    def query_dependencies() -> query.QueryDependencies:
+        query_deps.append(query.QueryDependencies.from_env(session=sessions["query"]))
+        return query_deps[-1]
+
+    handler = query.make_handler(query_dependencies)
     http = HttpApi([Route(api.METHOD, api.ROUTE, handler, Allow())])
 
     def ask(path: str) -> tuple[int, Any]:
@@ -277,7 +286,7 @@ def drive_every_path(deployed: Deployed, without: dict[str, frozenset[str]] | No
     polls.append(_ingest(sessions["ingest"], "alpha"))  # failing: only the poll record is written
     time.sleep(0.3)
     answers["after a failed poll"] = ask("212/AB12/ids")
-    return Outcomes(dispatched, polls, answers, checks, stale)
+    return Outcomes(dispatched, polls, answers, checks, stale, query_deps[-1].reader if query_deps else None)
 
 
 def _used(decisions: list[Decision]) -> dict[str, set[str]]:
@@ -317,6 +326,9 @@ def test_every_path_runs_under_its_roles_statements_and_uses_every_grant(deploye
     assert answers["not polled yet"][0] == 503
     assert answers["new version"] == (200, ["5555", "8679"])
     assert answers["after a failed poll"] == (200, ["5555", "8679"])  # a broken feed never erases open calls
+    stats = outcomes.reader.stats
+    assert stats.index_reads >= 2  # pointers come from the readers' index, refreshed as the cache aged
+    assert stats.deltas_applied == 1  # club 212's cached shard followed its new version by delta
 
     checks = outcomes.checks
     assert (checks["before any poll"]["club_id"], checks["before any poll"]["expected_status"]) == (999, 404)

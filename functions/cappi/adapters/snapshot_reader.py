@@ -1,7 +1,9 @@
 """Reads for the query side: which source serves a club (the registry's map), and that club's current answer.
 
 The table is read by source (heads, last polls) and by version (shards); readers ask by club. `SnapshotReader` reads
-through on every call (tests, tools); `CachedSnapshotReader` is what a warm query Lambda uses.
+through on every call (tests, tools); `CachedSnapshotReader` caches heads and shards for a warm Lambda, and
+`cappi.adapters.indexed_reader.IndexedSnapshotReader`, what the query Lambda uses, builds on it with the readers'
+index and deltas so that its costs do not grow with the number of clubs.
 """
 
 from __future__ import annotations
@@ -93,6 +95,8 @@ class ReaderStats:
     shard_hits: int = 0
     shards_prefetched: int = 0  # shards of new versions read in batches when heads moved
     prefetch_failures: int = 0  # batches that failed (their shards are then read by the queries that need them)
+    index_reads: int = 0  # rounds that read the readers' index (IndexedSnapshotReader)
+    deltas_applied: int = 0  # cached shards moved to a new version by a delta instead of a read
     dynamodb_requests: int = 0
 
 
@@ -152,7 +156,7 @@ class CachedSnapshotReader:
         self._read_at: dict[str, float] = {}  # when each held head was last read
         self._refreshed_at: float | None = None  # when all held heads were last read together
         self._polls: dict[str, _CachedPoll] = {}  # last polls read, by source
-        self._shards: OrderedDict[ShardKey, Techs] = OrderedDict()
+        self._shards: OrderedDict[ShardKey, Mapping[str, tuple[str, ...]]] = OrderedDict()
         self.stats = ReaderStats()
 
     def open_calls(self, club_id: int, tech_id: str) -> OpenCalls | None:
@@ -165,7 +169,7 @@ class CachedSnapshotReader:
         techs = self._shards.get(key)
         if techs is None:
             before = self._store.requests
-            techs = self._store.read_shard(*key)
+            techs = self._keep(self._store.read_shard(*key))
             self.stats.dynamodb_requests += self._store.requests - before
             self.stats.shard_reads += 1
             self._shards[key] = techs
@@ -175,6 +179,10 @@ class CachedSnapshotReader:
             self.stats.shard_hits += 1
             self._shards.move_to_end(key)
         return open_calls_from(pointer, tech_id, techs)
+
+    def _keep(self, techs: Techs) -> Mapping[str, tuple[str, ...]]:
+        """The form a decoded shard is cached in (subclasses may pack it)."""
+        return techs
 
     def last_poll(self, club_id: int) -> LastPoll | None:
         """The serving source's last poll, read at most once per `absent_max_age` (asked only while a club has
@@ -248,12 +256,12 @@ class CachedSnapshotReader:
                 ):
                     successors[(club, version, shard)] = (club, new_pointer.version, shard)
         fetched = self._prefetch(list(successors.values()))
-        kept: OrderedDict[ShardKey, Techs] = OrderedDict()
+        kept: OrderedDict[ShardKey, Mapping[str, tuple[str, ...]]] = OrderedDict()
         for key, techs in self._shards.items():
             if key[0] not in moved:
                 kept[key] = techs
             elif (successor := successors.get(key)) is not None and successor in fetched:
-                kept[successor] = fetched[successor]
+                kept[successor] = self._keep(fetched[successor])
         self._shards = kept
 
     def _prefetch(self, keys: list[ShardKey]) -> Mapping[ShardKey, Techs]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from cappi.domain.body_record import BodyRecord
 from cappi.domain.heads import Head, Pointer, VersionRef
@@ -71,6 +71,21 @@ class SnapshotStore(Protocol):
         ...
 
 
+@runtime_checkable
+class ReadersIndex(Protocol):
+    """A store that also keeps what readers read instead of heads (an index of current versions, deltas between
+    versions): told after every head commit that moved; its failures are its own (readers fall back to heads)."""
+
+    def record_for_readers(
+        self,
+        source: str,
+        fetched_at_ms: int,
+        previous: Head | None,
+        entries: Mapping[int, Pointer],
+        published: Mapping[int, ClubSnapshot],
+    ) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class ClubPublishResult:
     club_id: int
@@ -106,7 +121,8 @@ def publish_source(
     New versions are written first, then one conditional write of the source's head moves every club at once.
     If a later poll got there first, nothing readers see changes and every club reports SUPERSEDED (versions
     written meanwhile are never named by a head and expire through TTL). Each club's `write_units` is what its
-    version and renewal cost on the store's meter; the head's write, shared, is counted on the first club.
+    version and renewal cost on the store's meter; the head's write, shared, is counted on the first club, with what
+    a store that keeps an index for readers (`ReadersIndex`) spent after it.
 
     `head`: the source's head as the caller just read it (else it is read here). `body`: what the head keeps of the
     feed body the snapshots came from; kept only when no club is held back, so that a poll after a held drop parses.
@@ -156,6 +172,9 @@ def publish_source(
     if any(outcome is Outcome.HELD for _, outcome, _, _ in decided):
         body = None
     committed = store.commit_head(source, fetched_at_ms, entries, body=body)
+    if committed and isinstance(store, ReadersIndex):
+        published = {s.club_id: s for s, outcome, _, _ in decided if outcome is Outcome.PUBLISHED}
+        store.record_for_readers(source, fetched_at_ms, head, entries, published)
     head_units = meter.units - spent_before
     results = []
     for index, (snapshot, outcome, club_units, renewed) in enumerate(decided):

@@ -47,13 +47,13 @@ class QueryDependencies:
         from cappi.adapters.dynamo.poll_log import DynamoPollLog
         from cappi.adapters.dynamo.shard_source import DynamoShardSource
         from cappi.adapters.dynamo.table import SnapshotTable
-        from cappi.adapters.snapshot_reader import CachedSnapshotReader
+        from cappi.adapters.indexed_reader import IndexedSnapshotReader
         from cappi.domain.registry import load_registry
 
         settings = QuerySettings.from_env()
         registry = load_registry(settings.clubs_file)
         table = SnapshotTable(dynamodb_client(QUERY_ATTEMPTS, session=session), settings.table_name)
-        reader = CachedSnapshotReader(
+        reader = IndexedSnapshotReader(
             DynamoShardSource(table),
             registry.sources_by_club,
             polls=DynamoPollLog(table),

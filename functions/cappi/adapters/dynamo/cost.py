@@ -1,4 +1,4 @@
-"""What DynamoDB bills for a write: item sizes by its published rules, and write units.
+"""What DynamoDB bills for a write or a read: item sizes by its published rules, write units and read units.
 
 Computed rather than read back because moto (and so local mode and the tests) does not report consumed capacity
 truthfully; on AWS the store also sums what DynamoDB reports, for comparison.
@@ -7,7 +7,7 @@ truthfully; on AWS the store also sums what DynamoDB reports, for comparison.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 
@@ -59,3 +59,14 @@ def item_size(item: Mapping[str, Mapping[str, Any]]) -> int:
 def write_units(size: int) -> int:
     """Write units for one item write of `size` bytes: one per started KB, at least one."""
     return max(1, math.ceil(size / 1024))
+
+
+READ_UNIT_BYTES = 4096
+
+
+def read_units(sizes: Iterable[int], *, consistent: bool = False) -> float:
+    """Read units for items of `sizes` bytes read one by one (GetItem, each item of a BatchGetItem, or one Query's
+    summed size): one per started 4 KB per item, at least one (an absent item too), half when eventually
+    consistent."""
+    units = sum(max(1, math.ceil(size / READ_UNIT_BYTES)) for size in sizes)
+    return units if consistent else units / 2

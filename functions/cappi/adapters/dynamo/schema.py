@@ -7,6 +7,11 @@ One table, keys `pk`/`sk`:
     SOURCE#<name>  POLL                                    the source's last poll: outcome, why, last success
     CLUB#212       V#<version>                             manifest: metadata and part sizes, written last
     CLUB#212       V#<version>#S#<shard:04d>#P#<part:03d>  one part of one shard's compressed bytes
+    CLUB#212       V#<version>#D                           delta: what changed from the version it replaced
+    INDEX          I#<slot:02d>                            readers' index: current pointers of the sources in a slot
+
+The index (`cappi.adapters.dynamo.reader_index`) is a fixed number of items, so a reader refreshes every source with
+one BatchGetItem whatever the registry's size; heads stay the writers' authority.
 
 `version` starts with the zero-padded fetch time, so sort keys order versions by fetch time; the head has no TTL
 attribute, so it outlives every version it names.
@@ -14,6 +19,7 @@ attribute, so it outlives every version it names.
 
 from __future__ import annotations
 
+import zlib
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -25,6 +31,8 @@ HEAD_SK = "HEAD"
 POLL_SK = "POLL"
 MAX_SHARDS = 9_999  # the sort key holds four digits of shard number
 MAX_PARTS = 999  # ... and three of part number
+INDEX_PK = "INDEX"
+INDEX_SLOTS = 32  # fixed: readers and writers must agree on a source's slot (~3 KB per slot at 1,000 sources)
 MAX_FETCHED_AT_MS = 10**13 - 1  # thirteen digits in the version name (until the year 2286)
 
 DynamoClient = Any  # botocore builds the client class at runtime; there is no importable type without stubs
@@ -53,6 +61,20 @@ def manifest_sk(version: str) -> str:
 
 def is_manifest_sk(sk: str) -> bool:
     return sk.startswith("V#") and "#" not in sk[2:]
+
+
+def delta_sk(version: str) -> str:
+    """The delta item written beside `version`: how it differs from the version it replaced."""
+    return f"V#{version}#D"
+
+
+def index_slot(source: str) -> int:
+    """Which index item holds a source's entry: a stable hash of its name."""
+    return zlib.crc32(source.encode()) % INDEX_SLOTS
+
+
+def index_item_key(slot: int) -> dict[str, dict[str, str]]:
+    return {PK: {"S": INDEX_PK}, SK: {"S": f"I#{slot:02d}"}}
 
 
 def shard_prefix(version: str, shard: int) -> str:

@@ -1,7 +1,8 @@
 """The readers' side of the snapshot table: heads by source and decoded shards by version, alone or in batches.
 
 What the query function reads (its role may read, never write): a lone head (consistent by default), many heads in
-one BatchGetItem, one shard with a Query of its parts, many shards in BatchGetItems. Which source serves a club is
+one BatchGetItem, the readers' index (every source's current versions, one BatchGetItem), one shard with a Query of
+its parts, many shards or deltas in BatchGetItems. Which source serves a club is
 the club-keyed readers' business (`cappi.adapters.snapshot_reader`).
 """
 
@@ -15,11 +16,15 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from cappi.adapters.dynamo.codec import head_from_item, placeholders, ref_from_manifest, string
+from cappi.adapters.dynamo.reader_index import Delta, delta_from_item, delta_key, heads_from_index_items
 from cappi.adapters.dynamo.schema import (
     HEAD_SK,
+    INDEX_SLOTS,
     PK,
     SK,
     club_key,
+    delta_sk,
+    index_item_key,
     item_key,
     manifest_sk,
     part_sk,
@@ -105,6 +110,33 @@ class DynamoShardSource:
             item = found.get((source_key(source), HEAD_SK))
             heads[source] = self._table.decode(f"head of source {source!r}", head_from_item, item) if item else None
         return heads
+
+    def index(self) -> dict[str, Head]:
+        """Every indexed source's current pointers (`cappi.adapters.dynamo.reader_index`) in one BatchGetItem of the
+        index's fixed number of items, eventually consistent; a source missing from it is not in the result.
+        Raises SnapshotReadError when DynamoDB keeps refusing or an entry is malformed."""
+        found = self._batch_get([index_item_key(slot) for slot in range(INDEX_SLOTS)], "reading the index")
+        try:
+            return heads_from_index_items(found)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise SnapshotReadError(f"the readers' index in table {self.table_name} is malformed") from exc
+
+    def read_deltas(self, versions: Iterable[tuple[int, str]]) -> dict[tuple[int, str], Delta]:
+        """The deltas written beside several (club, version) in BatchGetItems; a version without one (never written,
+        or not visible yet) is left out. Raises SnapshotReadError when DynamoDB keeps refusing or one is corrupt."""
+        wanted = list(dict.fromkeys(versions))
+        found = self._batch_get([item_key(c, delta_sk(v)) for c, v in wanted], "reading deltas")
+        deltas: dict[tuple[int, str], Delta] = {}
+        for club, version in wanted:
+            item = found.get(delta_key(club, version))
+            if item is not None:
+                try:
+                    deltas[(club, version)] = delta_from_item(item)
+                except (zlib.error, UnicodeDecodeError, KeyError, ValueError) as exc:
+                    raise SnapshotReadError(
+                        f"the delta of version {version} of club {club} in table {self.table_name} is corrupt"
+                    ) from exc
+        return deltas
 
     def read_shards(self, shards: Iterable[ShardKey]) -> dict[ShardKey, Techs]:
         """Several (club, version, shard) at once with BatchGetItem, eventually consistent like `read_shard`.

@@ -11,7 +11,8 @@ batch that succeeds with keys or items left unprocessed, which the consumers res
 
 Write units are counted as they are spent, by the table's `meter` (`cost.py`: computed from item sizes, since moto
 does not report consumed capacity truthfully): to price some writes, read the meter before and after them. Writes
-that fail have spent what the meter shows (parts already written still cost), and no method returns a cost.
+that fail have spent what the meter shows (parts already written still cost), and no method returns a cost. Read
+units are counted the same way by `read_meter`, from the items each read brought back (`cost.read_units`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from cappi.adapters.dynamo.codec import apply_update, placeholders
-from cappi.adapters.dynamo.cost import item_size, write_units
+from cappi.adapters.dynamo.cost import item_size, read_units, write_units
 from cappi.adapters.dynamo.schema import DynamoClient, source_item_key
 
 THROTTLING_CODES = frozenset({"ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"})
@@ -62,13 +63,24 @@ class WriteMeter:
         self.units += units
 
 
+@dataclass(slots=True)
+class ReadMeter:
+    """The read units spent through one table so far, as DynamoDB bills them (`cost.read_units`)."""
+
+    units: float = 0.0
+
+    def add(self, units: float) -> None:
+        self.units += units
+
+
 class SnapshotTable:
     """One DynamoDB table, as every consumer of it talks to it.
 
     `clock` gives epoch seconds (point-in-time reads skip expired versions by it); `sleep` is the backoff between
     resends of a batch's unprocessed keys or items, at most `max_attempts` per batch write. `requests` counts every
     DynamoDB request made, `requests_by_operation` splits it by operation, `reported_capacity_units` sums what
-    DynamoDB reported as consumed (meaningful on AWS, not under moto) and `meter` the write units spent.
+    DynamoDB reported as consumed (meaningful on AWS, not under moto), `meter` the write units spent and `read_meter`
+    the read units.
     """
 
     def __init__(
@@ -95,6 +107,7 @@ class SnapshotTable:
         self.requests_by_operation: Counter[str] = Counter()
         self.reported_capacity_units = 0.0
         self.meter = WriteMeter()
+        self.read_meter = ReadMeter()
 
     def call(self, operation: str, **kwargs: Any) -> dict[str, Any]:
         """One request, counted; the table's name is added unless a batch names it inside RequestItems."""
@@ -103,6 +116,8 @@ class SnapshotTable:
         if not operation.startswith("batch_"):
             kwargs["TableName"] = self.table_name
         response: dict[str, Any] = getattr(self._client, operation)(**kwargs)
+        if operation in _READS:
+            self.read_meter.add(_read_cost(operation, kwargs, response))
         consumed = response.get("ConsumedCapacity")
         for entry in consumed if isinstance(consumed, list) else [consumed] if consumed else []:
             self.reported_capacity_units += float(entry.get("CapacityUnits", 0.0))
@@ -213,6 +228,28 @@ class SnapshotTable:
             return decode(item)
         except (KeyError, ValueError, TypeError) as exc:
             raise SnapshotReadError(f"{what} in table {self.table_name} is malformed") from exc
+
+
+_READS = frozenset({"get_item", "batch_get_item", "query"})
+
+
+def _read_cost(operation: str, request: Mapping[str, Any], response: Mapping[str, Any]) -> float:
+    """What one read request costs by DynamoDB's rules, from what it brought back: per item for GetItem and
+    BatchGetItem (an absent key still costs the minimum), the summed size for a Query. Under a projection only the
+    projected bytes are seen, so such a read is counted low (the shard Query projects away only its keys' names)."""
+    if operation == "get_item":
+        item = response.get("Item")
+        return read_units([item_size(item)] if item else [0], consistent=bool(request.get("ConsistentRead")))
+    if operation == "query":
+        size = sum(item_size(item) for item in response.get("Items", []))
+        return read_units([size], consistent=bool(request.get("ConsistentRead")))
+    total = 0.0
+    for table, asked in request["RequestItems"].items():
+        items = response.get("Responses", {}).get(table, [])
+        left = len(response.get("UnprocessedKeys", {}).get(table, {}).get("Keys", []))
+        sizes = [item_size(item) for item in items] + [0] * max(0, len(asked["Keys"]) - left - len(items))
+        total += read_units(sizes, consistent=bool(asked.get("ConsistentRead")))
+    return total
 
 
 def error_code(exc: ClientError) -> str:

@@ -33,6 +33,7 @@ from cappi.adapters.dynamo.codec import (
     string,
 )
 from cappi.adapters.dynamo.cost import item_size, write_units
+from cappi.adapters.dynamo.reader_index import ReaderIndexWriter
 from cappi.adapters.dynamo.schema import (
     HEAD_SK,
     MAX_PARTS,
@@ -61,6 +62,7 @@ class SnapshotWriter:
     def __init__(self, table: SnapshotTable) -> None:
         self._table = table
         self.table_name = table.table_name
+        self.readers_index = ReaderIndexWriter(table)
 
     @property
     def meter(self) -> WriteMeter:
@@ -91,6 +93,18 @@ class SnapshotWriter:
             ExpressionAttributeNames=placeholders(PK, "fetched_at"),
             ExpressionAttributeValues={":t": number(fetched_at_ms)},
         )
+
+    def record_for_readers(
+        self,
+        source: str,
+        fetched_at_ms: int,
+        previous: Head | None,
+        entries: Mapping[int, Pointer],
+        published: Mapping[int, ClubSnapshot],
+    ) -> None:
+        """After a head commit: the deltas of the clubs that moved and the source's index entry, for readers
+        (`cappi.adapters.dynamo.reader_index`; failures are counted there, never raised)."""
+        self.readers_index.record(source, fetched_at_ms, previous, entries, published)
 
     def write_version(
         self,
