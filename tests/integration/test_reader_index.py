@@ -19,7 +19,7 @@ from support.stores import Stores, stores
 
 from cappi.adapters.dynamo.cost import read_units
 from cappi.adapters.dynamo.reader_index import Delta, apply_delta, decode_entry, encode_entry
-from cappi.adapters.dynamo.schema import INDEX_PK, INDEX_SLOTS, PK, index_item_key, index_slot
+from cappi.adapters.dynamo.schema import INDEX_PK, INDEX_SLOTS, PK, VERSION_HASH_CHARS, index_item_key, index_slot
 from cappi.adapters.dynamo.shards import PackedShard, shard_of
 from cappi.adapters.indexed_reader import IndexedSnapshotReader
 from cappi.adapters.snapshot_reader import SnapshotReader
@@ -94,11 +94,23 @@ def test_an_entry_round_trips_and_orders_by_its_polls_fetch_time(store: Stores) 
     publish(store, "a", [club(1, 1), club(2, 1)], T0)
     head = store.writer.head("a")
     assert head is not None
-    text = encode_entry(T0 + 5, head.clubs)
-    back = decode_entry("a", text)
-    assert {c: (p.version, p.content_hash, p.shard_count, p.call_count) for c, p in back.clubs.items()} == {
-        c: (p.version, p.content_hash, p.shard_count, p.call_count) for c, p in head.clubs.items()
-    }
+    for polled in (T0, T0 + 5):  # the versions' own poll (fetch time left out of the entry), and a later one
+        back = decode_entry("a", encode_entry(polled, head.clubs))
+        assert {
+            c: (p.version, p.fetched_at_ms, p.content_hash, p.shard_count, p.call_count, p.tech_count)
+            for c, p in back.clubs.items()
+        } == {
+            c: (
+                p.version,
+                p.fetched_at_ms,
+                p.content_hash[:VERSION_HASH_CHARS],
+                p.shard_count,
+                p.call_count,
+                p.tech_count,
+            )
+            for c, p in head.clubs.items()
+        }
+    assert len(encode_entry(T0, head.clubs)) < len(encode_entry(T0 + 5, head.clubs))
     assert encode_entry(T0 + 5, head.clubs) < encode_entry(T0 + 50_000, {})  # strings compare as fetch times
     assert store.snapshots.index()["a"].clubs.keys() == {1, 2}
 

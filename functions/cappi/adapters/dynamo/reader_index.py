@@ -1,11 +1,11 @@
 """What ingest writes for readers beside the head, so a warm reader's cost does not grow with the number of clubs.
 
-- The index: `INDEX_SLOTS` items (`schema.index_item_key`), each holding, for the sources hashed to it, one
-  attribute per source (`@<source>`) with that source's current pointers in a compact string: the poll's fetch time
-  first (13 digits, so strings compare as fetch times), then per club its version's fetch time, content hash
-  (base64), shard, call and tech counts and format. Not the check time nor the drop guard's pending poll: those move
-  on unchanged polls, and the index is written only when a version changes. A reader refreshes every source with
-  one BatchGetItem of `INDEX_SLOTS` keys per `pointer_max_age` instead of one head per source.
+- The index: `INDEX_SLOTS` items (`schema.index_item_key`), each holding, for the sources hashed to it, one attribute
+  per source (`@<source>`) with that source's current pointers in a compact string: the poll's fetch time first (13
+  digits, so strings compare as fetch times), then per club its version's fetch time, content hash (the prefix in the
+  version's name, base64), shard, call and tech counts and format. Not the check time nor the drop guard's pending
+  poll: those move on unchanged polls, and the index is written only when a version changes. A reader refreshes every
+  source with one BatchGetItem of `INDEX_SLOTS` keys per `pointer_max_age` instead of one head per source.
 - Deltas: when version B of a club replaces A, the item `V#<B>#D` holds what changed per technician (call IDs
   removed, call IDs added; about 8 KB for a 5% churn of 10,000 calls where B's shard is about 50 KB). A reader
   holding A's shards applies it instead of reading B's; one whose base differs reads B's shards as before.
@@ -36,6 +36,7 @@ from cappi.adapters.dynamo.cost import item_size, write_units
 from cappi.adapters.dynamo.schema import (
     MAX_FETCHED_AT_MS,
     TTL_ATTRIBUTE,
+    VERSION_HASH_CHARS,
     club_key,
     delta_sk,
     index_item_key,
@@ -59,10 +60,12 @@ MAX_DELTA_BASE_PARTS = 8  # a base version in more parts than this is not read b
 
 
 def _hash_text(content_hash: str) -> str:
+    """The part of a content hash readers use (the one in the version's name, `schema.version_name`), in base64."""
+    prefix = content_hash[:VERSION_HASH_CHARS]
     try:
-        return base64.urlsafe_b64encode(bytes.fromhex(content_hash)).decode().rstrip("=")
+        return base64.urlsafe_b64encode(bytes.fromhex(prefix)).decode().rstrip("=")
     except ValueError:
-        return "=" + content_hash  # not hex (never from build_club_snapshot): kept as it is
+        return "=" + prefix  # not hex (never from build_club_snapshot): kept as it is
 
 
 def _hash_from(text: str) -> str:
@@ -72,12 +75,16 @@ def _hash_from(text: str) -> str:
 
 
 def encode_entry(fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> str:
-    """A source's index entry as of the poll fetched at `fetched_at_ms`."""
+    """A source's index entry as of the poll fetched at `fetched_at_ms`.
+
+    Every byte is read by every warm container every `pointer_max_age`, so the entry holds what readers use and no
+    more: a version's fetch time only when it is not the entry's own poll (a version published by that poll, the
+    usual case, leaves it empty), and the content hash's prefix that names the version."""
     if not 0 <= fetched_at_ms <= MAX_FETCHED_AT_MS:
         raise ValueError(f"fetch time out of range: {fetched_at_ms}")
     body = ";".join(
-        f"{club}:{p.fetched_at_ms}:{_hash_text(p.content_hash)}:{p.shard_count}:{p.call_count}:{p.tech_count}:"
-        f"{p.format_version}"
+        f"{club}:{'' if p.fetched_at_ms == fetched_at_ms else p.fetched_at_ms}:{_hash_text(p.content_hash)}:"
+        f"{p.shard_count}:{p.call_count}:{p.tech_count}:{p.format_version}"
         for club, p in sorted(clubs.items())
     )
     return f"{fetched_at_ms:013d}|{body}"
@@ -85,18 +92,20 @@ def encode_entry(fetched_at_ms: int, clubs: Mapping[int, Pointer]) -> str:
 
 def decode_entry(source: str, text: str) -> Head:
     """The head a reader uses, from an index entry: no check time (the entry's poll time stands for it), no expiry,
-    no pending poll. Raises ValueError when malformed."""
+    no pending poll, and of the content hash the prefix the version's name holds. Raises ValueError when
+    malformed."""
     stamp, _, body = text.partition("|")
     polled = int(stamp)
     clubs: dict[int, Pointer] = {}
     for part in body.split(";") if body else ():
-        club, fetched, digest, shards, calls, techs, fmt = part.split(":")
+        club, fetched_text, digest, shards, calls, techs, fmt = part.split(":")
+        fetched = int(fetched_text) if fetched_text else polled
         content_hash = _hash_from(digest)
         clubs[int(club)] = Pointer(
             club_id=int(club),
-            version=version_name(int(fetched), content_hash),
+            version=version_name(fetched, content_hash),
             content_hash=content_hash,
-            fetched_at_ms=int(fetched),
+            fetched_at_ms=fetched,
             checked_at_ms=polled,
             shard_count=int(shards),
             call_count=int(calls),
