@@ -339,6 +339,7 @@ class CountingClient:
 class Measured:
     polls: int = 0
     poll_write_units: list[int] = field(default_factory=list)
+    poll_read_units: list[float] = field(default_factory=list)  # the replaced version read back for its delta, ...
     poll_log_bytes: int = 0
     poll_seconds: list[float] = field(default_factory=list)
     table_bytes_per_poll: float = 0.0
@@ -452,7 +453,51 @@ def captured(sink: Sink) -> Iterator[None]:
         logger.registered_handler.setStream(previous)
 
 
-def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measured:
+@dataclass(frozen=True)
+class Reads:
+    """The read side at the load's full size, from bench/query.py's simulation (query_internet.run): every source
+    publishing a new version each poll (commits spread over the interval, as dispatch's slots start them), every
+    technician querying through warm containers of the deployed reader, as many as Little's law gives."""
+
+    rru_per_query: float
+    requests_per_query: float
+    containers: int
+    little: float
+    handler_us: float
+    queries: int
+    max_staleness_s: float
+
+
+def read_side(load: Load, args: argparse.Namespace) -> Reads:
+    import query as query_bench
+    import query_internet
+
+    simulated = query_bench.Load(
+        sources=load.sources,
+        technicians=load.technicians,
+        query_interval_s=load.query_interval_s,
+        calls=load.calls,
+        club_techs=load.techs,
+        duration_s=args.read_seconds,
+        warmup_s=60.0,
+        poll_interval_s=load.poll_minutes * 60.0,
+        flips="even",
+        first_club=0 if load.sources > 900 else 100,
+    )
+    run = query_internet.run(simulated, fleets=(1, 2, 4, 8))
+    fleet = run.by_count[run.chosen]
+    return Reads(
+        rru_per_query=fleet.rru_per_1000() / 1000,
+        requests_per_query=fleet.per_1000() / 1000,
+        containers=run.chosen,
+        little=run.little,
+        handler_us=run.measured_s * 1e6,
+        queries=fleet.queries,
+        max_staleness_s=fleet.max_stale_s,
+    )
+
+
+def simulate(load: Load, template: Template, args: argparse.Namespace, reads: Reads) -> Measured:
     import inspect
 
     import boto3
@@ -466,12 +511,13 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
     from cappi.adapters.club_client import ClubFeedClient
     from cappi.adapters.dynamo.cost import item_size
     from cappi.adapters.dynamo.poll_log import DynamoPollLog
+    from cappi.adapters.dynamo.reader_index import ReaderIndexWriter
     from cappi.adapters.dynamo.schema import create_table
     from cappi.adapters.dynamo.shard_source import DynamoShardSource
     from cappi.adapters.dynamo.table import SnapshotTable
     from cappi.adapters.dynamo.writer import SnapshotWriter
+    from cappi.adapters.indexed_reader import IndexedSnapshotReader
     from cappi.adapters.secrets import StaticSecrets
-    from cappi.adapters.snapshot_reader import CachedSnapshotReader
     from cappi.domain.registry import parse_registry
     from cappi.handlers import dispatch, ingest, query
     from cappi.observability import logger, route_library_logs_through
@@ -520,16 +566,28 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
                     bad = [{**rows[0], "TechId": "bad tech"}] * (max(1, load.calls // 1000) if n % 10 == 0 else 0)
                     servers[n].body = ingest_bench.feed_bytes(rows + bad)
                     before = len(sink.lines())
+                    units_before = client.read_units
                     started = time.perf_counter()
                     with captured(sink):
                         result = poll({"source": source.name, "scheduled_time": "2026-12-01T10:00:00Z"}, Context())
                     if measure:
                         measured.poll_seconds.append(time.perf_counter() - started)
+                        measured.poll_read_units.append(client.read_units - units_before)
                         measured.polls += 1
                         measured.poll_write_units.append(result["write_units"] + result.get("status_write_units", 0))
                         measured.poll_log_bytes += event_bytes(sink.lines()[before:])
 
             poll_round(measure=False)  # the first publish is a one-off; steady state is a changed feed every poll
+            # The readers' index holds every source of the load, not only the sample: its items' sizes (what an
+            # entry's conditional update costs) are those of `load.sources` entries of the sample's shape.
+            sample_head = shards.head(registry.sources[0].name)
+            assert sample_head is not None
+            index_writer = ReaderIndexWriter(SnapshotTable(client._client, table))
+            for n in range(load.sources - count):
+                club = 999 - n
+                pointers = {club: replace(next(iter(sample_head.clubs.values())), club_id=club, source=f"fill-{n:04d}")}
+                index_writer.record(f"fill-{n:04d}", sample_head.fetched_at_ms, None, pointers, {})
+            assert not index_writer.failures
             after_first = table_bytes()
             measured.current_bytes_per_source = after_first / count
 
@@ -548,12 +606,12 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
             settings = QuerySettings.from_env({**os.environ, "CAPPI_TABLE_NAME": table})
             measured.query_log_sample_rate = settings.request_log_sample_rate
             clock_kw = (
-                {"clock": lambda: now[0]} if "clock" in inspect.signature(CachedSnapshotReader).parameters else {}
+                {"clock": lambda: now[0]} if "clock" in inspect.signature(IndexedSnapshotReader).parameters else {}
             )
 
             def container() -> Any:
                 """One warm query container: a handler with a reader (and so a cache) of its own."""
-                reader = CachedSnapshotReader(
+                reader = IndexedSnapshotReader(
                     shards,
                     registry.sources_by_club,
                     polls=polls,
@@ -562,7 +620,7 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
                 )
                 return query.make_handler(lambda: query.QueryDependencies(settings, reader, registry.club_ids))
 
-            containers = [container() for _ in range(args.query_containers)]
+            containers = [container() for _ in range(reads.containers)]
             etags: dict[tuple[int, str], str] = {}
             rounds = max(1, int(args.sample_minutes // load.poll_minutes))
             queries_per_round = int(len(techs) * load.poll_minutes * 60 / load.query_interval_s)
@@ -642,7 +700,7 @@ def simulate(load: Load, template: Template, args: argparse.Namespace) -> Measur
 # -- pricing ----------------------------------------------------------------------------------------------------
 
 
-def price(load: Load, template: Template, m: Measured, args: argparse.Namespace) -> dict[str, float]:
+def price(load: Load, template: Template, m: Measured, reads: Reads, args: argparse.Namespace) -> dict[str, float]:
     p = PRICES
     scale = load.sources / args.sample_sources
     query_hours_share = load.day_hours / 24  # metric series written only while technicians query: prorated
@@ -685,7 +743,9 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     table_gb = (m.current_bytes_per_source * load.sources + m.table_bytes_per_poll * polls / DAYS_PER_MONTH) / 1e9
     items["dynamodb writes"] = wru_per_poll * polls / 1e6 * p["wru_million"]
     items["dynamodb reads"] = (
-        (m.query_read_units / m.queries * queries + m.tick_read_units * ticks) / 1e6 * p["rru_million"]
+        (reads.rru_per_query * queries + statistics.fmean(m.poll_read_units) * polls + m.tick_read_units * ticks)
+        / 1e6
+        * p["rru_million"]
     )
     items["dynamodb storage + pitr"] = table_gb * VERSION_RETENTION_DAYS * (p["dynamodb_gb_month"] + p["pitr_gb_month"])
     items["secrets manager"] = template.secrets * p["secret_month"] + (
@@ -708,7 +768,7 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
     )
     print(
         f"sample: {args.sample_sources} sources, {m.polls} measured polls, {m.queries:,} queries "
-        f"({dict(sorted(m.statuses.items()))}) over {args.query_containers} containers; scaled x{scale:g} for "
+        f"({dict(sorted(m.statuses.items()))}) over {reads.containers} containers; scaled x{scale:g} for "
         "per-source figures"
     )
     memory = {r: f["memory_mb"] for r, f in template.functions.items()}
@@ -732,7 +792,13 @@ def price(load: Load, template: Template, m: Measured, args: argparse.Namespace)
         f"included), per tick {log_per_tick:,.0f}: {log_gb:.1f} GB/month"
     )
     print(
-        f"dynamodb: {wru_per_poll:.1f} WRU per poll, {m.query_read_units / m.queries:.4f} RRU per query, "
+        f"reads at full size: {reads.queries:,} queries over {load.sources} sources through {reads.containers} "
+        f"warm container(s) (Little's law {reads.little:.2f}, handler {reads.handler_us:.0f} us), "
+        f"{reads.requests_per_query * 1000:.2f} requests and {reads.rru_per_query * 1000:.2f} RRU per 1,000 queries, "
+        f"staleness at most {reads.max_staleness_s:.1f} s"
+    )
+    print(
+        f"dynamodb: {wru_per_poll:.1f} WRU and {statistics.fmean(m.poll_read_units):.1f} RRU per poll, "
         f"{m.current_bytes_per_source / 1e3:,.0f} KB current per source, {m.table_bytes_per_poll / 1e3:,.0f} KB "
         f"per changed poll kept {VERSION_RETENTION_DAYS:g} d; naive {m.naive_wru_per_poll:,.0f} WRU per poll "
         "(one item per call, changed calls only)"
@@ -787,7 +853,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--churn", type=float, default=0.05, help="share of calls that change between polls")
     parser.add_argument("--sample-sources", type=int, default=4)
     parser.add_argument("--sample-minutes", type=float, default=30.0)
-    parser.add_argument("--query-containers", type=int, default=4, help="warm query containers (assumed)")
+    parser.add_argument(
+        "--read-seconds",
+        type=float,
+        default=240.0,
+        help="simulated seconds (after a 60 s warm-up) of the full-size read side (bench/query_internet.py's run)",
+    )
     parser.add_argument("--revalidate-share", type=float, default=0.2, help="queries sent with If-None-Match")
     parser.add_argument("--club-latency-s", type=float, default=1.0, help="a club's response time (assumed)")
     parser.add_argument("--invoke-latency-s", type=float, default=0.02, help="one async Invoke call (assumed)")
@@ -808,8 +879,9 @@ def main(argv: list[str] | None = None) -> None:
     args.sample_sources = max(1, min(args.sample_sources, args.sources))
     started = time.perf_counter()
     template = synth_stage(load)
-    measured = simulate(load, template, args)
-    figures = price(load, template, measured, args)
+    reads = read_side(load, args)
+    measured = simulate(load, template, args, reads)
+    figures = price(load, template, measured, reads, args)
     print(f"(ran in {time.perf_counter() - started:.0f} s)", file=sys.stderr)
     print(" ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in figures.items()))
 

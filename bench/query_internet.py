@@ -30,7 +30,7 @@ import math
 import statistics
 import sys
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from query import (
@@ -62,65 +62,119 @@ ASSUMED_DDB_LATENCY_S = 0.010  # per request, added to the measured handler time
 FLEETS = (1, 2, 4, 8)
 
 
-def main(args: argparse.Namespace, reader_class: type | None = None) -> None:
+@dataclass
+class Run:
+    """One simulation of a load over fleets of indexed containers (and, optionally, the head-reading baseline)."""
+
+    load: Load
+    settings: Any
+    world: World
+    by_count: dict[int, Fleet]
+    baseline: Fleet | None
+    set_up_s: float
+    simulated_s: float
+
+    @property
+    def measured_s(self) -> float:
+        """Mean wall time of a query through the handler (the 1-container fleet)."""
+        one = self.by_count[1]
+        return one.busy_s / one.queries
+
+    @property
+    def little(self) -> float:
+        """Little's law: queries in the system = arrival rate x time in the system (the measured handler time, plus
+        the assumed latency of each DynamoDB request it made)."""
+        requests_per_query = self.by_count[1].per_1000() / 1000
+        return self.load.rate * (self.measured_s + requests_per_query * ASSUMED_DDB_LATENCY_S)
+
+    @property
+    def chosen(self) -> int:
+        """The smallest fleet measured that is at least as large as Little's law says (the largest if none is)."""
+        needed = max(1, math.ceil(self.little))
+        return next((n for n in sorted(self.by_count) if n >= needed), max(self.by_count))
+
+
+def run(
+    load: Load,
+    *,
+    fleets: tuple[int, ...] = FLEETS,
+    baseline_duration: float = 0.0,
+    reader_class: type | None = None,
+) -> Run:
+    """Simulate `load` over fleets of `fleets` indexed containers (1 of them through the handler) and, for
+    `baseline_duration` simulated seconds after the warm-up, one head-reading container on the same timeline."""
     import boto3
     from moto import mock_aws
 
-    from cappi.adapters.dynamo.schema import INDEX_SLOTS, create_table
+    from cappi.adapters.dynamo.schema import create_table
     from cappi.adapters.indexed_reader import IndexedSnapshotReader
     from cappi.adapters.snapshot_reader import CachedSnapshotReader
     from cappi.handlers import query
 
-    load = replace(INTERNET, duration_s=args.internet_duration, seed=args.seed)
+    assert 1 in fleets, "the 1-container fleet runs through the handler: Little's law needs its time"
     settings = deployed_settings()
     started = time.perf_counter()
     sink = io.StringIO()
     log_handler: Any = query.logger.registered_handler
     log_stream = log_handler.setStream(sink)
-    with mock_aws(), contextlib.redirect_stdout(sink):
-        moto_client = boto3.client("dynamodb")
-        create_table(moto_client, TABLE)
-        items: dict[ItemKey, dict[str, Any]] = {}
-        client, publisher = ReadThroughQueries(moto_client, items), Invalidating(moto_client, items)
-        clock = SimClock()
-        world = World(publisher, load)
-        set_up_in = time.perf_counter() - started
+    try:
+        with mock_aws(), contextlib.redirect_stdout(sink):
+            moto_client = boto3.client("dynamodb")
+            create_table(moto_client, TABLE)
+            items: dict[ItemKey, dict[str, Any]] = {}
+            client, publisher = ReadThroughQueries(moto_client, items), Invalidating(moto_client, items)
+            clock = SimClock()
+            world = World(publisher, load)
+            set_up_in = time.perf_counter() - started
 
-        def fleet(name: str, count: int, reader: type, via_handler: bool) -> Fleet:
-            return make_fleet(
-                name,
-                count,
-                client=client,
-                world=world,
-                clock=clock,
-                settings=settings,
-                reader_class=reader,
-                via_handler=via_handler,
-                seed=load.seed + count,
-            )
+            def fleet(name: str, count: int, reader: type, via_handler: bool) -> Fleet:
+                return make_fleet(
+                    name,
+                    count,
+                    client=client,
+                    world=world,
+                    clock=clock,
+                    settings=settings,
+                    reader_class=reader,
+                    via_handler=via_handler,
+                    seed=load.seed + count,
+                )
 
-        indexed = reader_class or IndexedSnapshotReader
-        fleets = [fleet(f"c{n}", n, indexed, n == 1) for n in FLEETS]
-        baseline = fleet("heads", 1, CachedSnapshotReader, False)
-        baseline.from_s = load.warmup_s - 10.0  # its 256 shards are full within seconds
-        baseline.until_s = load.warmup_s + args.baseline_duration
-        began = time.perf_counter()
+            indexed = reader_class or IndexedSnapshotReader
+            measured = [fleet(f"c{n}", n, indexed, n == 1) for n in fleets]
+            baseline = None
+            if baseline_duration > 0:
+                baseline = fleet("heads", 1, CachedSnapshotReader, False)
+                baseline.from_s = load.warmup_s - 10.0  # its 256 shards are full within seconds
+                baseline.until_s = load.warmup_s + baseline_duration
+            began = time.perf_counter()
 
-        def progress(t: float) -> None:
-            print(f"  simulated {t:.0f} s in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
+            def progress(t: float) -> None:
+                print(f"  simulated {t:.0f} s in {time.perf_counter() - began:.0f} s", file=sys.stderr, flush=True)
 
-        simulate(world, [*fleets, baseline], clock, sink, progress)
-        simulated_in = time.perf_counter() - started - set_up_in
-    log_handler.setStream(log_stream)
+            simulate(world, [*measured, *([baseline] if baseline else [])], clock, sink, progress)
+            simulated_in = time.perf_counter() - started - set_up_in
+    finally:
+        log_handler.setStream(log_stream)
+    return Run(load, settings, world, {len(f.containers): f for f in measured}, baseline, set_up_in, simulated_in)
 
-    by_count = {len(f.containers): f for f in fleets}
+
+def main(args: argparse.Namespace, reader_class: type | None = None) -> None:
+    from cappi.adapters.dynamo.schema import INDEX_SLOTS
+
+    load = replace(INTERNET, duration_s=args.internet_duration, seed=args.seed)
+    result = run(load, baseline_duration=args.baseline_duration, reader_class=reader_class)
+    settings, world, baseline = result.settings, result.world, result.baseline
+    assert baseline is not None
+    set_up_in, simulated_in = result.set_up_s, result.simulated_s
+    by_count = result.by_count
+    fleets = list(by_count.values())
     one = by_count[1]
     requests_per_query = one.per_1000() / 1000
-    measured_s = one.busy_s / one.queries
-    in_system_s = measured_s + requests_per_query * ASSUMED_DDB_LATENCY_S
-    little = load.rate * in_system_s
+    measured_s = result.measured_s
+    little = result.little
     needed = max(1, math.ceil(little))
-    chosen = next((n for n in FLEETS if n >= needed), FLEETS[-1])
+    chosen = result.chosen
     head = by_count[chosen]
     writer = world.writer
     flips = sum(len(v) - 1 for v in world.versions.values())
