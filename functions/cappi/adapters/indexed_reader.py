@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from cappi.adapters.dynamo.reader_index import Delta, apply_delta
 from cappi.adapters.dynamo.shards import PackedShard, ShardKey, Techs
 from cappi.adapters.dynamo.table import SnapshotStoreError
-from cappi.adapters.snapshot_reader import BatchShardSource, CachedSnapshotReader
+from cappi.adapters.snapshot_reader import BatchShardSource, CachedSnapshotReader, clubs_moved
 from cappi.domain.heads import Head, Pointer
 
 
@@ -79,10 +79,7 @@ class IndexedSnapshotReader(CachedSnapshotReader):
             old = self._heads.get(source)
             new = _newer(old, fresh.get(source))
             self._heads[source], self._read_at[source] = new, now
-            for club, old_pointer in old.clubs.items() if old else ():
-                new_pointer = new.clubs.get(club) if new else None
-                if new_pointer is None or new_pointer.version != old_pointer.version:
-                    moved[club] = (old_pointer, new_pointer)
+            moved |= clubs_moved(old, new)
         if moved:
             self._follow(moved)
 

@@ -84,6 +84,16 @@ class SnapshotReader:
         return self._poll_log.last_poll(source) if source and self._poll_log is not None else None
 
 
+def clubs_moved(old: Head | None, new: Head | None) -> dict[int, tuple[Pointer, Pointer | None]]:
+    """The clubs of `old` whose version `new` no longer names: (old pointer, new pointer or None) by club."""
+    moved: dict[int, tuple[Pointer, Pointer | None]] = {}
+    for club, old_pointer in old.clubs.items() if old else ():
+        new_pointer = new.clubs.get(club) if new else None
+        if new_pointer is None or new_pointer.version != old_pointer.version:
+            moved[club] = (old_pointer, new_pointer)
+    return moved
+
+
 @dataclass(slots=True)
 class ReaderStats:
     """What a CachedSnapshotReader did; `dynamodb_requests / queries` is the figure benchmarks report."""
@@ -235,10 +245,7 @@ class CachedSnapshotReader:
             if old is not None and (new is None or new.fetched_at_ms < old.fetched_at_ms):
                 new = old  # a lagging replica
             self._heads[source], self._read_at[source] = new, now
-            for club, old_pointer in old.clubs.items() if old else ():
-                new_pointer = new.clubs.get(club) if new else None
-                if new_pointer is None or new_pointer.version != old_pointer.version:
-                    moved[club] = (old_pointer, new_pointer)
+            moved |= clubs_moved(old, new)
         if moved:
             self._follow(moved)
 
