@@ -84,6 +84,7 @@ LOG_EVENT_OVERHEAD = 26  # bytes CloudWatch Logs counts per event beyond its mes
 LOG_COMPRESSION = 0.15  # archived logs are billed compressed; JSON lines compress to about this share
 DAYS_PER_MONTH = 30
 ACCOUNT_CONCURRENCY = 1000  # Lambda's default concurrency quota per account and region
+THROTTLE_HEADROOM = 1.2  # prod's API throttle over the load's steady rate
 HOURS_PER_MONTH = 24 * DAYS_PER_MONTH
 VERSION_RETENTION_DAYS = 1.0  # superseded versions stay readable for 24 hours, then expire through TTL
 # Lambda's text-format platform lines for one invocation (sizes only; values typical).
@@ -199,6 +200,13 @@ def synth_stage(load: Load) -> Template:
             "prod:alarm_email": context.get("prod:alarm_email") or "ops@example.org",
         }
     )
+    # Prod must let the load through: its API throttle (and so its query reservation) at least the load's rate with
+    # a fifth to spare, when cdk.json's is lower (it is, for the internet profile).
+    prod = context.get("cappi:prod", {})
+    needed = math.ceil(load.technicians / load.query_interval_s * THROTTLE_HEADROOM)
+    if prod.get("throttle_rate", 0) < needed:
+        context.update({"prod:throttle_rate": needed, "prod:throttle_burst": 2 * needed})
+        print(f"prod's API throttle raised to {needed} requests/s (burst {2 * needed}) for this load", file=sys.stderr)
     with contextlib.redirect_stderr(io.StringIO()):
         assembly = cdk_app.build_app(context, outdir=str(work / "cdk.out")).synth()
     stacks = {stack.stack_name.rsplit("-", 1)[-1]: stack.template["Resources"] for stack in assembly.stacks}

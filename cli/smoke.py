@@ -249,7 +249,7 @@ def check_authenticated(http: Any, url: str, authorization: str, advice: str) ->
             FAIL,
             f"the API refused the smoke token: {status} {_excerpt(body)}{f' ({challenge})' if challenge else ''}.",
             "the stack's issuer and audience must be the tenant's and the API's (`cappi preflight`), and the smoke "
-            f"application needs scope {contract.SCOPE}; the access log's authorizerError says which.",
+            f"application needs scope {contract.SCOPE}; the access log's authError says which.",
         )
     reason = "; ".join(problems) if problems else f"answered {status} {_excerpt(body)}"
     return Finding("query", FAIL, f"with a token, GET {url}: {reason}.", advice + ".")

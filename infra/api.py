@@ -35,22 +35,23 @@ IDENTITY_SOURCE = "$request.header.Authorization"
 
 # One JSON line per request: the only line most requests leave (the query function logs errors and a sample,
 # cappi.handlers.query), so it keeps what support and ops ask about (docs/operations.md and docs/runbook.md query
-# `status`, `client`, `authorizerError`, `integrationError`, `errorMessage`, `responseLatency`, `path`) and nothing
-# CloudWatch already has or the path implies: the event's own timestamp replaces `requestTime`, the route is the one
-# route, and the method is GET (any other is a 404 whose `errorMessage` says so). `authorizerError` says why a token
-# was refused (expired, wrong audience, missing scope), which is what a tester-app developer asks first; `client`
-# names the app (the token's `azp`); the token itself is never logged. Every byte here is paid ~36 million times a
-# month at the reference load and ~2.6 billion times at 1,000 queries a second (one byte: ~$1.30 a month there,
-# bench/cost.py); the method alone was 15.
+# them) and nothing CloudWatch already has or the path implies: the event's own timestamp replaces `requestTime`, the
+# route is the one route, and the method is GET (any other is a 404 whose `error` says so). `authError` says why a
+# token was refused (expired, wrong audience, missing scope), which is what a tester-app developer asks first;
+# `lambdaError` is API Gateway's word on a failed call of the query function; `client` names the app (the token's
+# `azp`); `id` is the request ID API Gateway returns in `apigw-requestid`; `ms` the response latency. The token
+# itself is never logged. Every byte here is paid ~36 million times a month at the reference load and ~2.6 billion
+# times at 1,000 queries a second (one byte: ~$0.65 a month there in the Infrequent Access class, bench/cost.py),
+# so the keys are short: the long names they replaced were 38 bytes of each line, the method 15 more.
 ACCESS_LOG_FORMAT = {
-    "requestId": "$context.requestId",
+    "id": "$context.requestId",
     "ip": "$context.identity.sourceIp",
     "path": "$context.path",
     "status": "$context.status",
-    "responseLatency": "$context.responseLatency",
-    "integrationError": "$context.integrationErrorMessage",
-    "errorMessage": "$context.error.message",
-    "authorizerError": "$context.authorizer.error",
+    "ms": "$context.responseLatency",
+    "lambdaError": "$context.integrationErrorMessage",
+    "error": "$context.error.message",
+    "authError": "$context.authorizer.error",
     "client": "$context.authorizer.claims.azp",
 }
 

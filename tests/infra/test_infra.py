@@ -123,8 +123,8 @@ def test_default_stage_throttles_and_writes_json_access_logs_with_the_authorizer
         "ThrottlingBurstLimit": expected["throttle_burst"],
     }
     log_format = json.loads(props["AccessLogSettings"]["Format"])
-    assert log_format["authorizerError"] == "$context.authorizer.error"
-    assert log_format["requestId"] == "$context.requestId"
+    assert log_format["authError"] == "$context.authorizer.error"
+    assert log_format["id"] == "$context.requestId"
     assert log_format["status"] == "$context.status"
     assert app.describe(stage, props["AccessLogSettings"]["DestinationArn"]) == (
         f"AWS::Logs::LogGroup//aws/apigateway/cappi-{stage}-api/access-log"
