@@ -39,13 +39,14 @@ IDENTITY_SOURCE = "$request.header.Authorization"
 # route is the one route, and the method is GET (any other is a 404 whose `error` says so). `authError` says why a
 # token was refused (expired, wrong audience, missing scope), which is what a tester-app developer asks first;
 # `lambdaError` is API Gateway's word on a failed call of the query function; `client` names the app (the token's
-# `azp`); `id` is the request ID API Gateway returns in `apigw-requestid`; `ms` the response latency. The token
-# itself is never logged. Every byte here is paid ~36 million times a month at the reference load and ~2.6 billion
-# times at 1,000 queries a second (one byte: ~$0.65 a month there in the Infrequent Access class, bench/cost.py),
-# so the keys are short: the long names they replaced were 38 bytes of each line, the method 15 more.
+# `azp`); `id` is the request ID API Gateway returns in `apigw-requestid`; `ms` the response latency. The token itself
+# is never logged, nor the caller's address or user agent: personal data of a technician's device that no support
+# question needs (the app is `client`), and ~27 bytes a line. Every byte here is paid ~36 million times a month at the
+# reference load and ~2.6 billion times at 1,000 queries a second (one byte: ~$0.65 a month there in the Infrequent
+# Access class, bench/cost.py), so the keys are short: the long names they replaced were 38 bytes of each line, the
+# method 15 more.
 ACCESS_LOG_FORMAT = {
     "id": "$context.requestId",
-    "ip": "$context.identity.sourceIp",
     "path": "$context.path",
     "status": "$context.status",
     "ms": "$context.responseLatency",
