@@ -56,8 +56,6 @@ os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "CAPPI")
 
 import ingest as ingest_bench  # noqa: E402  (the reference feed lives there)
 
-from cappi.adapters.dynamo.writer import SnapshotWriter  # noqa: E402
-
 TABLE = "cappi-bench-query"
 EPOCH_MS = 1_760_000_000_000  # simulated time 0, as a fetch time
 LAMBDA_PYTHON = "3.13"  # the query function's runtime (infra/functions.py)
@@ -191,26 +189,6 @@ class Invalidating(_Proxy):
         return self.inner.batch_write_item(**kwargs)
 
 
-class MeteredWriter(SnapshotWriter):
-    """Ingest's writer, with what its writes for readers (index entries, deltas, and reading a delta's base) cost
-    apart from the rest of each publish (the version and the head)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.readers_wru = 0
-        self.readers_rru = 0.0
-        self.recorded = 0
-
-    def record_for_readers(self, source: str, fetched_at_ms: int, previous: Any, *args: Any) -> None:
-        table = self._table
-        wru, rru = table.meter.units, table.read_meter.units
-        super().record_for_readers(source, fetched_at_ms, previous, *args)
-        if previous is not None:  # a source's first publish has no delta: counted apart, with the version's writes
-            self.readers_wru += table.meter.units - wru
-            self.readers_rru += table.read_meter.units - rru
-            self.recorded += 1
-
-
 class SimClock:
     """The readers' monotonic clock: simulated seconds."""
 
@@ -237,7 +215,7 @@ class World:
         from cappi.domain.snapshot import build_club_snapshot
 
         self.load = load
-        self.writer = MeteredWriter(SnapshotTable(client, TABLE))  # the publisher's own request counter
+        self.writer = ingest_bench.metered_writer(SnapshotTable(client, TABLE))  # the publisher's own request counter
         self.clubs = [load.first_club + n for n in range(load.sources)]
         self.source_of = {club: f"bench-{club:03d}" for club in self.clubs}
         # Each variant is kept packed (about 100 KB, not 875 KB as a dict): 1,000 clubs fit in memory.
