@@ -1,26 +1,39 @@
-"""Cost model: what a deployed CAPPI stage costs a month, priced from measured inputs.
+"""Cost model: what a deployed CAPPI stage costs a month, priced from measured inputs, at one of two loads.
+
+Profiles (`--profile`; the flags below override their figures):
+- reference: 50 sources of 10,000 calls polled every 10 minutes, 1,000 technicians every 30 s for 10 h a day
+  (36 M queries a month);
+- internet: 1,000 sources of 10,000 calls, 30,000 technicians every 30 s around the clock: 1,000 queries a second
+  (2.6 billion a month). Prod's API throttle is raised to that rate with a fifth to spare (cdk.json's would refuse
+  it), so its reservation is priced as it would deploy.
 
 Measured, not typed in:
-- from the stage's template, synthesized for a registry of `--sources` sources (each with a credential): alarms
-  and the metrics each reads, dashboards, Secrets Manager secrets (none since credentials moved to SSM), the
-  credential parameters the enabled sources read (the template's metadata), functions with their memory sizes, log
-  formats and ingest's credential cache age, log retention, the API's access log format;
-- from the real handlers (ingest over loopback HTTP with the real club client, dispatch, query) against moto: the
-  distinct metric series the EMF lines define, the bytes of every line the handlers print, write units per poll
-  (the store's own accounting), read units per query (item sizes of what DynamoDB returned), the table's bytes,
-  and handler durations.
+- from both stages' templates, synthesized for a generated registry of `--sources` sources (each with a
+  credential): the stage's resources, alarms and the metrics each reads, dashboards, credentials, functions with
+  their memory sizes and log formats, log retention and classes, the API's access log format, the schedule; both
+  stages' reserved concurrency (`unreserved` is what they leave of a 1,000 quota in one account);
+- the read side at the profile's full size (bench/query_internet.run): every source publishing a new version each
+  poll with commits spread as dispatch's slots start them, every technician querying through the deployed reader
+  in as many warm containers as Little's law gives for the measured handler time: read units per query;
+- from the real handlers (ingest over loopback HTTP with the real club client, dispatch, query) against moto for
+  a sample of sources: the distinct metric series the EMF lines define, the bytes of every line the handlers
+  print, write and read units per poll (the stores' own accounting, with the readers' index filled to the
+  profile's sources), the table's bytes, and handler durations.
 
 Scaled, and said so in the output: `--sample-sources` sources are polled for `--sample-minutes` of simulated time
 (feeds of `--calls` calls changing by `--churn` per poll; one source in ten sends a few invalid rows), and their
-technicians (`--technicians` spread evenly over all sources) query every `--query-interval` seconds through
-`--query-containers` warm containers; per-poll and per-query figures are then multiplied up to the month.
-Estimated, and said so: the access log line (the template's format with typical values), Lambda's START/END/REPORT
-lines (sample lines, for functions whose log format keeps them), 26 bytes of per-event overhead, a club's response
-time, credential reads (one KMS decrypt per credential and poll when the poll interval is at least the cache age,
-else that share of polls), compressed log storage, cold starts (ignored).
+technicians query every `--query-interval` seconds; per-poll and per-query figures are then multiplied up to the
+month. Estimated, and said so: the access log line (the template's format with typical values), Lambda's
+START/END/REPORT lines (sample lines, for functions whose log format keeps them), 26 bytes of per-event overhead, a
+club's response time, compressed log storage, cold starts (ignored).
 
-    python bench/cost.py               # last line: name=value pairs
-    python bench/cost.py --sources 20 --technicians 300
+The naive anchor (`naive_monthly_usd`) is the layout a careful engineer would build without snapshots: one item per
+call, keyed by club and call, writing only the calls that changed (a put per opened or moved call, a delete per
+closed one), everything else the same. `floor_usd` is what API Gateway's and Lambda's requests alone cost: what any
+design on those two services pays for the load.
+
+    python bench/cost.py                        # reference; last line: name=value pairs
+    python bench/cost.py --profile internet     # about 7 minutes here
 """
 
 from __future__ import annotations
