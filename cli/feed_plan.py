@@ -60,7 +60,11 @@ def plan(body: bytes, club_ids: frozenset[int], published: Mapping[int, Publishe
         return {"would": "reject", "summary": summary, "clubs": clubs}
     clubs = [_club(club, parsed.by_club[club], published.get(club)) for club in sorted(parsed.by_club)]
     held = [c["club_id"] for c in clubs if c["outcome"] == Outcome.HELD.value]
-    changed = [c["club_id"] for c in clubs if c["outcome"] == Outcome.PUBLISHED.value]
+    changed = [
+        f"{c['club_id']}{' (its first list)' if c['calls_now'] is None else ''}"
+        for c in clubs
+        if c["outcome"] == Outcome.PUBLISHED.value
+    ]
     if held:
         would, summary = "hold", f"the drop guard would hold club{'s' if len(held) > 1 else ''} {_ids(held)}"
     elif changed:
@@ -73,7 +77,7 @@ def plan(body: bytes, club_ids: frozenset[int], published: Mapping[int, Publishe
     return {"would": would, "summary": summary, "clubs": clubs}
 
 
-def _ids(clubs: list[int]) -> str:
+def _ids(clubs: list[Any]) -> str:
     return ", ".join(map(str, clubs))
 
 
