@@ -77,7 +77,8 @@ def report_text(report: dict[str, Any]) -> str:
             lines.append(head)
             continue
         counted = entry["count"] and code not in _DOCUMENT_CODES
-        lines.append(head + (f": {_plural(entry['count'], entry.get('unit', 'row'))}" if counted else ""))
+        share = f" ({entry['share']:.1%} of rows)" if counted and "share" in entry else ""
+        lines.append(head + (f": {_plural(entry['count'], entry.get('unit', 'row'))}{share}" if counted else ""))
         for example in entry["examples"]:
             lines.append("                " + _example_text(example, t))
         if entry.get("keys"):
