@@ -19,6 +19,7 @@ from typing import Any
 
 from cappi.domain import feed
 from cappi.domain.feed.outcome import example, most_common_reasons
+from cappi.domain.heads import Pointer
 from cappi.domain.ids import MAX_CLUB_ID, Reason, call_id
 
 PASS, WARN, FAIL = "pass", "warn", "fail"
@@ -91,11 +92,12 @@ WARNING_TEXT = {
 
 
 def check(
-    fetched: Fetched, club_ids: frozenset[int] | None, published_calls: Mapping[int, int] | None = None
+    fetched: Fetched, club_ids: frozenset[int] | None, published_calls: Mapping[int, int | Pointer] | None = None
 ) -> dict[str, Any]:
     """The conformance report (JSON-ready). `club_ids`: the clubs the source owns (None: any valid ClubId). With the
-    call counts readers see now (`published_calls`, per club), a sudden drop shows as `hold`, as ingest would hold
-    it (`cli.feed_plan` says what would change call by call)."""
+    call counts readers see now (`published_calls`, per club, or the source head's entries, which also know a drop
+    held at the previous poll), a sudden drop shows as `hold`, as ingest would hold it (`cli.feed_plan` says what
+    would change call by call)."""
     report: dict[str, Any] = {"origin": fetched.origin, "http": fetched.http}
     if fetched.error is not None:
         report.update(
@@ -380,12 +382,24 @@ def _warning_rules(parsed: feed.ParsedFeed | None, survey: _Survey) -> list[dict
     return found
 
 
-def _drops(parsed: feed.ParsedFeed, published_calls: Mapping[int, int]) -> list[str]:
-    from cappi.domain.publish import drop_guard_applies
+def _drops(parsed: feed.ParsedFeed, published: Mapping[int, int | Pointer]) -> list[str]:
+    """The clubs the drop guard would hold, in words. With a club's head entry (a Pointer) the domain decides as
+    ingest would (`club_outcome`: a drop held once is confirmed by the next poll); with a bare count, by its rule."""
+    from cappi.domain.publish import Outcome, club_outcome, drop_guard_applies
+    from cappi.domain.snapshot import build_club_snapshot
 
     held = []
     for club, techs in sorted(parsed.by_club.items()):
-        calls = len({call for tech_calls in techs.values() for call in tech_calls})
-        if club in published_calls and drop_guard_applies(published_calls[club], calls):
-            held.append(f"club {club} ({calls} calls where {published_calls[club]} are published)")
+        current = published.get(club)
+        if current is None:
+            continue
+        if isinstance(current, Pointer):
+            snapshot = build_club_snapshot(club, techs)
+            calls, now = snapshot.call_count, current.call_count
+            holds = club_outcome(current, snapshot) is Outcome.HELD
+        else:
+            calls, now = len({call for tech_calls in techs.values() for call in tech_calls}), current
+            holds = drop_guard_applies(now, calls)
+        if holds:
+            held.append(f"club {club} ({calls} calls where {now} are published)")
     return held

@@ -292,10 +292,10 @@ def _check_feed(args: argparse.Namespace) -> int:
         club_ids = frozenset(source.club_ids)
         if args.plan:
             now = published_now(target.snapshots, source.name)
-            published = {c: p.pointer.call_count for c, p in now.items()}
+            published = {c: p.pointer for c, p in now.items()}
         else:
             head = target.snapshots.head(source.name)
-            published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
+            published = dict(head.clubs) if head else {}
         with _progress(f"fetching {source.name}"):
             fetched = fetch_source(source, ParameterStoreSecrets(max_age=0, client=target.client("ssm")))
     else:

@@ -151,6 +151,11 @@ def test_a_sudden_drop_would_be_held_and_a_second_one_confirmed(
     (club_212,) = [c for c in report["plan"]["clubs"] if c["club_id"] == CLUB]
     assert club_212["outcome"] == "published"
     assert club_212["drop_guard"].startswith("confirms the drop held at the previous poll")
+    assert (report["would"], report["verdict"]) == ("publish", "pass")
+    # Without --plan too: the head's entry says the drop was held once.
+    code = main(["check-feed", "--source", SOURCE, "--state-dir", str(state_dir), "--json"])
+    out = capsys.readouterr().out
+    assert (code, json.loads(out)["would"]) == (0, "publish")
 
 
 def test_the_same_lists_change_nothing(
