@@ -32,6 +32,7 @@ __all__ = [
     "fetch_url",
     "markdown",
     "read_file",
+    "source_report",
 ]
 
 FEED_PATH = "/service/calls/status"
@@ -64,6 +65,27 @@ def fetch_url(url: str, *, auth: ClubAuth, secret: str | None, headers: dict[str
         headers=headers,
     )
     return fetch_source(source, StaticSecrets({SECRET_NAME: secret} if secret is not None else {}), limits)
+
+
+def source_report(source: ClubSource, secrets: Any, snapshots: Any, *, with_plan: bool = False) -> dict[str, Any]:
+    """What `cappi check-feed --source S [--plan] --json` gives (local mode's pages show it too): the source's feed
+    fetched now and its report against what readers see now (a sudden drop shows as `hold`); with `with_plan`, under
+    `plan`, what it would change for testers (`cli.feed_plan`). `secrets`: where the source's credential is read;
+    `snapshots`: heads and shards as the query reads them (`Target.snapshots`)."""
+    from cli.feed_plan import plan, published_now
+
+    if with_plan:
+        now = published_now(snapshots, source.name)
+        published: dict[int, Any] = {club: entry.pointer for club, entry in now.items()}
+    else:
+        head = snapshots.head(source.name)
+        published = dict(head.clubs) if head else {}
+    fetched = fetch_source(source, secrets)
+    club_ids = frozenset(source.club_ids)
+    report = check(fetched, club_ids, published)
+    if with_plan and fetched.error is None:
+        report["plan"] = plan(fetched.body, club_ids, now)
+    return report
 
 
 def fetch_source(source: ClubSource, secrets: Any, limits: Any = None) -> Fetched:

@@ -18,7 +18,7 @@ from typing import Any
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cappi.inert import for_terminal
 from cli.calls import calls_document, open_calls, parse_time
-from cli.check_feed import FAIL, auth_from_env, check, fetch_source, fetch_url, markdown, read_file
+from cli.check_feed import FAIL, auth_from_env, check, fetch_url, markdown, read_file, source_report
 from cli.credentials import add_secrets_commands, migrate, set_secret, stage_credentials
 from cli.findings import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from cli.operations import describe, poll, source_of
@@ -276,28 +276,20 @@ def _club_ids(text: str | None) -> frozenset[int] | None:
 
 
 def _check_feed(args: argparse.Namespace) -> int:
-    from cli.feed_plan import plan, published_now
     from cli.feed_render import plan_markdown, plan_text, report_text
 
-    club_ids, published, now = _club_ids(args.club_ids), None, None
     if args.plan and not args.source:
         raise TargetError("--plan needs --source: it compares the feed with what that source's testers see now")
     if args.file:
-        fetched = read_file(args.file)
+        report = check(read_file(args.file), _club_ids(args.club_ids))
     elif args.source:
         from cappi.adapters.secrets import ParameterStoreSecrets
 
         target = _target(args)
         source = source_of(target, args.source)
-        club_ids = frozenset(source.club_ids)
-        if args.plan:
-            now = published_now(target.snapshots, source.name)
-            published = {c: p.pointer for c, p in now.items()}
-        else:
-            head = target.snapshots.head(source.name)
-            published = dict(head.clubs) if head else {}
+        secrets = ParameterStoreSecrets(max_age=0, client=target.client("ssm"))
         with _progress(f"fetching {source.name}"):
-            fetched = fetch_source(source, ParameterStoreSecrets(max_age=0, client=target.client("ssm")))
+            report = source_report(source, secrets, target.snapshots, with_plan=args.plan)
     else:
         from cappi.adapters.club_client import ClientLimits
 
@@ -311,14 +303,16 @@ def _check_feed(args: argparse.Namespace) -> int:
         )
         with _progress(f"fetching {args.url}"):
             fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers, limits=limits)
-    report = check(fetched, club_ids, published)
-    changes = plan(fetched.body, frozenset(club_ids or ()), now) if now is not None and not fetched.error else None
+        report = check(fetched, _club_ids(args.club_ids))
+    changes = report.get("plan")
     if args.json:
-        print(json.dumps(report | ({"plan": changes} if changes else {}), indent=2))
+        print(json.dumps(report, indent=2))
     elif args.format == "markdown":
         print(markdown(report) + (plan_markdown(changes) if changes else ""), end="")
     else:
         print(report_text(report) + ("\n" + plan_text(changes) if changes else ""), end="")
+    if args.plan and not changes and not args.json:
+        print("cappi: no plan: the feed could not be fetched, so nothing would change for testers", file=sys.stderr)
     return EXIT_PROBLEM if report["verdict"] == FAIL else EXIT_OK
 
 
