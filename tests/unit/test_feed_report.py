@@ -194,3 +194,30 @@ def test_the_markdown_report_has_fixes_and_escapes_the_feed() -> None:
 def test_a_report_holds_only_json_values() -> None:
     report = report_of(document(*GOOD, row("8655R"), row(5, tech="a/b", x=1)))
     assert json.loads(json.dumps(report)) == report
+
+
+def raw_controls(text: str) -> list[str]:
+    import unicodedata
+
+    return [c for c in text if c != "\n" and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Zl", "Zp")]
+
+
+def test_feed_text_in_keys_values_and_tech_ids_stays_inert() -> None:
+    from cappi.domain.heads import Pointer
+    from cappi.domain.snapshot import build_club_snapshot
+    from cli.feed_plan import PublishedClub, plan
+    from cli.feed_render import plan_markdown, plan_text
+
+    hostile = "\x1b[2J\u202e\x9b31m"
+    rows = [*GOOD, row(7, tech=f"A{hostile}"), {"CallId": 8, "ClubId": 212, "TechId": "B", f"x{hostile}": 1}]
+    rows.append({f"CallId{hostile}": 9, "CallId": 9, "ClubId": 212, "TechId": "C"})
+    report = report_of(document(*rows))
+    for text in (report_text(report), report_markdown(report)):
+        assert raw_controls(text) == []
+        assert "\\x1b[2J" in text
+    published = build_club_snapshot(212, {"OLD1": [5]})
+    pointer = Pointer(212, "v1", published.content_hash, 0, 0, 1, 1, 1, "s", 1, 0)
+    changes = plan(document(*GOOD), frozenset({212}), {212: PublishedClub(pointer, {f"OLD{hostile}": ("5",)})})
+    for text in (plan_text(changes), plan_markdown(changes)):
+        assert raw_controls(text) == []
+        assert "OLD\\x1b[2J" in text
