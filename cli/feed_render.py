@@ -34,9 +34,12 @@ def _example_text(example: Any, value: Any) -> str:
     """`row 101, CallId 8679: "ab/12"`, every part given to `value` to make inert for its medium."""
     if not isinstance(example, dict):
         return value(example)
-    call = "no CallId" if example.get("call_id") is None else f"CallId {value(example['call_id'])}"
+    if "call_id" not in example:  # the rows were not at hand (a poll's record keeps the value only)
+        call = ""
+    else:
+        call = ", no CallId" if example["call_id"] is None else f", CallId {value(example['call_id'])}"
     shown = example.get("value")
-    return f"row {example['row_number']}, {call}" + (
+    return f"row {example['row_number']}{call}" + (
         f": {value(shown)}" if shown and shown != example.get("call_id") else ""
     )
 
@@ -62,10 +65,12 @@ def report_text(report: dict[str, Any]) -> str:
     if http_line:
         lines.append("  " + http_line)
     if report.get("rules"):
-        found = ", ".join(map(str, report["club_ids_found"])) or "none"
+        found = ", ".join(map(str, report.get("club_ids_found") or [])) or "none"
         lines += [
             f"  rows {report['rows']}, accepted {report['accepted']}, duplicates {report.get('duplicates', 0)}; "
-            f"club IDs found: {found}",
+            f"club IDs found: {found}"
+            if "club_ids_found" in report
+            else f"  rows {report['rows']}, accepted {report['accepted']}",
             f"  {t(report['key_casing_words'])}",
             "",
             f"Rules and warnings ({ROW_NUMBERS[0].lower()}{ROW_NUMBERS[1:-1]}):",

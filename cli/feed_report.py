@@ -52,7 +52,7 @@ DOCUMENT_RULES = (
     ("shape", feed.BAD_SHAPE, "an object whose Result.Calls is an array", "not the documented shape"),
 )
 SHARE_RULE = ("rejected_share", feed.TOO_MANY_REJECTED, f"at most {feed.MAX_REJECTED_RATIO:.0%} of rows rejected")
-_VIOLATION = {code: words for _rule, code, _text, words in DOCUMENT_RULES} | {
+VIOLATION = {code: words for _rule, code, _text, words in DOCUMENT_RULES} | {
     feed.TOO_MANY_REJECTED: "too many rows rejected"
 }
 
@@ -120,13 +120,13 @@ def check(
         parsed, rejection = exc.parsed, exc
     doc, calls = _document(fetched.body) if rejection is None or parsed is not None else (None, [])
     survey = _Survey(doc, calls)
-    rules = _rules(parsed, rejection, calls, club_ids)
+    rules = rules_of(parsed, rejection, calls, club_ids)
     warning_rules = _warning_rules(parsed, survey)
     # Spelling the keys otherwise than the document is said, but leaves a feed that passes passing.
     warnings = {w["rule"]: w["count"] for w in warning_rules if w.get("changes_verdict", True)}
     if rejection is not None:
         would, verdict = "reject", FAIL
-        reason = f"{rejection.code} ({_VIOLATION.get(rejection.code, rejection.code)}): {rejection}"
+        reason = f"{rejection.code} ({VIOLATION.get(rejection.code, rejection.code)}): {rejection}"
     else:
         assert parsed is not None
         would = "publish"
@@ -182,10 +182,14 @@ def _document(body: bytes) -> tuple[object, list]:
         return None, []
 
 
-def _rules(
-    parsed: feed.ParsedFeed | None, rejection: feed.FeedRejected | None, calls: list, club_ids: frozenset[int] | None
+def rules_of(
+    parsed: feed.ParsedFeed | None,
+    rejection: feed.FeedRejected | None,
+    calls: list | None,
+    club_ids: frozenset[int] | None,
 ) -> list[dict[str, Any]]:
-    """Every rule in the order a document meets them; the first one broken stops the rules after it (not checked)."""
+    """Every rule in the order a document meets them; the first one broken stops the rules after it (not checked).
+    `calls`: the document's rows, for each example's CallId (None: not at hand, the examples have no `call_id`)."""
     rules: list[dict[str, Any]] = []
     stopped = False
     for rule, code, text, _words in DOCUMENT_RULES:
@@ -247,10 +251,12 @@ def _rule(rule: str, code: str, text: str, *, passed: bool | None, count: int, e
     }
 
 
-def _row_example(index: int, value: str, calls: list, **more: Any) -> dict[str, Any]:
+def _row_example(index: int, value: str, calls: list | None, **more: Any) -> dict[str, Any]:
     """One example row: `row` its index in Result.Calls from 0 (kept for scripts), `row_number` from 1, its CallId
-    as JSON text (None: the row gives none), and the offending value as JSON text."""
-    return {"row": index, "row_number": index + 1, "call_id": _call_id_of(calls, index), "value": value, **more}
+    as JSON text (None: the row gives none; no `call_id` at all when the rows are not at hand, `calls` None), and
+    the offending value as JSON text."""
+    found = {} if calls is None else {"call_id": _call_id_of(calls, index)}
+    return {"row": index, "row_number": index + 1, **found, "value": value, **more}
 
 
 def _call_id_of(calls: list, index: int) -> str | None:

@@ -221,3 +221,43 @@ def test_feed_text_in_keys_values_and_tech_ids_stays_inert() -> None:
     for text in (plan_text(changes), plan_markdown(changes)):
         assert raw_controls(text) == []
         assert "OLD\\x1b[2J" in text
+
+
+def test_a_report_from_a_poll_s_record_without_fetching() -> None:
+    from cappi.domain.feed import RowExample
+    from cappi.domain.last_poll import LastPoll
+    from cli.feed_last_poll import report_of_last_poll
+
+    poll = LastPoll(
+        "aaa",
+        "rejected",
+        1,
+        0.5,
+        error_code="too_many_rejected",
+        error="10 of 100 rows failed validation (10.0% > 5%); most common reason: tech_id_invalid (...)",
+        rows=100,
+        accepted=90,
+        rejected={"tech_id_invalid": 10},
+        examples={"tech_id_invalid": (RowExample(41, '"a/b"'),)},
+        warnings={"quoted_call_id": 3},
+    )
+    report = report_of_last_poll(poll, frozenset({212}))
+    assert (report["verdict"], report["would"]) == ("fail", "reject")
+    assert failed(report) == ["tech_id_invalid", "rejected_share"]
+    (example,) = rule(report, "tech_id_invalid")["examples"]
+    assert (example["row_number"], "call_id" in example) == (42, False)  # the record keeps no CallId
+    assert rule(report, "quoted_call_id")["count"] == 3
+    text = report_text(report)
+    assert '  row 42: "a/b"' in text
+    assert "to fix: Send TechId as a quoted string" in text
+    assert report["reason"].startswith("too_many_rejected (too many rows rejected): 10 of 100 rows")
+
+    html = LastPoll("aaa", "rejected", 1, 0.5, error_code="not_json", error="the feed is not valid JSON (HTML)")
+    report = report_of_last_poll(html, frozenset({212}))
+    assert failed(report) == ["json"]
+    assert rule(report, "json")["examples"] == ["the feed is not valid JSON (HTML)"]
+    assert report_of_last_poll(LastPoll("aaa", "ok", 1, 0.5, rows=5, accepted=5), frozenset({212}))["verdict"] == "pass"
+    held = report_of_last_poll(LastPoll("aaa", "held", 1, 0.5, rows=5, accepted=5, held_clubs=(212,)), frozenset({212}))
+    assert (held["would"], held["verdict"]) == ("hold", "warn")
+    failed_poll = LastPoll("aaa", "failed", 1, 0.5, error_code="timeout", error="no answer", http_status=None)
+    assert report_of_last_poll(failed_poll, frozenset({212}))["fetch_error"]["code"] == "timeout"
