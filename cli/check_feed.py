@@ -1,10 +1,11 @@
 """`cappi check-feed`: a club's feed against the integration document, before go-live.
 
 The very parser and rules ingest uses (`cappi.domain.feed.parse_feed`) decide; this module only fetches the
-feed (through the same club client), measures it, and reports every rule with counts and example rows, what
-CAPPI would do with the feed, and a verdict: `fail` when CAPPI would reject it, `warn` when it would publish but
-rows were dropped or the feed breaks a convention, else `pass`. Secrets are read from the environment and never
-printed.
+feed (through the same club client) and measures it. `cli.feed_report` makes the report (every rule and warning
+with counts, example rows and what to change; what CAPPI would do with the feed, and a verdict: `fail` when CAPPI
+would reject it, `warn` when it would publish but rows were dropped or the feed breaks a convention, else `pass`),
+`cli.feed_plan` what it would change for testers, `cli.feed_render` both for people. Secrets are read from the
+environment and never printed.
 """
 
 from __future__ import annotations
@@ -12,28 +13,30 @@ from __future__ import annotations
 import gzip
 import os
 import time
-from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cappi.domain import feed
-from cappi.domain.ids import MAX_CLUB_ID
 from cappi.domain.registry import ClubAuth, ClubSource
-from cappi.inert import markdown_cell, markdown_code
+from cli.feed_render import report_markdown as markdown
+from cli.feed_report import FAIL, PASS, WARN, Fetched, check
 from cli.target import TargetError
 
+__all__ = [
+    "FAIL",
+    "PASS",
+    "WARN",
+    "Fetched",
+    "auth_from_env",
+    "check",
+    "fetch_source",
+    "fetch_url",
+    "markdown",
+    "read_file",
+    "source_report",
+]
+
 FEED_PATH = "/service/calls/status"
-PASS, WARN, FAIL = "pass", "warn", "fail"
 SECRET_NAME = "check-feed"  # noqa: S105 - the in-memory name of the credential read from the environment
-
-
-@dataclass(frozen=True)
-class Fetched:
-    body: bytes
-    origin: str  # the file or URL, for the report (no credentials)
-    http: dict[str, Any] | None = None  # status, latency_ms, bytes_on_wire, content_type, https, attempts
-    error: dict[str, Any] | None = None  # code, message, status: the fetch failed
 
 
 def read_file(path: str) -> Fetched:
@@ -62,6 +65,27 @@ def fetch_url(url: str, *, auth: ClubAuth, secret: str | None, headers: dict[str
         headers=headers,
     )
     return fetch_source(source, StaticSecrets({SECRET_NAME: secret} if secret is not None else {}), limits)
+
+
+def source_report(source: ClubSource, secrets: Any, snapshots: Any, *, with_plan: bool = False) -> dict[str, Any]:
+    """What `cappi check-feed --source S [--plan] --json` gives (local mode's pages show it too): the source's feed
+    fetched now and its report against what readers see now (a sudden drop shows as `hold`); with `with_plan`, under
+    `plan`, what it would change for testers (`cli.feed_plan`). `secrets`: where the source's credential is read;
+    `snapshots`: heads and shards as the query reads them (`Target.snapshots`)."""
+    from cli.feed_plan import plan, published_now
+
+    if with_plan:
+        now = published_now(snapshots, source.name)
+        published: dict[int, Any] = {club: entry.pointer for club, entry in now.items()}
+    else:
+        head = snapshots.head(source.name)
+        published = dict(head.clubs) if head else {}
+    fetched = fetch_source(source, secrets)
+    club_ids = frozenset(source.club_ids)
+    report = check(fetched, club_ids, published)
+    if with_plan and fetched.error is None:
+        report["plan"] = plan(fetched.body, club_ids, now)
+    return report
 
 
 def fetch_source(source: ClubSource, secrets: Any, limits: Any = None) -> Fetched:
@@ -128,179 +152,3 @@ def auth_from_env(args: Any) -> tuple[ClubAuth, str | None]:
         )
         return auth, value
     return ClubAuth(kind, SECRET_NAME), value
-
-
-def _key_spellings(body: bytes) -> tuple[dict[str, dict[str, int]], int, set[int]]:
-    """How rows spell the three fields, how many rows carry other fields, and the ClubIds found (valid ones)."""
-    try:
-        calls = feed.calls_array(feed.load_json(body))
-    except feed.FeedRejected:
-        return {}, 0, set()
-    spellings: dict[str, Counter[str]] = {"CallId": Counter(), "ClubId": Counter(), "TechId": Counter()}
-    extra = 0
-    clubs: set[int] = set()
-    for row in calls:
-        if type(row) is not dict:
-            continue
-        known = 0
-        for key, value in row.items():
-            name = {"callid": "CallId", "clubid": "ClubId", "techid": "TechId"}.get(key.lower())
-            if name:
-                spellings[name][key] += 1
-                known += 1
-                if name == "ClubId" and type(value) is int and 0 <= value <= MAX_CLUB_ID:
-                    clubs.add(value)
-        extra += len(row) > known
-    return {k: dict(v) for k, v in spellings.items()}, extra, clubs
-
-
-def check(
-    fetched: Fetched, club_ids: frozenset[int] | None, published_calls: dict[int, int] | None = None
-) -> dict[str, Any]:
-    """The conformance report (JSON-ready): rules, counts, examples, would and verdict. With the call counts
-    readers see now (`published_calls`, per club), a sudden drop shows as `hold`, as ingest would hold it."""
-    report: dict[str, Any] = {"origin": fetched.origin, "http": fetched.http}
-    if fetched.error is not None:
-        report.update(
-            verdict=FAIL,
-            would="reject",
-            reason=f"{fetched.error['code']}: {fetched.error['message']}",
-            fetch_error=fetched.error,
-            rows=0,
-            accepted=0,
-            rules=[],
-            shape=None,
-        )
-        return report
-    spellings, extra_rows, clubs_found = _key_spellings(fetched.body)
-    owned = club_ids if club_ids is not None else frozenset(range(MAX_CLUB_ID + 1))
-    parsed: feed.ParsedFeed | None
-    try:
-        parsed = feed.parse_feed(fetched.body, owned)
-        rejection = None
-    except feed.FeedRejected as exc:
-        parsed, rejection = exc.parsed, exc
-    shape_ok = rejection is None or rejection.code == "too_many_rejected"
-    not_json = rejection is not None and rejection.code == "not_json"
-    rules = [
-        {
-            "rule": "json",
-            "text": "the body is JSON",
-            "passed": not not_json,
-            "count": 1 if not_json else 0,
-            "examples": [],
-        },
-        {
-            "rule": "shape",
-            "text": "an object whose Result.Calls is an array",
-            "passed": shape_ok,
-            "count": 0 if shape_ok else 1,
-            "examples": [] if shape_ok else [str(rejection)],
-        },
-    ]
-    for reason in feed.REJECT_REASONS:
-        count = parsed.rejected.get(reason, 0) if parsed else 0
-        examples = [{"row": e.index, "value": e.value} for e in (parsed.examples.get(reason, []) if parsed else [])]
-        rules.append(
-            {
-                "rule": reason,
-                "text": feed.REASON_TEXT[reason],
-                "passed": count == 0,
-                "count": count,
-                "examples": examples,
-            }
-        )
-    ratio = parsed.rejected_ratio if parsed else 0.0
-    rules.append(
-        {
-            "rule": "rejected_share",
-            "text": f"at most {feed.MAX_REJECTED_RATIO:.0%} of rows rejected",
-            "passed": ratio <= feed.MAX_REJECTED_RATIO,
-            "count": parsed.rejected_total if parsed else 0,
-            "examples": [],
-        }
-    )
-    warnings = dict(parsed.warnings) if parsed else {}
-    if extra_rows:
-        warnings["extra_fields"] = extra_rows
-    if any(len(v) > 1 for v in spellings.values()):
-        warnings["mixed_key_casing"] = sum(1 for v in spellings.values() if len(v) > 1)
-    if rejection is not None:
-        would, verdict, reason = "reject", FAIL, f"{rejection.code}: {rejection}"
-    else:
-        would = "publish"
-        held = _drops(parsed, published_calls or {}) if parsed else []
-        if held:
-            would = "hold"
-        dropped = parsed.rejected_total if parsed else 0
-        verdict = WARN if dropped or warnings else PASS
-        reason = f"{dropped} rows would be dropped" if dropped else ("conventions broken" if warnings else "conforms")
-        if held:
-            verdict = WARN
-            reason = "a sudden drop for " + ", ".join(held) + ": held until the next poll confirms it; " + reason
-    found = sorted(c for c, techs in parsed.by_club.items() if techs) if parsed else []
-    report.update(
-        verdict=verdict,
-        would=would,
-        reason=reason,
-        shape="ok" if shape_ok or rejection is None else rejection.code,
-        rows=parsed.rows if parsed else 0,
-        accepted=parsed.accepted if parsed else 0,
-        duplicates=parsed.duplicates if parsed and rejection is None else 0,
-        club_ids_owned=sorted(club_ids) if club_ids is not None else None,
-        club_ids_found=found if club_ids is not None else sorted(clubs_found),
-        key_casing=spellings,
-        warnings=warnings,
-        rules=rules,
-    )
-    return report
-
-
-def _drops(parsed: feed.ParsedFeed, published_calls: dict[int, int]) -> list[str]:
-    from cappi.domain.publish import drop_guard_applies
-
-    held = []
-    for club, techs in sorted(parsed.by_club.items()):
-        calls = len({call for tech_calls in techs.values() for call in tech_calls})
-        if club in published_calls and drop_guard_applies(published_calls[club], calls):
-            held.append(f"club {club} ({calls} calls where {published_calls[club]} are published)")
-    return held
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """A report a club can be sent. Every value that can come from the feed or the club's server (the origin, the
-    reason, example rows, error excerpts) is escaped, so the table keeps its columns and renders no HTML."""
-    lines = [
-        f"# CAPPI feed check: {markdown_cell(report['verdict'].upper())}",
-        "",
-        f"- Feed: {markdown_code(report['origin'])}",
-        f"- CAPPI would **{markdown_cell(report['would'])}** this feed: {markdown_cell(report['reason'])}",
-    ]
-    http = report.get("http") or {}
-    if "status" in http:
-        lines.append(
-            f"- HTTP {markdown_cell(http['status'])} in {http['latency_ms']} ms, {http['bytes']} bytes"
-            f"{' (compressed on the wire)' if http.get('compressed') else ''}, "
-            f"{'HTTPS with a valid certificate' if http.get('https') else 'plain HTTP'}"
-        )
-    if report.get("rules"):
-        lines += [
-            "",
-            f"Rows: {report['rows']}, accepted: {report['accepted']}.",
-            "",
-            "| rule | result | rows | examples (row: value) |",
-            "| --- | --- | --- | --- |",
-        ]
-        for rule in report["rules"]:
-            examples = "; ".join(
-                f"{e['row']}: {markdown_code(e['value'])}" if isinstance(e, dict) else markdown_cell(e)
-                for e in rule["examples"]
-            )
-            lines.append(
-                f"| {markdown_cell(rule['text'])} | {'ok' if rule['passed'] else 'FAILED'} | {rule['count']} "
-                f"| {examples} |"
-            )
-    if report.get("warnings"):
-        warnings = ", ".join(f"{markdown_cell(k)} ({v})" for k, v in report["warnings"].items())
-        lines += ["", "Warnings: " + warnings]
-    return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ from typing import Any
 from cappi.contracts.local_state import DEFAULT_STATE_DIR
 from cappi.inert import for_terminal
 from cli.calls import calls_document, open_calls, parse_time
-from cli.check_feed import FAIL, auth_from_env, check, fetch_source, fetch_url, markdown, read_file
+from cli.check_feed import FAIL, auth_from_env, check, fetch_url, markdown, read_file, source_report
 from cli.credentials import add_secrets_commands, migrate, set_secret, stage_credentials
 from cli.findings import EXIT_OK, EXIT_PROBLEM, EXIT_USAGE
 from cli.operations import describe, poll, source_of
@@ -117,12 +117,14 @@ def parser() -> argparse.ArgumentParser:
         "check-feed",
         summary="a club feed's conformance report: every row rule, examples, what CAPPI would do",
         description="Check a club's feed against the integration document with the very rules ingest applies: "
-        "HTTP status, latency, size, TLS, document shape, key casing, every row rule with counts and up to five "
-        "example rows, warnings, what CAPPI would do with it, and a verdict (pass, warn or fail). Credentials "
-        "come from environment variables named by the options, never from the command line.",
+        "HTTP status, latency, size, TLS, document shape, key casing, every row rule and warning with counts, up "
+        "to five example rows (numbered from 1, with their CallId) and what to change, what CAPPI would do with "
+        "it, and a verdict (pass, warn or fail). With --source and --plan, what it would change for testers. "
+        "Credentials come from environment variables named by the options, never from the command line.",
         examples="examples:\n  cappi check-feed --file feed.json --club-ids 212,213\n"
         "  CLUB_TOKEN=... cappi check-feed --url https://calls.example-club.org --bearer-env CLUB_TOKEN "
-        "--format markdown > report.md",
+        "--format markdown > report.md\n"
+        "  cappi check-feed --source aaa-example --stage stage --plan",
         exit_codes="exit codes: 0 pass or warn, 1 fail, 2 usage or access error",
     )
     given = check.add_mutually_exclusive_group(required=True)
@@ -145,6 +147,12 @@ def parser() -> argparse.ArgumentParser:
     )
     mb = limits.max_body_bytes / 1024 / 1024
     check.add_argument("--max-mb", type=float, default=mb, help=f"body cap in MB after decompression ({mb:g})")
+    check.add_argument(
+        "--plan",
+        action="store_true",
+        help="with --source: what this feed would change for testers against what they see now (calls opened and "
+        "closed per technician, and whether the drop guard would hold it)",
+    )
     _json_option(check)
     check.add_argument("--format", choices=("table", "markdown"), default="table", help="report for people")
     poll = _subcommand(
@@ -268,19 +276,20 @@ def _club_ids(text: str | None) -> frozenset[int] | None:
 
 
 def _check_feed(args: argparse.Namespace) -> int:
-    club_ids, published = _club_ids(args.club_ids), None
+    from cli.feed_render import plan_markdown, plan_text, report_text
+
+    if args.plan and not args.source:
+        raise TargetError("--plan needs --source: it compares the feed with what that source's testers see now")
     if args.file:
-        fetched = read_file(args.file)
+        report = check(read_file(args.file), _club_ids(args.club_ids))
     elif args.source:
         from cappi.adapters.secrets import ParameterStoreSecrets
 
         target = _target(args)
         source = source_of(target, args.source)
-        club_ids = frozenset(source.club_ids)
-        head = target.snapshots.head(source.name)
-        published = {c: p.call_count for c, p in head.clubs.items()} if head else {}
+        secrets = ParameterStoreSecrets(max_age=0, client=target.client("ssm"))
         with _progress(f"fetching {source.name}"):
-            fetched = fetch_source(source, ParameterStoreSecrets(max_age=0, client=target.client("ssm")))
+            report = source_report(source, secrets, target.snapshots, with_plan=args.plan)
     else:
         from cappi.adapters.club_client import ClientLimits
 
@@ -294,46 +303,17 @@ def _check_feed(args: argparse.Namespace) -> int:
         )
         with _progress(f"fetching {args.url}"):
             fetched = fetch_url(args.url, auth=auth, secret=secret, headers=headers, limits=limits)
-    report = check(fetched, club_ids, published)
+        report = check(fetched, _club_ids(args.club_ids))
+    changes = report.get("plan")
     if args.json:
         print(json.dumps(report, indent=2))
     elif args.format == "markdown":
-        print(markdown(report), end="")
+        print(markdown(report) + (plan_markdown(changes) if changes else ""), end="")
     else:
-        _print_report(report)
+        print(report_text(report) + ("\n" + plan_text(changes) if changes else ""), end="")
+    if args.plan and not changes and not args.json:
+        print("cappi: no plan: the feed could not be fetched, so nothing would change for testers", file=sys.stderr)
     return EXIT_PROBLEM if report["verdict"] == FAIL else EXIT_OK
-
-
-def _print_report(report: dict[str, Any]) -> None:
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    console = Console()
-    style = {"pass": "green", "warn": "yellow"}.get(report["verdict"], "bold red")
-
-    def shown(value: Any) -> str:  # a value from the feed or the club's server: inert, and no rich markup
-        return escape(for_terminal(value))
-
-    console.print(f"[{style}]{report['verdict'].upper()}[/]: CAPPI would {report['would']} {shown(report['origin'])}")
-    console.print(f"  {shown(report['reason'])}")
-    http = report.get("http") or {}
-    if "status" in http:
-        tls = "HTTPS, certificate valid" if http.get("https") else "plain HTTP"
-        packed = ", compressed" if http.get("compressed") else ""
-        console.print(f"  HTTP {http['status']} in {http['latency_ms']} ms, {http['bytes']} bytes{packed}, {tls}")
-    if not report["rules"]:
-        return
-    console.print(f"  rows {report['rows']}, accepted {report['accepted']}, duplicates {report.get('duplicates', 0)}")
-    console.print(f"  club IDs found {report['club_ids_found']}; key casing {shown(report['key_casing'])}")
-    table = Table("rule", "result", "rows", "examples (row: value)")
-    for rule in report["rules"]:
-        examples = "; ".join(f"{e['row']}: {e['value']}" if isinstance(e, dict) else str(e) for e in rule["examples"])
-        result = "[green]ok[/]" if rule["passed"] else "[bold red]FAILED[/]"
-        table.add_row(shown(rule["text"]), result, str(rule["count"]), shown(examples))
-    console.print(table)
-    if report["warnings"]:
-        console.print("  warnings: " + shown(", ".join(f"{k} ({v})" for k, v in report["warnings"].items())))
 
 
 def _calls(args: argparse.Namespace) -> int:

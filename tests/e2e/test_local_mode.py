@@ -261,6 +261,11 @@ def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(sta
     report = json.loads(checked.stdout)
     assert (report["would"], report["http"]["status"]) == ("publish", 200)
     assert report["accepted"] > 1000
+    planned = cappi_run("check-feed", "--source", "demo-medium", "--plan", "--json")
+    assert planned.returncode == 0, planned.stderr
+    plan = json.loads(planned.stdout)["plan"]
+    assert plan["clubs"] and all(c["calls_now"] is not None and "drop_guard" in c for c in plan["clubs"])
+    assert plan["would"] in ("publish", "hold")
 
     polled = cappi_run("poll", "demo-small", "--json")
     assert polled.returncode == 0, polled.stderr

@@ -124,7 +124,15 @@ def test_a_markdown_report_a_club_can_be_sent(tmp_path: Path, capsys: pytest.Cap
     assert main(["check-feed", "--file", str(path), "--club-ids", "212", "--format", "markdown"]) == 0
     text = capsys.readouterr().out
     assert text.startswith("# CAPPI feed check: WARN")
-    assert '| TechId not 1 to 32 letters and digits | FAILED | 1 | 100: `"ab/12"` |' in text
+    # The rule in words and its code; the row numbered from 1 (the 101st row), with its CallId; then what to change.
+    assert (
+        '| TechId not 1 to 32 letters and digits (`tech_id_invalid`) | FAILED | 1 | row 101, CallId `1`: `"ab/12"` |'
+        in text
+    )
+    assert "Example rows are numbered from 1" in text
+    assert (
+        "\n## What to change\n\n- **TechId not 1 to 32 letters and digits** (`tech_id_invalid`): Send TechId as" in text
+    )
 
 
 @pytest.fixture

@@ -104,6 +104,21 @@ def drop_guard_applies(published_calls: int, new_calls: int) -> bool:
     return published_calls >= DROP_GUARD_MIN_CALLS and new_calls < published_calls * DROP_GUARD_RATIO
 
 
+def club_outcome(current: Pointer | None, snapshot: ClubSnapshot) -> Outcome:
+    """What a poll's `snapshot` does to a club whose readers see `current` (None: nothing yet), unless a later poll
+    got there first: UNCHANGED (same content), HELD (a sudden drop, the drop guard's first sight of it) or PUBLISHED
+    (new content; a drop already held once is confirmed). `cappi check-feed --plan` asks it too."""
+    if current is not None and current.content_hash == snapshot.content_hash:
+        return Outcome.UNCHANGED
+    if (
+        current is not None
+        and drop_guard_applies(current.call_count, snapshot.call_count)
+        and current.held_fetched_at_ms is None  # a held poll before this one would confirm the drop
+    ):
+        return Outcome.HELD
+    return Outcome.PUBLISHED
+
+
 _UNREAD = Head(source="", fetched_at_ms=-1, clubs={})  # publish_source reads the head itself
 
 
@@ -140,17 +155,12 @@ def publish_source(
     for snapshot in snapshots:
         current = head.clubs.get(snapshot.club_id) if head else None
         spent_before, renewed = meter.units, False
-        if current is not None and current.content_hash == snapshot.content_hash:
-            outcome = Outcome.UNCHANGED
+        outcome = club_outcome(current, snapshot)
+        if current is not None and outcome is Outcome.UNCHANGED:
             entry = replace(
                 current, checked_at_ms=fetched_at_ms, held_hash=None, held_count=None, held_fetched_at_ms=None
             )
-        elif (
-            current is not None
-            and drop_guard_applies(current.call_count, snapshot.call_count)
-            and current.held_fetched_at_ms is None  # a held poll before this one would confirm the drop
-        ):
-            outcome = Outcome.HELD
+        elif current is not None and outcome is Outcome.HELD:
             entry = replace(
                 current,
                 held_hash=snapshot.content_hash,
@@ -158,7 +168,6 @@ def publish_source(
                 held_fetched_at_ms=fetched_at_ms,
             )
         else:
-            outcome = Outcome.PUBLISHED
             ref = store.write_version(source, snapshot, fetched_at_ms, now_s + RETENTION_S)
             entry = ref.as_pointer(source, fetched_at_ms)
         if outcome is not Outcome.PUBLISHED and entry.data_expires_at - now_s < RENEW_BELOW_S:

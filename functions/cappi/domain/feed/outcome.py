@@ -107,14 +107,27 @@ class ParsedFeed:
 def tolerated(parsed: ParsedFeed, max_rejected_ratio: float) -> ParsedFeed:
     """`parsed`, unless more than `max_rejected_ratio` of its rows were rejected (FeedRejected, with the rows)."""
     if parsed.rows and parsed.rejected_ratio > max_rejected_ratio:
-        worst = max(parsed.rejected, key=parsed.rejected.__getitem__)
         raise FeedRejected(
             TOO_MANY_REJECTED,
             f"{parsed.rejected_total} of {parsed.rows} rows failed validation "
-            f"({parsed.rejected_ratio:.1%} > {max_rejected_ratio:.0%}); most common reason: {worst}",
+            f"({parsed.rejected_ratio:.1%} > {max_rejected_ratio:.0%}); {most_common_reasons(parsed.rejected)}",
             parsed,
         )
     return parsed
+
+
+def most_common_reasons(rejected: dict[str, int]) -> str:
+    """The most common rejection reason, code and words (`most common reason: tech_id_invalid (TechId not ...)`),
+    or every reason tied for it, named as a tie; the tied ones in REJECT_REASONS' order."""
+    if not rejected:
+        return "no row rejected"
+    most = max(rejected.values())
+    order = {reason: n for n, reason in enumerate(REJECT_REASONS)}
+    worst = sorted((r for r, count in rejected.items() if count == most), key=lambda r: (order.get(r, len(order)), r))
+    named = ", ".join(f"{r} ({REASON_TEXT.get(r, r)})" for r in worst)
+    if len(worst) == 1:
+        return f"most common reason: {named}"
+    return f"no single most common reason: {len(worst)} tied at {most} rows each: {named}"
 
 
 def example(index: int, value: object) -> RowExample:
