@@ -28,12 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from cappi.contracts.api import METHOD, ROUTE
-from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS
+from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS, endpoints_document
 from cappi.contracts.metrics import NAMESPACE
 from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
 from cappi.settings import IngestSettings, QuerySettings, SettingsError
 from local.aws import LOCAL_TIMEOUTS, TABLE_NAME, LocalAws
-from local.clients import demo_clients, load_clients
+from local.clients import ClientsFileError, demo_clients, load_clients
 from local.config import LocalConfig, LocalConfigError, load_secrets
 from local.console import Console, banner, describe_poll, examples
 from local.demo_clubs import ClubFeedServer, DemoClubs
@@ -113,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.fresh:
         config = dataclasses.replace(config, fresh=True)
+    try:  # checked before anything starts: a bad file is one line, not a traceback after moto is up
+        clients = load_clients(config.clients_file) if config.clients_file else demo_clients()
+    except ClientsFileError as exc:
+        console.say(f"cappi local: {exc.line()}")
+        return 2
 
     try:
         gateway = Gateway(HttpApi([]), {}, config.host, config.port)
@@ -201,7 +206,6 @@ def main(argv: list[str] | None = None) -> int:
     extra_routes: dict = {}
     issuer = None
     if config.issuer is None:
-        clients = load_clients(config.clients_file) if config.clients_file else demo_clients()
         try:
             key, reused = signing_key(state, warn)
         except KeyFileError as exc:
@@ -277,19 +281,21 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = state / ENDPOINTS_FILE
     endpoints.write_text(
         json.dumps(
-            {
-                "api": config.base_url,
-                "dynamodb": aws.endpoint_url,
-                "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                "table": TABLE_NAME,
-                "clubs_file": str(Path(clubs_file).resolve()),
-                "ingest_interval_s": config.interval_s,
-                "stale_after_s": STALE_POLLS * config.interval_s,
-                "pid": os.getpid(),
+            endpoints_document(
+                api=config.base_url,
+                token_url=f"{config.base_url}/oauth/token" if issuer is not None else config.effective_issuer + "oauth/token",
+                audience=config.effective_audience,
+                dynamodb=aws.endpoint_url,
+                region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                table=TABLE_NAME,
+                clubs_file=str(Path(clubs_file).resolve()),
+                ingest_interval_s=config.interval_s,
+                stale_after_s=STALE_POLLS * config.interval_s,
+                pid=os.getpid(),
                 # `cappi` against local mode: its own calls as the operator, `cappi poll` as the ingest role.
-                "credentials": aws.operator.environment() if aws.operator else None,
-                "ingest_credentials": roles["ingest"].environment(),
-            },
+                credentials=aws.operator.environment() if aws.operator else None,
+                ingest_credentials=roles["ingest"].environment(),
+            ),
             indent=2,
         )
     )

@@ -48,7 +48,12 @@ def parser() -> argparse.ArgumentParser:
     calls.add_argument("club", metavar="CLUB", help="ClubId: 1 to 3 digits")
     calls.add_argument("tech", metavar="TECH", help="TechId: 1 to 32 ASCII letters or digits")
     where = calls.add_argument_group("environment (one of --env or --base-url; default --env stage)")
-    where.add_argument("--env", choices=NAMES, help="stage, prod, or local (port from CAPPI_PORT, default 3000)")
+    where.add_argument(
+        "--env",
+        choices=NAMES,
+        help="stage, prod, or local: the running local mode (CAPPI_PORT, else the endpoints.json under CAPPI_STATE_DIR, "
+        "default .local/ here or in a parent)",
+    )
     where.add_argument("--base-url", metavar="URL", help="a CAPPI base URL (then --token-url is required)")
     where.add_argument("--token-url", metavar="URL", help="the token endpoint for --base-url")
     where.add_argument("--audience", metavar="AUD", help="the token audience for --base-url (default: the base URL)")
