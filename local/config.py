@@ -60,7 +60,7 @@ class LocalConfig:
                 return None
             value = Path(raw).expanduser()
             if not value.is_file():
-                raise LocalConfigError(f"{name}={raw}: no such file; give the path of an existing file, or unset {name}")
+                raise LocalConfigError(f"{name}={raw}: no such file; give an existing file's path, or unset {name}")
             return value
 
         port_raw = env.get("CAPPI_PORT", "").strip() or str(DEFAULT_PORT)

@@ -93,6 +93,12 @@ def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
     return None
 
 
+def placeholder_club(registry: ClubRegistry) -> int:
+    """The club the first examples name before a poll published a technician: the registry's first enabled club."""
+    clubs = sorted(c for source in registry.enabled_sources for c in source.club_ids)
+    return clubs[0] if clubs else 1
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description="Run the whole of CAPPI on this machine.")
     parser.add_argument(
@@ -283,7 +289,7 @@ def main(argv: list[str] | None = None) -> int:
         json.dumps(
             endpoints_document(
                 api=config.base_url,
-                token_url=f"{config.base_url}/oauth/token" if issuer is not None else config.effective_issuer + "oauth/token",
+                token_url=f"{config.effective_issuer.rstrip('/')}/oauth/token",
                 audience=config.effective_audience,
                 dynamodb=aws.endpoint_url,
                 region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
@@ -312,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
         console.say(f"Kept from the last run: {restored} snapshot items (answering at once), until the first poll.")
     if issuer is not None and reused:
         console.say("Kept from the last run: the issuer's signing key (tokens obtained before still work).")
+    if issuer is not None:  # at once, whatever the first polls do; the real technician follows when one publishes
+        examples(console, config, issuer, (placeholder_club(registry), None))
     kept.start()
     scheduler.start()
     try:
@@ -319,9 +327,13 @@ def main(argv: list[str] | None = None) -> int:
             for event in first_polls.values():
                 if stop.wait(0) or not event.wait(timeout=60):
                     break
-            example = club_server.clubs.example_query() if club_server is not None else example_query(registry)
-            if not stop.is_set() and example is not None:
-                examples(console, config, issuer, example)
+            # The first technician with open calls, as soon as a poll publishes one (a failing feed may take a while).
+            while not stop.is_set():
+                example = club_server.clubs.example_query() if club_server is not None else example_query(registry)
+                if example is not None:
+                    examples(console, config, issuer, example)
+                    break
+                stop.wait(config.interval_s)
         stop.wait()
     finally:
         console.say("\ncappi local: stopping ...")

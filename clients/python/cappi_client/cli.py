@@ -51,8 +51,8 @@ def parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--env",
         choices=NAMES,
-        help="stage, prod, or local: the running local mode (CAPPI_PORT, else the endpoints.json under CAPPI_STATE_DIR, "
-        "default .local/ here or in a parent)",
+        help="stage, prod, or local: the running local mode (CAPPI_PORT, else the endpoints.json under "
+        "CAPPI_STATE_DIR, default .local/ here or in a parent)",
     )
     where.add_argument("--base-url", metavar="URL", help="a CAPPI base URL (then --token-url is required)")
     where.add_argument("--token-url", metavar="URL", help="the token endpoint for --base-url")
@@ -106,9 +106,28 @@ def _secret(path: Path | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)  # exits 2 on a usage error
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(message)s", stream=sys.stderr)
-        logging.getLogger("urllib3").setLevel(logging.INFO)
+    if not args.verbose:
+        return _run(args)
+    # -v: this package's lines (where the token came from, retries) and urllib3's, on stderr, whatever handlers
+    # the root logger has (an application or a test runner may have configured it already).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    loggers = [(logging.getLogger("cappi_client"), logging.DEBUG), (logging.getLogger("urllib3"), logging.INFO)]
+    saved = [(logger.level, logger.propagate) for logger, _level in loggers]
+    for logger, level in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+    try:
+        return _run(args)
+    finally:
+        for (logger, _level), (level, propagate) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         environment = _environment(args, args.usage)
         client = CappiClient(

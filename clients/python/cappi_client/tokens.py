@@ -10,8 +10,9 @@ refused (eight threads seeing the same 401 cause one new request, not eight).
 holds access tokens but never the client secret, keyed by a fingerprint of the credentials (token URL, client ID, a
 SHA-256 of the secret, audience, scope) so that a token for another environment or client is never sent, and a
 wrong secret is not hidden by a token an earlier, right one obtained: it goes to the issuer and fails there. The
-file is single-flight across processes: whoever finds no fresh token holds an exclusive lock on `<file>.lock` while
-it asks the issuer, so processes starting together make one token request and the others read its result.
+file is single-flight across processes: whoever finds no fresh token holds an exclusive lock (on the file's
+directory) while it asks the issuer, so processes starting together make one token request and the others read
+its result.
 """
 
 from __future__ import annotations
@@ -141,13 +142,14 @@ class FileTokenCache:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
 
     @contextlib.contextmanager
     def exclusive(self, deadline: Deadline) -> Iterator[None]:
-        """Hold `<file>.lock` exclusively (POSIX `flock`): one process at a time looks for a token and fetches one.
-        Where the lock cannot be had (no `fcntl`, an unwritable directory), go on without it: the cache saves
-        token requests, it never fails a call. Raises DeadlineExceeded if another process holds it past the deadline.
+        """Hold an exclusive POSIX `flock` on the cache file's directory: one process at a time looks for a token
+        and fetches one. The directory, not a lock file: it never changes inode (the file is replaced on every
+        write) and leaves nothing behind. Where the lock cannot be had (no `fcntl`, an unreadable directory), go on
+        without it: the cache saves token requests, it never fails a call. Raises DeadlineExceeded if another
+        process holds it past the deadline.
         """
         try:
             import fcntl
@@ -156,9 +158,9 @@ class FileTokenCache:
             return
         try:
             _make_private_dirs(self.path.parent)
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            fd = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
         except OSError as exc:
-            log.warning("token cache lock %s not used: %s", self.lock_path, exc.strerror or exc)
+            log.warning("token cache %s: no lock across processes: %s", self.path, exc.strerror or exc)
             yield
             return
         try:
@@ -168,7 +170,9 @@ class FileTokenCache:
                     break
                 except BlockingIOError:
                     if deadline.remaining() <= 0:
-                        raise DeadlineExceeded("token: deadline passed while another process was fetching a token")
+                        raise DeadlineExceeded(
+                            "token: deadline passed while another process was fetching a token"
+                        ) from None
                     time.sleep(min(0.02, max(0.0, deadline.remaining())))
             yield
         finally:
