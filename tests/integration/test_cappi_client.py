@@ -881,3 +881,28 @@ def test_python_dash_m_runs_the_same_command(server: LoopbackServer, tmp_path: P
     bad = subprocess.run([*command[:4], "1234", "AB12"], capture_output=True, text=True, env=env, check=False)
     assert bad.returncode == 2
     assert "invalid_club_id" in bad.stderr
+
+
+def test_cli_env_local_reads_the_state_file_and_says_when_local_mode_is_gone(
+    server: LoopbackServer, cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.route(TOKEN_PATH, Issuer(), method="POST")
+    server.route(CALLS, api())
+    state = cli_env / "state"
+    state.mkdir()
+    endpoints = {"api": server.base_url, "token_url": server.url(TOKEN_PATH), "audience": "http://aud.example"}
+    (state / "endpoints.json").write_text(json.dumps(endpoints))
+    monkeypatch.delenv("CAPPI_PORT", raising=False)
+    monkeypatch.setenv("CAPPI_STATE_DIR", str(state))
+    assert main(["open-calls", "212", "AB12", "--env", "local"]) == 0
+    assert json.loads(capsys.readouterr().out) == ["8655R", "8679"]
+    assert json.loads(token_requests(server)[0].body)["audience"] == "http://aud.example"
+
+    # A file left behind by a local mode that was killed: a clear line, not a bare ConnectionError.
+    with serve() as gone:
+        closed = gone.base_url
+    (state / "endpoints.json").write_text(json.dumps({"api": closed}))
+    assert main(["open-calls", "212", "AB12", "--env", "local", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"is local mode still running at {closed}? (`make run`)" in err

@@ -20,7 +20,15 @@ from pathlib import Path
 from cappi_client._version import VERSION
 from cappi_client.client import CappiClient
 from cappi_client.environments import NAMES, Environment, resolve
-from cappi_client.errors import ApiError, CappiError, ConfigurationError, InvalidId, TokenError
+from cappi_client.errors import (
+    ApiError,
+    CappiError,
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidId,
+    TokenError,
+    TransportError,
+)
 
 OK, FAILED, USAGE = 0, 1, 2
 PROG = "cappi-client"
@@ -153,7 +161,10 @@ def _run(args: argparse.Namespace) -> int:
             what = " ".join(str(part) for part in (exc.status, exc.error) if part is not None)
             return _say(f"token request failed: {what}: {exc.error_description or exc}", FAILED)
         except CappiError as exc:
-            return _say(f"{type(exc).__name__}: {exc}", FAILED)
+            hint = ""
+            if environment.name == "local" and isinstance(exc, TransportError | DeadlineExceeded):
+                hint = f"; is local mode still running at {environment.base_url}? (`make run`)"
+            return _say(f"{type(exc).__name__}: {exc}{hint}", FAILED)
     print(json.dumps(calls))
     return OK
 
