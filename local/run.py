@@ -34,7 +34,7 @@ from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
 from cappi.settings import IngestSettings, QuerySettings, SettingsError
 from local.aws import LOCAL_TIMEOUTS, TABLE_NAME, LocalAws
 from local.clients import ClientsFileError, demo_clients, load_clients
-from local.config import LocalConfig, LocalConfigError, load_secrets
+from local.config import CLUBS_FILE, LocalConfig, LocalConfigError, load_secrets
 from local.console import Console, banner, describe_poll, examples
 from local.demo_clubs import ClubFeedServer, DemoClubs
 from local.gateway import Gateway, serialized
@@ -175,8 +175,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         registry = load_registry(clubs_file)
-    except RegistryError as exc:
-        console.say(f"cappi local: {exc}")
+    except RegistryError as exc:  # one line: the variable, every problem, the fix
+        console.say(
+            f"cappi local: {CLUBS_FILE}={exc.origin}: {'; '.join(exc.problems)}; fix the file (README.md, "
+            f'"Local mode settings") or unset {CLUBS_FILE} for the demo clubs'
+        )
         return 2
     try:
         aws.put_secrets(secrets)

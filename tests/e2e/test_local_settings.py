@@ -65,6 +65,45 @@ def test_a_bad_clients_file_is_one_line_naming_the_variable_and_the_fix(
     assert not (tmp_path / "state").exists() or not any((tmp_path / "state").iterdir())  # nothing started
 
 
+REGISTRY_WITH_HTTP = {"sources": [{"name": "x", "club_ids": [1], "base_url": "http://example.org"}]}
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "file", "said"),
+    [
+        ("CAPPI_PORT", "abc", None, "must be a port number"),
+        ("CAPPI_INGEST_INTERVAL", "0", None, "must be at least 1"),
+        ("CAPPI_FRESH", "maybe", None, "must be 1 or 0"),
+        ("CAPPI_ISSUER", "https://no-slash.example", None, "must end with '/'"),
+        ("CAPPI_SECRETS_FILE", None, "{not json", "not a readable JSON file"),
+        ("CAPPI_SECRETS_FILE", None, "[]", "must be a JSON object"),
+        ("CAPPI_SECRETS_FILE", None, '{"a": 5}', "secret 'a' must be a string or an object"),
+        ("CAPPI_CLUBS_FILE", None, "{not json", "not valid JSON"),
+        ("CAPPI_CLUBS_FILE", None, "[]", 'an object with a "sources" array'),
+        ("CAPPI_CLUBS_FILE", None, json.dumps(REGISTRY_WITH_HTTP), "field 'base_url': must use https://"),
+    ],
+)
+def test_every_bad_local_setting_is_one_line_naming_the_variable(
+    tmp_path: Path, variable: str, value: str | None, file: str | None, said: str
+) -> None:
+    if file is not None:
+        value = str(tmp_path / "setting.json")
+        Path(value).write_text(file)
+    assert value is not None
+    env = {**os.environ, "CAPPI_PORT": "0", "CAPPI_STATE_DIR": str(tmp_path / "state"), variable: value}
+    done = subprocess.run(
+        [sys.executable, "-m", "local"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=90, check=False
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    (line,) = output.splitlines()
+    assert line.startswith(f"cappi local: {variable}")
+    assert said in line
+    if file is not None:  # a file: the fix is named too
+        assert "fix the file" in line
+        assert f"unset {variable}" in line
+
+
 def test_a_custom_registry_whose_first_poll_fails_still_prints_the_commands(start: Any, tmp_path: Path) -> None:
     with serve() as club:
         club.route("/feed/service/calls/status", respond(503, b"down for maintenance"))
