@@ -499,6 +499,28 @@ def test_two_processes_starting_together_make_one_token_request(server: Loopback
     assert [p.name for p in cache.parent.iterdir()] == ["tokens.json"]  # the lock leaves no file behind
 
 
+def test_a_process_holding_the_token_lock_past_the_deadline_is_waited_for_only_until_the_deadline(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    import fcntl
+
+    server.route(TOKEN_PATH, Issuer(), method="POST")
+    server.route(CALLS, api())
+    cache = tmp_path / "tokens" / "tokens.json"
+    cache.parent.mkdir(mode=0o700)
+    held = os.open(cache.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process fetching a token, as far as the client can tell
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="another process was fetching a token"):
+            make_client(server, token_cache=cache, deadline_s=0.5).open_calls(212, "AB12")
+        assert 0.4 < time.monotonic() - started < 5
+        assert token_requests(server) == []
+    finally:
+        os.close(held)
+    assert make_client(server, token_cache=cache).open_calls(212, "AB12") == ["8655R", "8679"]  # released: works
+
+
 # --- retries and the deadline ---
 
 
