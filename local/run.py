@@ -133,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(config, port=gateway.port)  # with CAPPI_PORT=0, the port the system picked
 
     state = config.state_dir
-    (state / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        console.say(
+            f"cappi local: CAPPI_STATE_DIR={state}: cannot create {state / 'logs'} ({exc.strerror or exc}); "
+            "point it at a writable directory, or unset it for .local/"
+        )
+        return 2
     if config.fresh:
         removed = discard(state)
         console.say(

@@ -75,6 +75,7 @@ REGISTRY_WITH_HTTP = {"sources": [{"name": "x", "club_ids": [1], "base_url": "ht
         ("CAPPI_INGEST_INTERVAL", "0", None, "must be at least 1"),
         ("CAPPI_FRESH", "maybe", None, "must be 1 or 0"),
         ("CAPPI_ISSUER", "https://no-slash.example", None, "must end with '/'"),
+        ("CAPPI_STATE_DIR", "/dev/null/state", None, "cannot create /dev/null/state/logs"),
         ("CAPPI_SECRETS_FILE", None, "{not json", "not a readable JSON file"),
         ("CAPPI_SECRETS_FILE", None, "[]", "must be a JSON object"),
         ("CAPPI_SECRETS_FILE", None, '{"a": 5}', "secret 'a' must be a string or an object"),
