@@ -56,6 +56,14 @@ class ClientsFileError(ValueError):
         self.problems = problems
         super().__init__(f"{origin}: invalid clients file:\n" + "\n".join(f"  - {p}" for p in problems))
 
+    def line(self, variable: str = "CAPPI_CLIENTS_FILE") -> str:
+        """The console's one line: the variable, every problem, and the fix (never a secret: problems quote none)."""
+        return (
+            f"{variable}={self.origin}: {'; '.join(self.problems)}; fix the file (format: "
+            '{"clients": [{"client_id", "client_secret", "scopes", "clubs", "audiences"}]}, README.md) '
+            f"or unset {variable} to use the demo client"
+        )
+
 
 def demo_clients() -> list[LocalClient]:
     """The one client local mode starts with: scope read:callids, every club (no club claim)."""

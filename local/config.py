@@ -60,7 +60,7 @@ class LocalConfig:
                 return None
             value = Path(raw).expanduser()
             if not value.is_file():
-                raise LocalConfigError(f"{name}={raw}: no such file")
+                raise LocalConfigError(f"{name}={raw}: no such file; give an existing file's path, or unset {name}")
             return value
 
         port_raw = env.get("CAPPI_PORT", "").strip() or str(DEFAULT_PORT)
@@ -94,14 +94,19 @@ class LocalConfig:
         )
 
 
+_SECRETS_FIX = '; fix the file ({"secret name": "value", ...}) or unset CAPPI_SECRETS_FILE'
+
+
 def load_secrets(path: Path) -> dict[str, str]:
     """CAPPI_SECRETS_FILE: a JSON object of secret name -> value (a string, or an object stored as JSON text)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as exc:
-        raise LocalConfigError(f"{path}: not a readable JSON file ({exc})") from None
+        raise LocalConfigError(f"CAPPI_SECRETS_FILE={path}: not a readable JSON file ({exc}){_SECRETS_FIX}") from None
     if not isinstance(data, dict):
-        raise LocalConfigError(f"{path}: must be a JSON object of secret name -> value")
+        raise LocalConfigError(
+            f"CAPPI_SECRETS_FILE={path}: must be a JSON object of secret name -> value{_SECRETS_FIX}"
+        )
     secrets: dict[str, str] = {}
     for name, value in data.items():
         if isinstance(value, str):
@@ -109,5 +114,7 @@ def load_secrets(path: Path) -> dict[str, str]:
         elif isinstance(value, dict):
             secrets[name] = json.dumps(value)
         else:
-            raise LocalConfigError(f"{path}: secret {name!r} must be a string or an object")
+            raise LocalConfigError(
+                f"CAPPI_SECRETS_FILE={path}: secret {name!r} must be a string or an object{_SECRETS_FIX}"
+            )
     return secrets

@@ -127,8 +127,12 @@ def banner(
     console.say("Press Ctrl-C to stop.\n")
 
 
-def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, example: tuple[int, str]) -> None:
-    """Two copy-paste commands: get a token, then query `example` (a club and a technician with open calls)."""
+PLACEHOLDER_TECH = "<TechId>"  # until a poll publishes a technician with open calls
+
+
+def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, example: tuple[int, str | None]) -> None:
+    """Copy-paste commands: get a token, query `example` (a club and a technician with open calls; the technician
+    None until a poll published one: then a placeholder, quoted for the shell), and the same with `cappi-client`."""
     client = issuer.clients[0]
     token_body = json.dumps(
         {
@@ -139,14 +143,27 @@ def examples(console: Console, config: LocalConfig, issuer: TokenIssuer, example
         }
     )
     club_id, tech_id = example
+    if tech_id is None:
+        url = f"'{config.base_url}/api/CallData/OpenCalls/{club_id}/{PLACEHOLDER_TECH}/ids'"
+        heading = f"Query a technician ({PLACEHOLDER_TECH}: one with open calls follows when a poll publishes one):"
+    else:
+        url = f"{config.base_url}{path_for(club_id, tech_id)}"
+        heading = "Query a technician with open calls:"
     console.say("\nGet a token (the document's Authentication request):")
     console.say(
         f"  curl -s -X POST {config.base_url}/oauth/token -H 'Content-Type: application/json' -d '{token_body}'"
     )
-    console.say("\nQuery a technician with open calls:")
+    console.say(f"\n{heading}")
     console.say(
         f"  TOKEN=$(curl -s -X POST {config.base_url}/oauth/token -H 'Content-Type: application/json' "
         f"-d '{token_body}' | python3 -c 'import json,sys; print(json.load(sys.stdin)[\"access_token\"])')"
     )
-    console.say(f'  curl -s -H "Authorization: Bearer $TOKEN" {config.base_url}{path_for(club_id, tech_id)}')
+    console.say(f'  curl -s -H "Authorization: Bearer $TOKEN" {url}')
+    # cappi-client finds this instance by its endpoints file (under CAPPI_STATE_DIR), so the command works anywhere.
+    tech = f"'{PLACEHOLDER_TECH}'" if tech_id is None else tech_id
+    console.say("\nThe same with cappi-client (clients/python; the venv has it):")
+    console.say(
+        f"  CAPPI_STATE_DIR={config.state_dir.resolve()} CAPPI_CLIENT_ID={client.client_id} "
+        f"CAPPI_CLIENT_SECRET={client.client_secret} cappi-client open-calls {club_id} {tech} --env local"
+    )
     console.say("")

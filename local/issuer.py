@@ -174,9 +174,12 @@ class TokenIssuer:
             raise _Refusal(
                 403,
                 "access_denied",
-                f'Client is not authorized to access "{_echo(audience)}". You might probably want to create a '
-                '"client-grant" associated to this API. See: '
-                "https://auth0.com/docs/api/v2#!/Client_Grants/post_client_grants",
+                # Auth0 points at its client grants here; locally the fix is the audience asked for (the client has
+                # authenticated, so naming its own audiences tells a stranger nothing).
+                f'Client is not authorized to access "{_echo(audience)}". This issuer expects the audience '
+                + " or ".join(f'"{a}"' for a in allowed)
+                + " for this client: send that as `audience` (CAPPI_AUDIENCE sets local mode's default; a "
+                "CAPPI_CLIENTS_FILE client may list others in `audiences`)",
             )
 
         scopes = self._granted_scopes(client, params.get("scope"))

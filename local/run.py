@@ -28,13 +28,13 @@ from pathlib import Path
 from typing import Any
 
 from cappi.contracts.api import METHOD, ROUTE
-from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS
+from cappi.contracts.local_state import ENDPOINTS_FILE, STALE_POLLS, endpoints_document
 from cappi.contracts.metrics import NAMESPACE
 from cappi.domain.registry import ClubRegistry, RegistryError, load_registry
 from cappi.settings import IngestSettings, QuerySettings, SettingsError
 from local.aws import LOCAL_TIMEOUTS, TABLE_NAME, LocalAws
-from local.clients import demo_clients, load_clients
-from local.config import LocalConfig, LocalConfigError, load_secrets
+from local.clients import ClientsFileError, demo_clients, load_clients
+from local.config import CLUBS_FILE, LocalConfig, LocalConfigError, load_secrets
 from local.console import Console, banner, describe_poll, examples
 from local.demo_clubs import ClubFeedServer, DemoClubs
 from local.gateway import Gateway, serialized
@@ -93,6 +93,12 @@ def example_query(registry: ClubRegistry) -> tuple[int, str] | None:
     return None
 
 
+def placeholder_club(registry: ClubRegistry) -> int:
+    """The club the first examples name before a poll published a technician: the registry's first enabled club."""
+    clubs = sorted(c for source in registry.enabled_sources for c in source.club_ids)
+    return clubs[0] if clubs else 1
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m local", description="Run the whole of CAPPI on this machine.")
     parser.add_argument(
@@ -113,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if args.fresh:
         config = dataclasses.replace(config, fresh=True)
+    try:  # checked before anything starts: a bad file is one line, not a traceback after moto is up
+        clients = load_clients(config.clients_file) if config.clients_file else demo_clients()
+    except ClientsFileError as exc:
+        console.say(f"cappi local: {exc.line()}")
+        return 2
 
     try:
         gateway = Gateway(HttpApi([]), {}, config.host, config.port)
@@ -122,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     config = dataclasses.replace(config, port=gateway.port)  # with CAPPI_PORT=0, the port the system picked
 
     state = config.state_dir
-    (state / "logs").mkdir(parents=True, exist_ok=True)
+    try:
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        console.say(
+            f"cappi local: CAPPI_STATE_DIR={state}: cannot create {state / 'logs'} ({exc.strerror or exc}); "
+            "point it at a writable directory, or unset it for .local/"
+        )
+        return 2
     if config.fresh:
         removed = discard(state)
         console.say(
@@ -164,8 +182,11 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         registry = load_registry(clubs_file)
-    except RegistryError as exc:
-        console.say(f"cappi local: {exc}")
+    except RegistryError as exc:  # one line: the variable, every problem, the fix
+        console.say(
+            f"cappi local: {CLUBS_FILE}={exc.origin}: {'; '.join(exc.problems)}; fix the file (README.md, "
+            f'"Local mode settings") or unset {CLUBS_FILE} for the demo clubs'
+        )
         return 2
     try:
         aws.put_secrets(secrets)
@@ -201,7 +222,6 @@ def main(argv: list[str] | None = None) -> int:
     extra_routes: dict = {}
     issuer = None
     if config.issuer is None:
-        clients = load_clients(config.clients_file) if config.clients_file else demo_clients()
         try:
             key, reused = signing_key(state, warn)
         except KeyFileError as exc:
@@ -277,19 +297,21 @@ def main(argv: list[str] | None = None) -> int:
     endpoints = state / ENDPOINTS_FILE
     endpoints.write_text(
         json.dumps(
-            {
-                "api": config.base_url,
-                "dynamodb": aws.endpoint_url,
-                "region": os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
-                "table": TABLE_NAME,
-                "clubs_file": str(Path(clubs_file).resolve()),
-                "ingest_interval_s": config.interval_s,
-                "stale_after_s": STALE_POLLS * config.interval_s,
-                "pid": os.getpid(),
+            endpoints_document(
+                api=config.base_url,
+                token_url=f"{config.effective_issuer.rstrip('/')}/oauth/token",
+                audience=config.effective_audience,
+                dynamodb=aws.endpoint_url,
+                region=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"),
+                table=TABLE_NAME,
+                clubs_file=str(Path(clubs_file).resolve()),
+                ingest_interval_s=config.interval_s,
+                stale_after_s=STALE_POLLS * config.interval_s,
+                pid=os.getpid(),
                 # `cappi` against local mode: its own calls as the operator, `cappi poll` as the ingest role.
-                "credentials": aws.operator.environment() if aws.operator else None,
-                "ingest_credentials": roles["ingest"].environment(),
-            },
+                credentials=aws.operator.environment() if aws.operator else None,
+                ingest_credentials=roles["ingest"].environment(),
+            ),
             indent=2,
         )
     )
@@ -306,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
         console.say(f"Kept from the last run: {restored} snapshot items (answering at once), until the first poll.")
     if issuer is not None and reused:
         console.say("Kept from the last run: the issuer's signing key (tokens obtained before still work).")
+    if issuer is not None:  # at once, whatever the first polls do; the real technician follows when one publishes
+        examples(console, config, issuer, (placeholder_club(registry), None))
     kept.start()
     scheduler.start()
     try:
@@ -313,9 +337,13 @@ def main(argv: list[str] | None = None) -> int:
             for event in first_polls.values():
                 if stop.wait(0) or not event.wait(timeout=60):
                     break
-            example = club_server.clubs.example_query() if club_server is not None else example_query(registry)
-            if not stop.is_set() and example is not None:
-                examples(console, config, issuer, example)
+            # The first technician with open calls, as soon as a poll publishes one (a failing feed may take a while).
+            while not stop.is_set():
+                example = club_server.clubs.example_query() if club_server is not None else example_query(registry)
+                if example is not None:
+                    examples(console, config, issuer, example)
+                    break
+                stop.wait(config.interval_s)
         stop.wait()
     finally:
         console.say("\ncappi local: stopping ...")

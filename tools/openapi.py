@@ -45,11 +45,13 @@ def build() -> str:
     production = ENVIRONMENTS["prod"]
     token_urls = "; ".join(f"{env.title} ({env.base_url}): {env.token_url}" for env in _servers())
     schema = app.get_openapi_json_schema(
-        title="CAPPI: Club Assist API for open call IDs",
+        title=api.DOCUMENT_TITLE,
         version="1.0.0",
+        summary=api.DOCUMENT_SUMMARY,
         description=(
-            "Tester apps ask which call IDs are open for the technician logged in. Get a token from the "
-            "environment's Auth0 tenant with the client-credentials grant (audience: the environment's base URL, "
+            f"{api.DOCUMENT_SUMMARY}. Tester apps ask which call IDs are open for the technician logged in. "
+            "Get a token from the environment's Auth0 tenant with the client-credentials grant "
+            "(audience: the environment's base URL, "
             f"scope `{SCOPE}`), then call the one endpoint with `Authorization: Bearer <token>`. "
             'Errors from CAPPI are JSON objects `{"error": code, "message": text}` (schema `Error`); API Gateway\'s '
             'own refusals (bad token, throttling, unknown route) are `{"message": text}` (schema `GatewayError`). '
@@ -81,6 +83,7 @@ def build() -> str:
     )
     document = json.loads(schema)
     _describe_path_rules(document)
+    _declare_request_headers(document)
     _describe_responses(document, error_codes())
     _check_references(document)
     return json.dumps(document, indent=2, sort_keys=True) + "\n"
@@ -129,6 +132,14 @@ def _describe_path_rules(document: dict) -> None:
                 parameter["description"] = description
                 parameter["example"] = example
                 parameter["schema"] = {"type": "string", "pattern": pattern}
+
+
+def _declare_request_headers(document: dict) -> None:
+    """The optional `If-None-Match` header, after the path parameters (Powertools would need the handler's
+    signature to declare it, and the Lambda reads it from the event itself)."""
+    for path in document["paths"].values():
+        for operation in path.values():
+            operation.setdefault("parameters", []).append(copy.deepcopy(api.IF_NONE_MATCH_PARAMETER))
 
 
 def _describe_responses(document: dict, codes: dict[str, set[int]]) -> None:

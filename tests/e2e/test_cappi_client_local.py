@@ -109,6 +109,31 @@ def test_the_cli_prints_a_demo_technicians_calls_from_local_mode(local_mode: Loc
     assert "invalid_tech_id" in bad.stderr
 
 
+def test_the_consoles_cappi_client_command_finds_local_mode_without_cappi_port(
+    local_mode: LocalMode, tmp_path: Path
+) -> None:
+    # Printed at start with a placeholder technician, then again with a real one once a poll published it.
+    placeholder = local_mode.wait_for(r"cappi-client open-calls 212 '<TechId>' --env local")
+    real = local_mode.wait_for(
+        r"^  (CAPPI_STATE_DIR=\S+ CAPPI_CLIENT_ID=\S+ CAPPI_CLIENT_SECRET=\S+ cappi-client "
+        r"open-calls (\d+) (\w+) --env local)$"
+    )
+    assert placeholder.string != real.string
+    command, club, tech = real.groups()
+    # As someone would paste it: in another directory, in a shell whose environment says nothing of local mode;
+    # the command finds the instance by the endpoints file local mode wrote under its CAPPI_STATE_DIR.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CAPPI_")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+    done = subprocess.run(
+        ["bash", "-c", command], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    calls = json.loads(done.stdout)
+    assert calls
+    assert calls == expected_calls(local_mode, tech) and club == "212"
+
+
 def test_one_token_request_for_1000_calls_across_8_threads(local_mode: LocalMode) -> None:
     expected = expected_calls(local_mode)
     recorder = Recorder()

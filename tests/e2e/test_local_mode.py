@@ -243,7 +243,7 @@ def test_bad_settings_fail_fast_with_a_clear_message(tmp_path: Path) -> None:
 
 def test_cappi_status_finds_the_running_local_mode_and_every_demo_club_fresh(start: Any) -> None:
     local = start()
-    local.wait_for(r"curl .*/api/CallData/OpenCalls/")  # printed once every demo club was polled
+    local.wait_for(r"curl .*/api/CallData/OpenCalls/\d+/\w+/ids")  # a real technician: every demo club was polled
     cappi = Path(sys.executable).parent / "cappi"
     env = {**os.environ, "CAPPI_STATE_DIR": str(local.state_dir)}
     done = subprocess.run([cappi, "status", "--json"], check=False, env=env, capture_output=True, text=True, timeout=60)

@@ -410,6 +410,117 @@ def test_a_401_also_drops_the_token_from_the_file(server: LoopbackServer, tmp_pa
     assert "tok-1" not in text
 
 
+class CheckingIssuer(Issuer):
+    """An Issuer that, as Auth0 does, refuses a client secret other than SECRET with 401 access_denied (one request
+    at a time: it reads the request the server saw last)."""
+
+    def __init__(self, server: LoopbackServer) -> None:
+        super().__init__()
+        self.server = server
+
+    def __call__(self, h: Handler) -> None:
+        form = json.loads(token_requests(self.server)[-1].body)
+        if form.get("client_secret") != SECRET:
+            respond(401, b'{"error":"access_denied","error_description":"Unauthorized"}')(h)
+            return
+        super().__call__(h)
+
+
+def test_the_token_file_is_keyed_by_the_secret_so_a_wrong_one_fails_at_once(
+    server: LoopbackServer, cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.route(TOKEN_PATH, CheckingIssuer(server), method="POST")
+    server.route(CALLS, api())
+    assert main(cli_args(server, "212", "AB12")) == 0
+    capsys.readouterr()
+    cache = cli_env / "xdg" / "cappi-client" / "tokens.json"
+    assert "tok-1" in cache.read_text()
+
+    wrong = "wrong-secret-5e1a"
+    monkeypatch.setenv("CAPPI_CLIENT_SECRET", wrong)
+    assert main(cli_args(server, "212", "AB12")) == 1  # not answered from tok-1: the issuer refused the secret
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "401 access_denied: Unauthorized" in err
+    assert wrong not in err
+    assert SECRET not in err
+    assert len(token_requests(server)) == 2
+    assert [g.headers["authorization"] for g in gets(server)] == ["Bearer tok-1"]  # no query with a cached token
+
+    monkeypatch.setenv("CAPPI_CLIENT_SECRET", SECRET)
+    assert main(cli_args(server, "212", "AB12")) == 0  # the right secret still finds its token
+    assert len(token_requests(server)) == 2
+    text = cache.read_text()
+    assert SECRET not in text
+    assert wrong not in text
+
+
+def test_verbose_says_whether_the_token_came_from_the_issuer_or_the_cache(
+    server: LoopbackServer, cli_env: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.route(TOKEN_PATH, Issuer(), method="POST")
+    server.route(CALLS, api())
+    assert main([*cli_args(server, "212", "AB12"), "-v"]) == 0
+    first = capsys.readouterr().err
+    assert f"token: from the issuer {server.url(TOKEN_PATH)}" in first
+    assert "from the cache" not in first
+    assert main([*cli_args(server, "212", "AB12"), "-v"]) == 0
+    second = capsys.readouterr().err
+    cache = cli_env / "xdg" / "cappi-client" / "tokens.json"
+    assert f"token: from the cache {cache}" in second
+    assert "from the issuer" not in second
+    assert SECRET not in first + second
+
+
+def test_two_processes_starting_together_make_one_token_request(server: LoopbackServer, tmp_path: Path) -> None:
+    # The issuer takes 0.5 s per token: without a lock across processes, both would find the file empty and ask.
+    server.route(TOKEN_PATH, Issuer(delay=0.5), method="POST")
+    server.route(CALLS, api())
+    cache = tmp_path / "tokens" / "tokens.json"
+    start_at = time.time() + 1.5  # after both interpreters have imported cappi_client
+    code = (
+        "import json, sys, time\n"
+        "from cappi_client import CappiClient, Environment\n"
+        "env = Environment.custom(sys.argv[1], sys.argv[2])\n"
+        "client = CappiClient(env, client_id=sys.argv[3], client_secret=sys.argv[4], token_cache=sys.argv[5])\n"
+        "time.sleep(max(0.0, float(sys.argv[6]) - time.time()))\n"
+        "print(json.dumps(client.open_calls(212, 'AB12')))\n"
+    )
+    args = [server.base_url, server.url(TOKEN_PATH), CLIENT_ID, SECRET, str(cache), repr(start_at)]
+    processes = [
+        subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    results = [p.communicate(timeout=60) for p in processes]
+    assert [p.returncode for p in processes] == [0, 0], [err for _out, err in results]
+    assert [json.loads(out) for out, _err in results] == [["8655R", "8679"]] * 2
+    assert len(token_requests(server)) == 1
+    assert [g.headers["authorization"] for g in gets(server)] == ["Bearer tok-1"] * 2
+    assert [p.name for p in cache.parent.iterdir()] == ["tokens.json"]  # the lock leaves no file behind
+
+
+def test_a_process_holding_the_token_lock_past_the_deadline_is_waited_for_only_until_the_deadline(
+    server: LoopbackServer, tmp_path: Path
+) -> None:
+    import fcntl
+
+    server.route(TOKEN_PATH, Issuer(), method="POST")
+    server.route(CALLS, api())
+    cache = tmp_path / "tokens" / "tokens.json"
+    cache.parent.mkdir(mode=0o700)
+    held = os.open(cache.parent, os.O_RDONLY)
+    try:
+        fcntl.flock(held, fcntl.LOCK_EX)  # another process fetching a token, as far as the client can tell
+        started = time.monotonic()
+        with pytest.raises(DeadlineExceeded, match="another process was fetching a token"):
+            make_client(server, token_cache=cache, deadline_s=0.5).open_calls(212, "AB12")
+        assert 0.4 < time.monotonic() - started < 5
+        assert token_requests(server) == []
+    finally:
+        os.close(held)
+    assert make_client(server, token_cache=cache).open_calls(212, "AB12") == ["8655R", "8679"]  # released: works
+
+
 # --- retries and the deadline ---
 
 
@@ -792,3 +903,28 @@ def test_python_dash_m_runs_the_same_command(server: LoopbackServer, tmp_path: P
     bad = subprocess.run([*command[:4], "1234", "AB12"], capture_output=True, text=True, env=env, check=False)
     assert bad.returncode == 2
     assert "invalid_club_id" in bad.stderr
+
+
+def test_cli_env_local_reads_the_state_file_and_says_when_local_mode_is_gone(
+    server: LoopbackServer, cli_env: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    server.route(TOKEN_PATH, Issuer(), method="POST")
+    server.route(CALLS, api())
+    state = cli_env / "state"
+    state.mkdir()
+    endpoints = {"api": server.base_url, "token_url": server.url(TOKEN_PATH), "audience": "http://aud.example"}
+    (state / "endpoints.json").write_text(json.dumps(endpoints))
+    monkeypatch.delenv("CAPPI_PORT", raising=False)
+    monkeypatch.setenv("CAPPI_STATE_DIR", str(state))
+    assert main(["open-calls", "212", "AB12", "--env", "local"]) == 0
+    assert json.loads(capsys.readouterr().out) == ["8655R", "8679"]
+    assert json.loads(token_requests(server)[0].body)["audience"] == "http://aud.example"
+
+    # A file left behind by a local mode that was killed: a clear line, not a bare ConnectionError.
+    with serve() as gone:
+        closed = gone.base_url
+    (state / "endpoints.json").write_text(json.dumps({"api": closed}))
+    assert main(["open-calls", "212", "AB12", "--env", "local", "--timeout", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"is local mode still running at {closed}? (`make run`)" in err

@@ -5,6 +5,8 @@ package starts importing something from this repository or depending on more tha
 from __future__ import annotations
 
 import ast
+import json
+import os
 import subprocess
 import sys
 import tomllib
@@ -15,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import cappi_client
-from cappi.contracts import api
+from cappi.contracts import api, local_state
 from cappi.domain import ids as server_ids
 from cappi.domain import query
 from cappi_client import environments, ids
@@ -173,3 +175,77 @@ def test_requests_is_the_only_runtime_dependency() -> None:
     assert project["requires-python"] == ">=3.11"
     assert [d.split(">")[0].split("=")[0].split("<")[0].strip() for d in project["dependencies"]] == ["requests"]
     assert project["scripts"] == {"cappi-client": "cappi_client.cli:main"}
+
+
+# --- the running local mode's endpoints file: written by local/run.py, read by `cappi-client --env local` ---
+
+
+def test_the_endpoints_file_names_are_the_same_on_both_sides() -> None:
+    assert environments.LOCAL_ENDPOINTS_FILE == local_state.ENDPOINTS_FILE
+    assert environments.LOCAL_STATE_DIR == local_state.DEFAULT_STATE_DIR
+    assert local_state.CLIENT_KEYS == ("api", "token_url", "audience")
+
+
+def write_endpoints(state_dir: Path, **overrides: object) -> Path:
+    document = local_state.endpoints_document(
+        api="http://127.0.0.1:4567",
+        token_url="http://127.0.0.1:4567/oauth/token",
+        audience="https://audience.example",
+        pid=1,
+        dynamodb="http://127.0.0.1:9",
+    )
+    state_dir.mkdir(parents=True, exist_ok=True)
+    path = state_dir / local_state.ENDPOINTS_FILE
+    path.write_text(json.dumps({**document, **overrides}))
+    return path
+
+
+def test_the_client_reads_what_local_mode_writes(tmp_path: Path) -> None:
+    write_endpoints(tmp_path / "state")
+    found = environments.running_local(env={"CAPPI_STATE_DIR": str(tmp_path / "state")})
+    assert (found.name, found.base_url, found.token_url, found.audience) == (
+        "local",
+        "http://127.0.0.1:4567",
+        "http://127.0.0.1:4567/oauth/token",
+        "https://audience.example",
+    )
+
+
+def test_without_cappi_state_dir_the_client_looks_in_dot_local_here_and_above(tmp_path: Path) -> None:
+    write_endpoints(tmp_path / "checkout" / local_state.DEFAULT_STATE_DIR)
+    deeper = tmp_path / "checkout" / "clients" / "python"
+    deeper.mkdir(parents=True)
+    assert environments.running_local(env={}, cwd=deeper).base_url == "http://127.0.0.1:4567"
+    # CAPPI_PORT, when set, wins: it is what the README told people to export before.
+    assert environments.running_local(env={"CAPPI_PORT": "4123"}, cwd=deeper).base_url == "http://127.0.0.1:4123"
+
+
+def test_no_running_local_mode_says_which_variables_to_set(tmp_path: Path) -> None:
+    with pytest.raises(cappi_client.ConfigurationError) as caught:
+        environments.running_local(env={}, cwd=tmp_path)
+    message = str(caught.value)
+    assert "local mode not found" in message
+    assert "make run" in message
+    assert "CAPPI_STATE_DIR" in message
+    assert "CAPPI_PORT" in message
+    with pytest.raises(cappi_client.ConfigurationError, match=f"CAPPI_STATE_DIR={tmp_path / 'nowhere'}"):
+        environments.running_local(env={"CAPPI_STATE_DIR": str(tmp_path / "nowhere")})
+
+
+@pytest.mark.parametrize("content", ["{not json", "[]", '{"api": 5}', '{"token_url": "http://x/oauth/token"}'])
+def test_an_unreadable_endpoints_file_is_a_configuration_error(tmp_path: Path, content: str) -> None:
+    (tmp_path / local_state.ENDPOINTS_FILE).write_text(content)
+    with pytest.raises(cappi_client.ConfigurationError, match="CAPPI_PORT"):
+        environments.running_local(env={"CAPPI_STATE_DIR": str(tmp_path)})
+
+
+def test_the_command_without_a_running_local_mode_exits_2_naming_the_variables(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("CAPPI_PORT", "CAPPI_STATE_DIR")}
+    env.update(CAPPI_CLIENT_ID="x", CAPPI_CLIENT_SECRET="y", PYTHONPATH=str(PACKAGE))
+    command = [sys.executable, "-m", "cappi_client", "open-calls", "212", "AB12", "--env", "local"]
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert done.stderr.count("\n") == 1  # one line, no traceback
+    assert "CAPPI_STATE_DIR" in done.stderr
+    assert "CAPPI_PORT" in done.stderr

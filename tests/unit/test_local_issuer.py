@@ -208,6 +208,9 @@ def test_audience_the_client_has_no_grant_for_is_403(issuer: TokenIssuer) -> Non
     assert status == 403
     assert body["error"] == "access_denied"
     assert body["error_description"].startswith('Client is not authorized to access "https://cappi.clubassist.com".')
+    # It says which audience it expected, not Auth0's advice to create a client grant (misleading here).
+    assert f'This issuer expects the audience "{issuer.audience}" for this client' in body["error_description"]
+    assert "client-grant" not in body["error_description"]
     # A client granted only another API may not ask for the default one either.
     creds = {"client_id": OTHER_API_CLIENT.client_id, "client_secret": OTHER_API_CLIENT.client_secret}
     assert post_json(issuer, **creds)[0] == 403

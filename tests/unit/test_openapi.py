@@ -33,11 +33,28 @@ def test_document_describes_the_one_route_and_its_rules() -> None:
     (path,) = document["paths"]
     assert path == "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
     operation = document["paths"][path]["get"]
-    assert {p["name"]: p["schema"]["pattern"] for p in operation["parameters"]} == {
+    path_parameters = [p for p in operation["parameters"] if p["in"] == "path"]
+    assert {p["name"]: p["schema"]["pattern"] for p in path_parameters} == {
         "ClubId": "^[0-9]{1,3}$",
         "TechId": "^[A-Za-z0-9]{1,32}$",
     }
+    # The one other parameter: If-None-Match, optional, so a generated client can send it per call.
+    (header,) = [p for p in operation["parameters"] if p["in"] != "path"]
+    assert (header["name"], header["in"], header["required"], header["schema"]) == (
+        "If-None-Match",
+        "header",
+        False,
+        {"type": "string"},
+    )
+    assert "304" in header["description"]
     assert document["security"] == [{"auth0": ["read:callids"]}]
+
+
+def test_the_title_is_short_so_generated_packages_get_a_short_name() -> None:
+    # openapi-python-client names its package `<title>_client`; the long name was
+    # `cappi_club_assist_api_for_open_call_i_ds_client`.
+    assert DOCUMENT["info"]["title"] == "CAPPI"
+    assert DOCUMENT["info"]["summary"] == "Club Assist API for open call IDs"
 
 
 def test_every_status_the_api_answers_is_declared_with_its_own_shape() -> None:

@@ -20,7 +20,15 @@ from pathlib import Path
 from cappi_client._version import VERSION
 from cappi_client.client import CappiClient
 from cappi_client.environments import NAMES, Environment, resolve
-from cappi_client.errors import ApiError, CappiError, ConfigurationError, InvalidId, TokenError
+from cappi_client.errors import (
+    ApiError,
+    CappiError,
+    ConfigurationError,
+    DeadlineExceeded,
+    InvalidId,
+    TokenError,
+    TransportError,
+)
 
 OK, FAILED, USAGE = 0, 1, 2
 PROG = "cappi-client"
@@ -48,7 +56,12 @@ def parser() -> argparse.ArgumentParser:
     calls.add_argument("club", metavar="CLUB", help="ClubId: 1 to 3 digits")
     calls.add_argument("tech", metavar="TECH", help="TechId: 1 to 32 ASCII letters or digits")
     where = calls.add_argument_group("environment (one of --env or --base-url; default --env stage)")
-    where.add_argument("--env", choices=NAMES, help="stage, prod, or local (port from CAPPI_PORT, default 3000)")
+    where.add_argument(
+        "--env",
+        choices=NAMES,
+        help="stage, prod, or local: the running local mode (CAPPI_PORT, else the endpoints.json under "
+        "CAPPI_STATE_DIR, default .local/ here or in a parent)",
+    )
     where.add_argument("--base-url", metavar="URL", help="a CAPPI base URL (then --token-url is required)")
     where.add_argument("--token-url", metavar="URL", help="the token endpoint for --base-url")
     where.add_argument("--audience", metavar="AUD", help="the token audience for --base-url (default: the base URL)")
@@ -101,9 +114,28 @@ def _secret(path: Path | None) -> str | None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)  # exits 2 on a usage error
-    if args.verbose:
-        logging.basicConfig(level=logging.DEBUG, format=f"{PROG}: %(message)s", stream=sys.stderr)
-        logging.getLogger("urllib3").setLevel(logging.INFO)
+    if not args.verbose:
+        return _run(args)
+    # -v: this package's lines (where the token came from, retries) and urllib3's, on stderr, whatever handlers
+    # the root logger has (an application or a test runner may have configured it already).
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{PROG}: %(message)s"))
+    loggers = [(logging.getLogger("cappi_client"), logging.DEBUG), (logging.getLogger("urllib3"), logging.INFO)]
+    saved = [(logger.level, logger.propagate) for logger, _level in loggers]
+    for logger, level in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = False
+    try:
+        return _run(args)
+    finally:
+        for (logger, _level), (level, propagate) in zip(loggers, saved, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         environment = _environment(args, args.usage)
         client = CappiClient(
@@ -129,7 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             what = " ".join(str(part) for part in (exc.status, exc.error) if part is not None)
             return _say(f"token request failed: {what}: {exc.error_description or exc}", FAILED)
         except CappiError as exc:
-            return _say(f"{type(exc).__name__}: {exc}", FAILED)
+            hint = ""
+            if environment.name == "local" and isinstance(exc, TransportError | DeadlineExceeded):
+                hint = f"; is local mode still running at {environment.base_url}? (`make run`)"
+            return _say(f"{type(exc).__name__}: {exc}{hint}", FAILED)
     print(json.dumps(calls))
     return OK
 

@@ -131,7 +131,7 @@ class CappiClient:
         self._clock = clock or Clock()
         self._sessions = _Sessions(session_factory)
         self._headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
-        key = TokenKey(self.environment.token_url, credentials.client_id, self.environment.audience, scope or "")
+        key = TokenKey.of(self.environment.token_url, credentials, self.environment.audience, scope or "")
         self.tokens = TokenProvider(
             key,
             credentials,

@@ -2,14 +2,20 @@
 
 The URLs are the integration document's "Club Assist Environments": the token audience is CAPPI's base URL, and
 the token URL is the Auth0 tenant's `oauth/token`. Local mode (`make run` in the CAPPI repository) serves both the
-API and a compatible token endpoint on one port, `CAPPI_PORT` (default 3000).
+API and a compatible token endpoint on one port. `resolve("local")` (and `cappi-client --env local`) finds the
+running instance as `cappi` does: `CAPPI_PORT` if set, else the file local mode writes at start,
+`<CAPPI_STATE_DIR>/endpoints.json` (default `.local/` in the current directory or a parent: the CAPPI checkout),
+whose `api`, `token_url` and `audience` keys this reads. That file's format is a contract shared with
+`cappi.contracts.local_state` without importing it (tests/unit/test_cappi_client_contract.py holds both sides to it).
 """
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from cappi_client.errors import ConfigurationError
@@ -17,6 +23,8 @@ from cappi_client.errors import ConfigurationError
 ROUTE = "/api/CallData/OpenCalls/{ClubId}/{TechId}/ids"
 LOCAL_HOST = "127.0.0.1"
 LOCAL_DEFAULT_PORT = 3000
+LOCAL_STATE_DIR = ".local"  # local mode's CAPPI_STATE_DIR default, relative to the CAPPI checkout
+LOCAL_ENDPOINTS_FILE = "endpoints.json"  # written by a running local mode, removed when it stops
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +78,57 @@ def local(port: int | None = None, env: Mapping[str, str] = os.environ) -> Envir
     return Environment("local", base, f"{base}/oauth/token", base)
 
 
+def running_local(env: Mapping[str, str] = os.environ, cwd: Path | None = None) -> Environment:
+    """The local mode running on this machine: `CAPPI_PORT` when set, else what its endpoints file says (under
+    `CAPPI_STATE_DIR`, else `.local/` in `cwd` or its nearest parent that has one). Says which variable to set when
+    neither finds it."""
+    if env.get("CAPPI_PORT", "").strip():
+        return local(env=env)
+    given = env.get("CAPPI_STATE_DIR", "").strip()
+    if given:
+        candidates = [Path(given).expanduser()]
+    else:
+        here = (cwd or Path.cwd()).resolve()
+        candidates = [directory / LOCAL_STATE_DIR for directory in (here, *here.parents)]
+    for state_dir in candidates:
+        path = state_dir / LOCAL_ENDPOINTS_FILE
+        try:
+            document = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError) as exc:
+            raise ConfigurationError(
+                f"cannot read local mode's {path} ({exc}): restart it with `make run`, or set CAPPI_PORT"
+            ) from None
+        return _from_endpoints(document, path)
+    where = f"CAPPI_STATE_DIR={given}" if given else f"{LOCAL_STATE_DIR}/ here or in a parent directory"
+    raise ConfigurationError(
+        f"local mode not found (no {LOCAL_ENDPOINTS_FILE} under {where}): start it with `make run`, then run this "
+        "from the CAPPI checkout, or set CAPPI_STATE_DIR to its state directory, or CAPPI_PORT to its port"
+    )
+
+
+def _from_endpoints(document: object, path: Path) -> Environment:
+    api = document.get("api") if isinstance(document, dict) else None
+    if not isinstance(api, str) or not api:
+        raise ConfigurationError(f"{path} has no `api` URL: restart local mode with `make run`, or set CAPPI_PORT")
+    assert isinstance(document, dict)
+    token_url = document.get("token_url")
+    audience = document.get("audience")
+    return Environment(
+        "local",
+        api,
+        token_url if isinstance(token_url, str) and token_url else api.rstrip("/") + "/oauth/token",
+        audience if isinstance(audience, str) and audience else api.rstrip("/"),
+    )
+
+
 def resolve(environment: str | Environment) -> Environment:
-    """An Environment from its name (`stage`, `prod`, `local`) or as given."""
+    """An Environment from its name (`stage`, `prod`, `local`: the running local mode) or as given."""
     if isinstance(environment, Environment):
         return environment
     if environment == "local":
-        return local()
+        return running_local()
     if environment in ENVIRONMENTS:
         return ENVIRONMENTS[environment]
     raise ConfigurationError(

@@ -7,8 +7,12 @@ for short-lived tokens, so a 5 s token is not refreshed on every call), and on a
 refused (eight threads seeing the same 401 cause one new request, not eight).
 
 `FileTokenCache` carries a token across processes (a CLI run, a worker restart): one JSON file, owner-only, that
-holds access tokens but never the client secret, keyed by token URL, client ID, audience and scope so that a token
-for another environment or client is never sent.
+holds access tokens but never the client secret, keyed by a fingerprint of the credentials (token URL, client ID, a
+SHA-256 of the secret, audience, scope) so that a token for another environment or client is never sent, and a
+wrong secret is not hidden by a token an earlier, right one obtained: it goes to the issuer and fails there. The
+file is single-flight across processes: whoever finds no fresh token holds an exclusive lock (on the file's
+directory) while it asks the issuer, so processes starting together make one token request and the others read
+its result.
 """
 
 from __future__ import annotations
@@ -21,7 +25,8 @@ import math
 import os
 import tempfile
 import threading
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,18 +75,28 @@ class Credentials:
         return cls(cid, secret)
 
 
+def secret_fingerprint(secret: str) -> str:
+    """What the cache keeps of a client secret: a SHA-256 of it, never the secret itself."""
+    return hashlib.sha256(b"cappi-client secret\0" + secret.encode()).hexdigest()
+
+
 @dataclass(frozen=True, slots=True)
 class TokenKey:
-    """What a token is valid for: a token is only ever reused for exactly the same four values."""
+    """What a token is valid for: a token is only ever reused for exactly the same five values."""
 
     token_url: str
     client_id: str
     audience: str
     scope: str = ""
+    secret_sha256: str = ""  # secret_fingerprint(the client secret): another secret never reuses this token
+
+    @classmethod
+    def of(cls, token_url: str, credentials: Credentials, audience: str, scope: str = "") -> TokenKey:
+        return cls(token_url, credentials.client_id, audience, scope, secret_fingerprint(credentials.client_secret))
 
     @property
     def digest(self) -> str:
-        fields = [self.token_url, self.client_id, self.audience, self.scope]
+        fields = [self.token_url, self.client_id, self.audience, self.scope, self.secret_sha256]
         return hashlib.sha256(json.dumps(fields).encode()).hexdigest()
 
     def as_dict(self) -> dict[str, str]:
@@ -90,6 +105,7 @@ class TokenKey:
             "client_id": self.client_id,
             "audience": self.audience,
             "scope": self.scope,
+            "secret_sha256": self.secret_sha256,
         }
 
 
@@ -126,6 +142,41 @@ class FileTokenCache:
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path).expanduser()
+
+    @contextlib.contextmanager
+    def exclusive(self, deadline: Deadline) -> Iterator[None]:
+        """Hold an exclusive POSIX `flock` on the cache file's directory: one process at a time looks for a token
+        and fetches one. The directory, not a lock file: it never changes inode (the file is replaced on every
+        write) and leaves nothing behind. Where the lock cannot be had (no `fcntl`, an unreadable directory), go on
+        without it: the cache saves token requests, it never fails a call. Raises DeadlineExceeded if another
+        process holds it past the deadline.
+        """
+        try:
+            import fcntl
+        except ImportError:  # Windows: no single-flight across processes
+            yield
+            return
+        try:
+            _make_private_dirs(self.path.parent)
+            fd = os.open(self.path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        except OSError as exc:
+            log.warning("token cache %s: no lock across processes: %s", self.path, exc.strerror or exc)
+            yield
+            return
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if deadline.remaining() <= 0:
+                        raise DeadlineExceeded(
+                            "token: deadline passed while another process was fetching a token"
+                        ) from None
+                    time.sleep(min(0.02, max(0.0, deadline.remaining())))
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def load(self, key: TokenKey) -> Token | None:
         entry = self._read().get(key.digest)
@@ -243,6 +294,8 @@ class TokenProvider:
     ) -> None:
         if credentials.client_id != key.client_id:
             raise ConfigurationError("the token key's client ID differs from the credentials'")
+        if key.secret_sha256 and key.secret_sha256 != secret_fingerprint(credentials.client_secret):
+            raise ConfigurationError("the token key's secret fingerprint differs from the credentials'")
         self.key = key
         self._credentials = credentials
         self._session = session
@@ -265,15 +318,22 @@ class TokenProvider:
             token = self._token
             if token is not None and token.fresh(self._clock.time()):
                 return token  # another thread fetched it while this one waited
-            if self._file is not None:
-                stored = self._file.load(self.key)
-                if stored is not None and stored.fresh(self._clock.time()):
-                    self._token = stored
-                    return stored
-            token = self._fetch(deadline)
+            if self._file is None:
+                token = self._fetch(deadline)
+            else:
+                with self._file.exclusive(deadline):
+                    stored = self._file.load(self.key)
+                    if stored is not None and stored.fresh(self._clock.time()):
+                        log.info(
+                            "token: from the cache %s (expires in %.0f s)",
+                            self._file.path,
+                            stored.expires_at - self._clock.time(),
+                        )
+                        self._token = stored
+                        return stored
+                    token = self._fetch(deadline)
+                    self._file.store(self.key, token, self._clock.time())
             self._token = token
-            if self._file is not None:
-                self._file.store(self.key, token, self._clock.time())
             return token  # even one shorter-lived than the leeway serves the call that fetched it
         finally:
             self._lock.release()
@@ -306,7 +366,9 @@ class TokenProvider:
                 raise Retryable(TransportError(f"token: {self.key.token_url}: {type(exc).__name__}")) from exc
             return self._token_from(response)
 
-        return with_retries(attempt, what="token", policy=self._policy, clock=self._clock, deadline=deadline)
+        token = with_retries(attempt, what="token", policy=self._policy, clock=self._clock, deadline=deadline)
+        log.info("token: from the issuer %s (expires in %.0f s)", self.key.token_url, token.lifetime_s)
+        return token
 
     def _token_from(self, response: requests.Response) -> Token:
         status = response.status_code

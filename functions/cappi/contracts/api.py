@@ -63,6 +63,22 @@ OPERATION_DESCRIPTION = (
     "(refreshed every 10 minutes). `ClubId` is 1-3 digits; `TechId` is 1-32 ASCII letters or digits, "
     f"matched case-insensitively. Requires a bearer token with scope `{SCOPE}`."
 )
+# The operation's one optional request header: declared so that generated clients can send it per call (without it
+# they have no place for it, and a client that set it once for every call got 304s with no body on later calls).
+DOCUMENT_TITLE = "CAPPI"  # short: generators name the package after it (openapi-python-client: `cappi_client`)
+DOCUMENT_SUMMARY = "Club Assist API for open call IDs"
+IF_NONE_MATCH_PARAMETER: dict[str, Any] = {
+    "name": "If-None-Match",
+    "in": "header",
+    "required": False,
+    "description": (
+        "The `ETag` of the last 200 this app received for the same ClubId and TechId. While the list is unchanged "
+        "CAPPI answers 304 with no body: use the body of that 200 again. Send it per call, only with the ETag of "
+        "the same path, and keep the body that came with it; leave it out to always get a 200 with the body."
+    ),
+    "schema": {"type": "string"},
+    "example": '"9b2f0c1e8a7d6e5f4c3b2a19"',
+}
 # The OpenAPI document's response side. Plain dicts, so the Lambda imports no pydantic; tools/openapi.py adds the
 # `Error` schema's `enum` of codes, which it reads from the code that raises them (a new code cannot be missed).
 ERROR_SCHEMA = "Error"  # CAPPI's own refusals and failures
