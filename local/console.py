@@ -108,6 +108,7 @@ def banner(
     """What runs where: printed once everything listens."""
     console.say("CAPPI local mode")
     console.say(f"  API + token issuer   {config.base_url}")
+    console.say(f"  pages (no token)     {config.base_url}/  (API reference at /docs, club status at /status)")
     console.say(f"  trusted issuer       {config.effective_issuer}   audience {config.effective_audience}")
     console.say(f"  DynamoDB + SSM       {aws_url} (moto)")
     clubs = "simulated demo clubs at " + club_server.base_url if club_server else f"from {clubs_file}"

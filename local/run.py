@@ -42,6 +42,8 @@ from local.http_api import HttpApi, Route
 from local.iam import Decision, role_of
 from local.issuer import TokenIssuer, routes
 from local.jwt_authorizer import AuthorizerConfig, JwksCache, JwtAuthorizer
+from local.pages import Instance, Pages
+from local.pages.feed_report import feed_report
 from local.scheduler import Scheduler
 from local.state import DurableHeads, KeptTable, KeyFileError, discard, kept_client, signing_key
 
@@ -97,6 +99,32 @@ def placeholder_club(registry: ClubRegistry) -> int:
     """The club the first examples name before a poll published a technician: the registry's first enabled club."""
     clubs = sorted(c for source in registry.enabled_sources for c in source.club_ids)
     return clubs[0] if clubs else 1
+
+
+def _pages(
+    config: LocalConfig, registry: ClubRegistry, issuer: TokenIssuer | None, aws: LocalAws, state: Path
+) -> Pages:
+    """The pages for people on the gateway's port (local/pages), reading the table as the operator does."""
+    from cappi.adapters.dynamo.poll_log import DynamoPollLog
+    from cappi.adapters.dynamo.shard_source import DynamoShardSource
+    from cappi.adapters.dynamo.table import SnapshotTable
+
+    table = SnapshotTable(aws.client("dynamodb"), TABLE_NAME)
+    return Pages(
+        Instance(
+            base_url=config.base_url,
+            audience=config.effective_audience,
+            issuer=config.effective_issuer,
+            client_id=issuer.clients[0].client_id if issuer is not None and issuer.clients else None,
+            route=ROUTE,
+            registry=registry,
+            heads=DynamoShardSource(table),
+            polls=DynamoPollLog(table),
+            stale_after_s=STALE_POLLS * config.interval_s,
+            example=lambda: example_query(registry),
+            feed_report=lambda source: feed_report(state, source),
+        )
+    )
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -259,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         domain_name=f"{config.host}:{config.port}",
     )
     gateway.extra_routes = extra_routes
+    gateway.pages = _pages(config, registry, issuer, aws, state)
 
     first_polls: dict[str, threading.Event] = {s.name: threading.Event() for s in registry.enabled_sources}
 

@@ -13,6 +13,8 @@ from local.http_api import HttpApi, HttpRequest, HttpResponse
 
 # (method, path) -> handler(body, headers) -> (status, headers, body): the local issuer's endpoints.
 ExtraRoutes = Mapping[tuple[str, str], Callable[[bytes, Mapping[str, str]], tuple[int, Mapping[str, str], bytes]]]
+# (method, target, headers) -> the page for people, or None when the path is not a page's (local/pages).
+Pages = Callable[[str, str, list[tuple[str, str]]], HttpResponse | None]
 
 
 def serialized(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[str, Any], Any], Any]:
@@ -28,14 +30,16 @@ def serialized(handler: Callable[[dict[str, Any], Any], Any]) -> Callable[[dict[
 
 
 class Gateway:
-    """The HTTP API (`api`) and the issuer's endpoints (`extra_routes`) behind one strict HTTP/1.1 server; both are
-    read per request, so local mode can bind the port first and fill them in once its parts are built."""
+    """The HTTP API (`api`), the issuer's endpoints (`extra_routes`) and the pages for people (`pages`: GET and HEAD
+    of their own paths only) behind one strict HTTP/1.1 server; all are read per request, so local mode can bind
+    the port first and fill them in once its parts are built."""
 
     def __init__(
         self, api: HttpApi, extra_routes: ExtraRoutes, host: str, port: int, limits: Limits | None = None
     ) -> None:
         self.api = api
         self.extra_routes = dict(extra_routes)
+        self.pages: Pages | None = None
         self.server = Http11Server(self.handle, host, port, limits)
 
     @property
@@ -48,6 +52,10 @@ class Gateway:
         if extra is not None:
             status, headers, payload = extra(request.body, {k.lower(): v for k, v in request.headers})
             return HttpResponse(status, list(headers.items()), payload)
+        if self.pages is not None:
+            page = self.pages(request.method, request.target, request.headers)
+            if page is not None:
+                return page
         return self.api.handle(
             HttpRequest(
                 method=request.method,
