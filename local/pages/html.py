@@ -125,12 +125,8 @@ def feed(source: str, report: dict[str, Any] | None, plan: Any, note: str | None
         parts.append(f'<p class="note">{esc(note)}</p>')
     if report is not None:
         parts.append(_report(report))
-    parts.append("<h2>Feed plan</h2>")
-    parts.append(
-        f'<pre id="plan">{esc(json.dumps(plan, indent=2))}</pre>'
-        if plan is not None
-        else "<p>No plan for this feed.</p>"
-    )
+    parts.append("<h2>Feed plan: what this feed would change for testers</h2>")
+    parts.append(_plan(plan) if isinstance(plan, dict) else "<p>No plan for this feed.</p>")
     return page(f"CAPPI feed report: {source}", "".join(parts))
 
 
@@ -140,36 +136,79 @@ def _report(report: dict[str, Any]) -> str:
         f'<p id="verdict" class="{esc(report.get("verdict"))}">{verdict}: CAPPI would <b>{esc(report.get("would"))}'
         f"</b> this feed ({esc(report.get('reason'))}).</p>",
         f"<p>Feed: <code>{esc(report.get('origin'))}</code>; rows {esc(report.get('rows'))}, accepted "
-        f"{esc(report.get('accepted'))}.</p>",
+        f"{esc(report.get('accepted'))}; {esc(report.get('key_casing_words') or '')}. Example rows are numbered "
+        "from 1, in the order the feed lists them.</p>",
     ]
     rules = report.get("rules") or []
     if rules:
-        out.append(
-            '<table id="rules"><thead><tr><th>rule</th><th>result</th><th>rows</th><th>examples</th>'
-            "<th>what to change</th></tr></thead><tbody>"
-        )
-        for rule in rules:
-            examples = "; ".join(_example(e) for e in rule.get("examples", []))
-            out.append(
-                f"<tr><td>{esc(rule.get('text') or rule.get('rule'))}</td>"
-                f"<td>{'ok' if rule.get('passed') else 'FAILED'}</td><td>{esc(rule.get('count'))}</td>"
-                f"<td>{examples}</td><td>{esc(rule.get('fix', ''))}</td></tr>"
-            )
-        out.append("</tbody></table>")
-    warnings = report.get("warnings") or {}
-    if warnings:
-        items = "".join(
-            f"<li>{esc(k)}: {esc(json.dumps(v) if not isinstance(v, str) else v)}</li>" for k, v in warnings.items()
-        )
-        out.append(f"<h2>Warnings</h2><ul>{items}</ul>")
+        out.append(_rules_table("rules", "rule", rules))
+    warning_rules = report.get("warning_rules") or []
+    if warning_rules:
+        out.append("<h2>Warnings</h2>" + _rules_table("warnings", "warning", warning_rules))
     return "".join(out)
 
 
+def _rules_table(table_id: str, what: str, rules: list[dict[str, Any]]) -> str:
+    rows = [
+        f'<table id="{table_id}"><thead><tr><th>{what}</th><th>result</th><th>rows</th><th>examples</th>'
+        "<th>what to change</th></tr></thead><tbody>"
+    ]
+    for rule in rules:
+        passed = rule.get("passed", not rule.get("count"))
+        result = "not checked" if passed is None else "ok" if passed else "FAILED" if "passed" in rule else "seen"
+        code = f" <code>{esc(rule.get('code') or rule.get('rule'))}</code>"
+        examples = "<br>".join(_example(e) for e in rule.get("examples", []))
+        rows.append(
+            f"<tr><td>{esc(rule.get('text') or rule.get('rule'))}{code}</td><td>{result}</td>"
+            f"<td>{esc(rule.get('count'))}</td><td>{examples}</td><td>{esc(rule.get('fix', ''))}</td></tr>"
+        )
+    rows.append("</tbody></table>")
+    return "".join(rows)
+
+
 def _example(example: Any) -> str:
+    if isinstance(example, dict) and "row_number" in example:
+        call = f", CallId {esc(example['call_id'])}" if example.get("call_id") is not None else ""
+        value = f": <code>{esc(example['value'])}</code>" if example.get("value") is not None else ""
+        return f"row {esc(example['row_number'])}{call}{value}"
     if isinstance(example, dict):
         fields = ", ".join(f"{k} {json.dumps(v)}" for k, v in example.items())
         return f"<code>{esc(fields)}</code>"
     return f"<code>{esc(example)}</code>"
+
+
+def _plan(plan: dict[str, Any]) -> str:
+    """Counts first (per club: opened, closed, technicians, the drop guard's word), then the technicians."""
+    out = [f'<p id="plan-summary">{esc(plan.get("summary", ""))}</p>']
+    for club in plan.get("clubs", []):
+        now = "nothing published yet" if club.get("calls_now") is None else f"{club['calls_now']} calls now"
+        after = "" if club.get("calls_after") is None else f", {club['calls_after']} after"
+        out.append(
+            f'<h3>Club {esc(club.get("club_id"))}: {esc(club.get("outcome"))}</h3><p class="plan-counts">'
+            f"{esc(club.get('opened'))} calls opened, {esc(club.get('closed'))} closed, for "
+            f"{esc(club.get('techs_changed'))} technicians ({esc(club.get('techs_new'))} new, "
+            f"{esc(club.get('techs_gone'))} left with none); {esc(now)}{esc(after)}. Drop guard: "
+            f"{esc(club.get('drop_guard'))}.</p>"
+        )
+        techs = club.get("technicians") or []
+        if techs:
+            out.append("<table><thead><tr><th>technician</th><th>opened</th><th>closed</th></tr></thead><tbody>")
+            for tech in techs:
+                out.append(
+                    f"<tr><td><code>{esc(tech.get('tech_id'))}</code></td>"
+                    f"<td>{_calls(tech.get('opened', []), tech.get('opened_count', 0))}</td>"
+                    f"<td>{_calls(tech.get('closed', []), tech.get('closed_count', 0))}</td></tr>"
+                )
+            out.append("</tbody></table>")
+            hidden = int(club.get("techs_changed") or 0) - len(techs)
+            if hidden > 0:
+                out.append(f"<p>... and {hidden} more technicians.</p>")
+    return "".join(out)
+
+
+def _calls(shown: list[Any], count: int) -> str:
+    more = count - len(shown)
+    return esc(", ".join(str(c) for c in shown)) + (f" (+{more} more)" if more > 0 else "")
 
 
 def not_found(what: str) -> str:

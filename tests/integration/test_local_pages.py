@@ -152,3 +152,27 @@ def test_openapi_for_the_docs_names_this_instance(port: int) -> None:
     document = json.loads(request(port, "GET", "/docs/openapi.json").body)  # type: ignore[attr-defined]
     assert document["servers"] == [{"url": "http://127.0.0.1:3000", "description": "this local mode"}]
     assert api.ROUTE in document["paths"]
+
+
+def test_the_feed_page_shows_checkfeeds_report_and_plan_with_what_to_change() -> None:
+    """What `cappi check-feed --source S --plan --json` says, as the page renders it: each rule and warning with its
+    fix, example rows by their 1-based number and CallId, the key casing in words, the plan's counts before its
+    technicians; every feed value as text."""
+    from cli.feed_plan import plan
+    from cli.feed_report import Fetched, check
+    from local.pages.html import feed
+
+    rows = [{"callid": 8679, "clubid": 212, "techid": "AB12"}, {"callid": "8655R", "clubid": 212, "techid": MARKUP}]
+    body = json.dumps({"Result": {"Calls": rows}}).encode()
+    report = check(Fetched(body, "http://club.example/service/calls/status"), frozenset({212}))
+    good = json.dumps({"Result": {"Calls": [{"CallId": 8679 + n, "ClubId": 212, "TechId": "AB12"} for n in range(3)]}})
+    page = feed("alpha", report, plan(good.encode(), frozenset({212}), {}), None)
+    assert "row 2, CallId" in page  # the bad TechId's row, counted from 1, with its CallId
+    assert "Example rows are numbered from 1" in page
+    assert "keys spelled Result, Calls, callid, clubid, techid" in page
+    assert "Spell the keys as the integration document does" in page  # a warning's fix, though the feed passes it
+    assert "TechId" in page and "letters" in page
+    assert MARKUP not in page and "&lt;img src=x" in page
+    counts, techs = page.index("calls opened"), page.index("<th>technician</th>")
+    assert counts < techs  # counts first, then examples
+    assert "<code>AB12</code>" in page and "8679, 8680, 8681" in page
