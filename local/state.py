@@ -32,7 +32,7 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from cappi.adapters.dynamo.schema import HEAD_SK, PK, SK, TTL_ATTRIBUTE
+from cappi.adapters.dynamo.schema import HEAD_SK, INDEX_PK, PK, SK, TTL_ATTRIBUTE
 
 KEY_FILE = "issuer-key.pem"
 TABLE_FILE = "snapshots.json"
@@ -335,9 +335,10 @@ class KeptTable:
 
 
 def _names_a_head(value: Any) -> bool:
-    """Whether a DynamoDB request body names a head item (`sk` = HEAD) anywhere: a publish."""
+    """Whether a DynamoDB request body names an item readers learn versions from anywhere: a head (`sk` = HEAD) or
+    an item of the readers' index (`pk` = INDEX), which warm readers follow instead of heads: a publish."""
     if isinstance(value, dict):
-        if value.get(SK) == {"S": HEAD_SK}:
+        if value.get(SK) == {"S": HEAD_SK} or value.get(PK) == {"S": INDEX_PK}:
             return True
         return any(_names_a_head(v) for v in value.values())
     if isinstance(value, list):
@@ -349,11 +350,11 @@ class DurableHeads:
     """WSGI middleware in front of moto's server: a publish is on disk before any reader can see it.
 
     The ingest workers write to moto and the query reads moto directly, so the moment a head moves is the moment
-    readers may be served the new list; saving after the poll's result comes back leaves a window in which a
-    crash loses a list readers already had. Here every DynamoDB request waits its turn on one lock, and a
-    successful write naming a head is followed by `save()` before the lock is released: no read can see a head
-    the kept file does not hold. The kept table's own requests (the save's scan, the restore) carry KEPT_HEADER
-    and pass without waiting. Other services (SSM, IAM, STS, Lambda) are not held.
+    readers may be served the new list; saving after the poll's result comes back leaves a window in which a crash
+    loses a list readers already had. Here every DynamoDB request waits its turn on one lock, and a successful write
+    naming a head or an index item is followed by `save()` before the lock is released: no read can see a head or
+    index entry the kept file does not hold. The kept table's own requests (the save's scan, the restore) carry
+    KEPT_HEADER and pass without waiting. Other services (SSM, IAM, STS, Lambda) are not held.
     """
 
     def __init__(self, app: Any, save: Callable[[], None]) -> None:

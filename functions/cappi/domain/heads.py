@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from cappi.domain.body_record import BodyRecord
 from cappi.domain.snapshot import FORMAT_VERSION
+
+if TYPE_CHECKING:  # only ingest reads or writes a head's body record: the query's cold path skips it
+    from cappi.domain.body_record import BodyRecord
 
 
 @dataclass(frozen=True, slots=True)

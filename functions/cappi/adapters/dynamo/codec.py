@@ -19,10 +19,10 @@ from cappi.adapters.dynamo.schema import (
     manifest_sk,
     source_item_key,
 )
-from cappi.domain.body_record import BodyRecord
 from cappi.domain.heads import Head, Pointer, VersionRef
 
-if TYPE_CHECKING:  # only ingest and tools read or write last polls; queries skip these imports
+if TYPE_CHECKING:  # only ingest and tools read or write last polls and body records; queries skip these imports
+    from cappi.domain.body_record import BodyRecord
     from cappi.domain.last_poll import LastPoll
 
 
@@ -130,6 +130,8 @@ def head_with_body(item: Mapping[str, Any]) -> Head:
     text = item.get(BODY_ATTRIBUTE, {}).get("S")
     if not text:
         return head
+    from cappi.domain.body_record import BodyRecord
+
     try:
         body = BodyRecord.from_text(text)
     except (ValueError, KeyError, TypeError, AttributeError):
