@@ -26,12 +26,24 @@ LOCAL_STAMP := $(VENV)/.installed-local
 LOCAL_REQUIREMENTS := requirements.txt requirements-local.txt pyproject.toml functions/pyproject.toml \
 	clients/python/pyproject.toml
 
+# Local mode's layer is installed with uv (from PyPI, pinned here): it resolves and fetches in parallel, which makes a
+# cold first `make run` (empty caches) take about 8 s of installing instead of about 28 s with pip (measured here;
+# README, Quick start). uv goes into .tools/, outside the virtualenv; where it cannot be had, pip does the same work.
+UV_VERSION := 0.9.5
+UV := .tools/uv/bin/uv
+
 $(LOCAL_STAMP): $(LOCAL_REQUIREMENTS)
 	@echo "Setting up local mode in $(VENV)/: CAPPI's runtime libraries (boto3, Powertools, requests, PyJWT) and moto."
-	@echo "The first run installs about 160 MB and takes under a minute; later runs start at once."
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-local.txt
+	@echo "The first run installs about 160 MB and takes about 10 s; later runs start at once."
+	@test -x $(UV) || $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION) \
+		>/dev/null 2>&1 || echo "(uv unavailable: installing with pip, which takes longer)"
+	@if test -x $(UV); then \
+		test -x $(BIN)/python || $(UV) venv --quiet --seed --python $(PYTHON) $(VENV); \
+		$(UV) pip install --quiet --python $(BIN)/python -r requirements-local.txt; \
+	else \
+		test -x $(BIN)/python || $(PYTHON) -m venv $(VENV); \
+		$(BIN)/python -m pip install --quiet --progress-bar off -r requirements-local.txt; \
+	fi
 	touch $(LOCAL_STAMP)
 
 $(STAMP): $(LOCAL_STAMP) requirements-dev.txt
@@ -68,7 +80,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cost.py
 
 clean:
-	rm -rf $(VENV) cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis build node_modules
+	rm -rf $(VENV) .tools cdk.out .pytest_cache .ruff_cache .mypy_cache .hypothesis build node_modules
 
 # --- AWS CDK (see README, Operations) ---------------------------------------------------------------------------
 # The CDK CLI comes from package.json/package-lock.json; the app it runs is the Python one in app.py.
