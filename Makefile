@@ -34,7 +34,7 @@ UV := .tools/uv/bin/uv
 
 $(LOCAL_STAMP): $(LOCAL_REQUIREMENTS)
 	@echo "Setting up local mode in $(VENV)/: CAPPI's runtime libraries (boto3, Powertools, requests, PyJWT) and moto."
-	@echo "The first run installs about 160 MB and takes about 10 s; later runs start at once."
+	@echo "The first run installs about 160 MB (about 10 s here; a first answer 13-15 s after make run); later runs start at once."
 	@test -x $(UV) || $(PYTHON) -m pip install --quiet --disable-pip-version-check --target .tools/uv uv==$(UV_VERSION) \
 		>/dev/null 2>&1 || echo "(uv unavailable: installing with pip, which takes longer)"
 	@if test -x $(UV); then \
