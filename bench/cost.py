@@ -490,10 +490,10 @@ class Reads:
 
 
 def read_side(load: Load, args: argparse.Namespace) -> Reads:
-    import query as query_bench
     import query_internet
+    import query_sim
 
-    simulated = query_bench.Load(
+    simulated = query_sim.Load(
         sources=load.sources,
         technicians=load.technicians,
         query_interval_s=load.query_interval_s,

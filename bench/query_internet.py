@@ -33,7 +33,7 @@ import time
 from dataclasses import dataclass, replace
 from typing import Any
 
-from query import (
+from query_sim import (
     TABLE,
     Fleet,
     Invalidating,
