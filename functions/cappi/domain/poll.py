@@ -181,33 +181,24 @@ def poll_source(
 
     parse_started = timer()
     etag, last_modified = getattr(fetched, "etag", None), getattr(fetched, "last_modified", None)
-    if getattr(fetched, "not_modified", False):
+    not_modified = getattr(fetched, "not_modified", False)
+    digest = "" if not_modified else body_digest(fetched.body)
+    confirmed, why = None, ""
+    if not_modified:
         assert record is not None  # UnaskedNotModified otherwise
-        assert head is not None  # it holds the record
         # A 304 may carry fresh validators; without them the ones sent stay right.
-        confirmed = record.with_validators(etag or record.etag, last_modified or record.last_modified)
+        confirmed, why = record.with_validators(etag or record.etag, last_modified or record.last_modified), "304"
+    elif record is not None and digest == record.digest:
+        confirmed, why = record.with_validators(etag, last_modified), "same_body"
+    if confirmed is not None:
+        assert head is not None  # it holds the record
         return _confirm(
             result,
             store,
             source,
             head,
             confirmed,
-            why="304",
-            fetched=fetched,
-            parse_started=parse_started,
-            timer=timer,
-            clock=clock,
-        )
-    digest = body_digest(fetched.body)
-    if record is not None and head is not None and digest == record.digest:
-        confirmed = record.with_validators(etag, last_modified)
-        return _confirm(
-            result,
-            store,
-            source,
-            head,
-            confirmed,
-            why="same_body",
+            why=why,
             fetched=fetched,
             parse_started=parse_started,
             timer=timer,
