@@ -31,7 +31,7 @@ from typing import Any, Protocol
 from cappi.adapters.dynamo.reader_index import Delta, apply_delta
 from cappi.adapters.dynamo.shards import PackedShard, ShardKey, Techs
 from cappi.adapters.dynamo.table import SnapshotStoreError
-from cappi.adapters.snapshot_reader import BatchShardSource, CachedSnapshotReader, clubs_moved
+from cappi.adapters.snapshot_reader import BatchShardSource, CachedSnapshotReader, clubs_moved, successor_keys
 from cappi.domain.heads import Head, Pointer
 
 
@@ -86,17 +86,9 @@ class IndexedSnapshotReader(CachedSnapshotReader):
     def _follow(self, moved: Mapping[int, tuple[Pointer, Pointer | None]]) -> None:
         """Move the shards cached for moved clubs' old versions to their new versions, in place in the LRU order:
         by delta where one fits, else by reading the new shards in one batch; a shard neither brings is dropped."""
-        targets: dict[ShardKey, ShardKey] = {}
-        for club, version, shard in self._shards:
-            if club in moved:
-                old, new = moved[club]
-                if (
-                    new is not None
-                    and version == old.version
-                    and new.shard_count == old.shard_count
-                    and new.format_version == old.format_version
-                ):
-                    targets[(club, version, shard)] = (club, new.version, shard)
+        same_format = {club for club, (old, new) in moved.items() if new and new.format_version == old.format_version}
+        # A shard of another format has no successor: the query that needs it reads it afresh.
+        targets = {key: to for key, to in successor_keys(self._shards, moved).items() if key[0] in same_format}
         deltas = self._deltas({(club, version) for club, version, _ in targets.values()})
         applied: dict[ShardKey, Mapping[str, tuple[str, ...]]] = {}
         for key, successor in targets.items():

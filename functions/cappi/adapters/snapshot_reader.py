@@ -94,6 +94,20 @@ def clubs_moved(old: Head | None, new: Head | None) -> dict[int, tuple[Pointer, 
     return moved
 
 
+def successor_keys(
+    held: Iterable[ShardKey], moved: Mapping[int, tuple[Pointer, Pointer | None]]
+) -> dict[ShardKey, ShardKey]:
+    """For each held shard of a moved club's old version, the same shard of its new version (when the club still has
+    one, cut into as many shards)."""
+    successors: dict[ShardKey, ShardKey] = {}
+    for club, version, shard in held:
+        if club in moved:
+            old, new = moved[club]
+            if new is not None and version == old.version and new.shard_count == old.shard_count:
+                successors[(club, version, shard)] = (club, new.version, shard)
+    return successors
+
+
 @dataclass(slots=True)
 class ReaderStats:
     """What a CachedSnapshotReader did; `dynamodb_requests / queries` is the figure benchmarks report."""
@@ -252,16 +266,7 @@ class CachedSnapshotReader:
     def _follow(self, moved: Mapping[int, tuple[Pointer, Pointer | None]]) -> None:
         """Swap the shards cached for moved clubs' old versions for the same shards of their new versions, in place
         in the LRU order; a shard the batch did not bring (no counterpart, not visible yet) is dropped."""
-        successors: dict[ShardKey, ShardKey] = {}
-        for club, version, shard in self._shards:
-            if club in moved:
-                old_pointer, new_pointer = moved[club]
-                if (
-                    new_pointer is not None
-                    and version == old_pointer.version
-                    and new_pointer.shard_count == old_pointer.shard_count
-                ):
-                    successors[(club, version, shard)] = (club, new_pointer.version, shard)
+        successors = successor_keys(self._shards, moved)
         fetched = self._prefetch(list(successors.values()))
         kept: OrderedDict[ShardKey, Mapping[str, tuple[str, ...]]] = OrderedDict()
         for key, techs in self._shards.items():
