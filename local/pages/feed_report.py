@@ -1,5 +1,6 @@
 """The adapter between `/status/{source}` and `cappi check-feed`: the page shows what the command says, by running
-it (`cappi check-feed --source S --json`, and with `--plan` for the feed plan) against this local mode.
+it (`cappi check-feed --source S --plan --json`: one fetch of the feed, the plan under `plan`) against this local
+mode.
 
 Local mode may not import `cli/` (the floors stand side by side), and the command's JSON is its stable face; when
 check-feed's report or plan changes shape, this module is the one place the pages follow it."""
@@ -10,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,15 +43,9 @@ def _json(code: int, out: str, err: str) -> tuple[Any, str | None]:
 
 
 def feed_report(state_dir: Path, source: str) -> FeedReport:
-    """The report and the plan, asked for together (each fetches the feed once)."""
-    with ThreadPoolExecutor(2) as pool:
-        report_run = pool.submit(_run, state_dir, ["check-feed", "--source", source, "--json"])
-        plan_run = pool.submit(_run, state_dir, ["check-feed", "--source", source, "--plan", "--json"])
-        report, report_error = _json(*report_run.result())
-        plan, plan_error = _json(*plan_run.result())
-    notes = []
-    if report is None:
-        notes.append(f"cappi check-feed failed: {report_error}")
-    if plan is None:
-        notes.append(f"no feed plan: cappi check-feed --plan said: {plan_error}")
-    return FeedReport(report, plan, "; ".join(notes) or None)
+    """The report and the plan, from one run of the command (one fetch of the feed)."""
+    report, error = _json(*_run(state_dir, ["check-feed", "--source", source, "--plan", "--json"]))
+    if not isinstance(report, dict):
+        return FeedReport(None, None, f"cappi check-feed failed: {error}")
+    plan = report.pop("plan", None)
+    return FeedReport(report, plan, None if plan is not None else "no feed plan: the feed could not be fetched")
